@@ -1,0 +1,149 @@
+"""Command line: ``python -m bench run|leaderboard|datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import CellbenchError
+from bench.paths import REPO_ROOT, data_root
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="cellbench: paired, patient-disjoint benchmarks of handcrafted-feature models and CNNs "
+        "on cell and tissue microscopy.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite (resumes: jobs already stored are skipped)")
+    run.add_argument("--suite", default="quick", help="built-in suite name (smoke, quick, full) or a .toml path [quick]")
+    run.add_argument("--datasets", type=_csv, help="comma-separated data sets to run instead of the suite's")
+    run.add_argument("--models", type=_csv, help="comma-separated models to run instead of the suite's")
+    run.add_argument("--strategies", type=_csv, help="comma-separated imbalance strategies instead of the suite's")
+    run.add_argument("--folds", type=int, help="number of CV folds (overrides the suite; ignored for predefined folds)")
+    run.add_argument("--seed", type=int, help="suite seed (overrides the suite)")
+    run.add_argument("--jobs", type=int, help="worker processes [all cores]")
+    run.add_argument("--executor", default="local", help="where jobs run: local [local]")
+    run.add_argument("--on-bad-image", choices=("raise", "skip"), default="raise",
+                     help="on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]")
+    _common(run)
+
+    lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
+    lb.add_argument("--suite", default="quick", help="suite name whose results folder to read [quick]")
+    lb.add_argument("--results", default="results", help="results root folder [results]")
+
+    ds = sub.add_parser("datasets", help="list data sets, where their data was found and their counts")
+    ds.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show NAME")
+    ds.add_argument("name", nargs="?", help="data set name for `show`")
+    ds.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="folder holding real data sets, or one data set's folder (or $CELLBENCH_DATA)")
+    p.add_argument("--results", default="results", help="results root folder; results go to RESULTS/<suite> [results]")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_datasets_package() -> None:
+    """Refuse to run when ``import datasets`` finds another package (e.g. Hugging Face's) instead of ours."""
+    import datasets
+
+    where = Path(getattr(datasets, "__file__", "") or "").resolve()
+    if REPO_ROOT not in where.parents:
+        raise CellbenchError(
+            f"the imported 'datasets' package is {where}, not cellbench's ({REPO_ROOT / 'datasets'}); "
+            "run from the repository root or install cellbench with `pip install -e .` in a fresh environment"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        check_datasets_package()
+        return {"run": cmd_run, "leaderboard": cmd_leaderboard, "datasets": cmd_datasets}[args.command](args)
+    except CellbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished jobs are stored, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args) -> int:
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite).narrow(
+        datasets=args.datasets, models=args.models, strategies=args.strategies, folds=args.folds, seed=args.seed
+    )
+    summary = run_suite(
+        suite,
+        results_root=args.results,
+        data_root=data_root(args.data_root),
+        workers=args.jobs,
+        executor=args.executor,
+        on_bad_image=args.on_bad_image,
+        progress=not args.quiet,
+        argv=sys.argv,
+    )
+    print(
+        f"suite {summary.suite}: {summary.planned} jobs planned, {summary.skipped_done} already stored, "
+        f"{summary.ran} run ({summary.failed} failed) in {summary.wall_s:.0f} s"
+    )
+    print(f"leaderboard: {summary.leaderboard}")
+    return 1 if summary.failed else 0
+
+
+def cmd_leaderboard(args) -> int:
+    from bench.report import write_leaderboard
+    from bench.store import Store
+
+    folder = Path(args.results) / args.suite
+    with Store.open(folder, write=False) as store:
+        path = write_leaderboard(store, out_dir=folder)
+    print(f"leaderboard: {path}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from tabulate import tabulate
+
+    from datasets import DATASETS, load_dataset, locate
+
+    root = data_root(args.data_root)
+    if args.action == "show":
+        if not args.name:
+            raise CellbenchError(f"`datasets show` needs a name; known data sets: {', '.join(DATASETS.names())}")
+        info = DATASETS[args.name].info
+        rows = [(k, v if not isinstance(v, (tuple, dict)) else str(v)) for k, v in info.as_dict().items()]
+        print(tabulate(rows, tablefmt="github", headers=["field", "value"]))
+        return 0
+    rows = []
+    for name, entry in DATASETS.items():
+        where = locate(name, root) if entry.needs_data else None
+        if entry.needs_data and where is None:
+            rows.append((name, entry.info.kind, "not found", "", "", entry.info.title))
+            continue
+        try:
+            ds = load_dataset(name, data_root=root)
+        except CellbenchError as exc:
+            rows.append((name, entry.info.kind, str(where or "generated"), "error", str(exc)[:60], entry.info.title))
+            continue
+        counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
+        groups = len({s.group for s in ds.samples}) if ds.has_groups else "—"
+        rows.append((name, entry.info.kind, str(where or "generated (cache)"), len(ds.samples) or len(ds.fields),
+                     f"{counts}; groups {groups}", entry.info.title))
+    print(tabulate(rows, headers=["name", "kind", "data", "samples", "classes / groups", "title"], tablefmt="github"))
+    if root is None:
+        print("\nReal data sets are looked for under --data-root or $CELLBENCH_DATA (none given).")
+    return 0

@@ -1,0 +1,193 @@
+"""Cross-validation folds, computed once per (data set, extraction, scheme, seed) and shared by every model.
+
+Folds are patient-disjoint wherever groups are known, and a leakage guard refuses any split in which
+a group appears on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.errors import ConfigError, DataError
+from bench.types import stable_hash
+
+SCHEMES = ("auto", "stratified_kfold", "group_kfold", "predefined")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Folds:
+    """Test-fold assignments over ``ids``: ``test[f]`` holds the positions of fold ``f``'s test samples.
+
+    ``scheme`` is the resolved scheme (never ``auto``); ``description`` is a sentence for the leaderboard.
+    """
+
+    key: str
+    scheme: str
+    ids: tuple[str, ...]
+    test: tuple[np.ndarray, ...]
+    description: str
+    n_splits: int
+    repeats: int
+
+    def train_test(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        test = self.test[fold]
+        mask = np.ones(len(self.ids), bool)
+        mask[test] = False
+        return np.flatnonzero(mask), test
+
+    def __len__(self) -> int:
+        return len(self.test)
+
+
+def resolve_scheme(scheme: str, *, has_groups: bool, has_predefined: bool) -> str:
+    """Turn ``auto`` into predefined folds, group k-fold or stratified k-fold, in that order of preference."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown CV scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}")
+    if scheme == "auto":
+        return "predefined" if has_predefined else "group_kfold" if has_groups else "stratified_kfold"
+    if scheme == "group_kfold" and not has_groups:
+        raise ConfigError("CV scheme 'group_kfold' needs patient/group ids, and this data set has none")
+    if scheme == "predefined" and not has_predefined:
+        raise ConfigError("CV scheme 'predefined' needs predefined folds, and this data set has none")
+    return scheme
+
+
+def make_folds(
+    *,
+    ids: Sequence[str],
+    y: np.ndarray,
+    groups: Sequence[str | None] | None,
+    predefined: Sequence[object] | None,
+    scheme: str,
+    n_splits: int = 5,
+    repeats: int = 1,
+    seed: int = 0,
+    context: str = "",
+) -> Folds:
+    """Compute folds for samples with class indices ``y``.
+
+    Raises
+    ------
+    DataError
+        If there are too few samples or groups for ``n_splits``, a training part would hold a single
+        class, or a group would appear on both sides of a split.
+    """
+    y = np.asarray(y)
+    ids = tuple(ids)
+    has_groups = groups is not None and all(g is not None for g in groups)
+    has_predefined = predefined is not None and all(p is not None for p in predefined)
+    scheme = resolve_scheme(scheme, has_groups=has_groups, has_predefined=has_predefined)
+    if n_splits < 2:
+        raise ConfigError(f"folds must be at least 2, got {n_splits}")
+    if repeats < 1:
+        raise ConfigError(f"repeats must be at least 1, got {repeats}")
+    grp = np.asarray(groups, dtype=object) if has_groups else None
+    where = f" in {context}" if context else ""
+
+    tests: list[np.ndarray] = []
+    if scheme == "predefined":
+        labels = np.asarray([str(p) for p in predefined], dtype=object)
+        for value in sorted(set(labels)):
+            tests.append(np.flatnonzero(labels == value))
+        n_splits, repeats = len(tests), 1
+        if n_splits < 2:
+            raise DataError(f"predefined folds{where}: only one fold ({labels[0]}) found; at least 2 are needed")
+        description = f"predefined folds ({', '.join(sorted(set(labels)))}) from the data set's release"
+    else:
+        for rep in range(repeats):
+            tests.extend(_kfold(y, grp if scheme == "group_kfold" else None, n_splits, seed + rep, where))
+        if scheme == "group_kfold":
+            description = (
+                f"patient-disjoint StratifiedGroupKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}, "
+                f"{len(set(grp))} groups"
+            )
+        else:
+            description = (
+                f"image-level StratifiedKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}"
+                + ("" if has_groups else " — no patient ids known, so cells of one patient may sit on both sides")
+            )
+    folds = Folds(
+        key=stable_hash(
+            {"ids": stable_hash(list(ids)), "y": y.tolist(), "groups": None if grp is None else grp.tolist(),
+             "scheme": scheme, "n_splits": n_splits, "repeats": repeats, "seed": seed,
+             "predefined": None if not has_predefined else [str(p) for p in predefined]},
+        ),
+        scheme=scheme,
+        ids=ids,
+        test=tuple(np.sort(t) for t in tests),
+        description=description,
+        n_splits=n_splits,
+        repeats=repeats,
+    )
+    check_folds(folds, y=y, groups=grp, context=context)
+    return folds
+
+
+def _kfold(y, groups, n_splits, seed, where) -> list[np.ndarray]:
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    counts = np.bincount(y)
+    if groups is not None:
+        n_groups = len(set(groups))
+        if n_groups < n_splits:
+            raise DataError(
+                f"patient-disjoint CV{where} needs at least {n_splits} groups for {n_splits} folds; found {n_groups}. "
+                "Lower the number of folds"
+            )
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
+    if counts[counts > 0].min() < n_splits:
+        raise DataError(
+            f"stratified {n_splits}-fold CV{where} needs at least {n_splits} samples of every class; "
+            f"the smallest class has {int(counts[counts > 0].min())}. Lower the number of folds"
+        )
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [test for _, test in splitter.split(np.zeros(len(y)), y)]
+
+
+def check_folds(folds: Folds, *, y: np.ndarray, groups: np.ndarray | None, context: str = "") -> None:
+    """The leakage guard and the single-class guard; raise a DataError naming the fold and group."""
+    where = f" in {context}" if context else ""
+    for f in range(len(folds)):
+        train, test = folds.train_test(f)
+        if len(test) == 0:
+            raise DataError(f"fold {f}{where} has no test samples; lower the number of folds")
+        present = np.unique(y[train])
+        if len(present) < 2:
+            raise DataError(
+                f"fold {f}{where} has a single class ({int(present[0]) if len(present) else 'none'}) in its "
+                "training part; a model cannot be trained on it. Lower the number of folds or add data"
+            )
+        if groups is not None:
+            shared = set(groups[train]) & set(groups[test])
+            if shared:
+                name = sorted(map(str, shared))[0]
+                raise DataError(
+                    f"leakage{where}: group {name!r} appears in both the training and the test part of fold {f} "
+                    f"({len(shared)} shared group(s))"
+                )
+
+
+def inner_split(
+    y: np.ndarray, groups: np.ndarray | None, *, seed: int, val_fraction: float = 0.2
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One stratified (and group-aware where groups are known) train/validation split of a training fold.
+
+    Used for threshold tuning and early stopping: the test fold is never looked at.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
+    n_splits = max(2, round(1 / val_fraction))
+    if groups is not None and len(set(groups)) >= n_splits:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        tr, va = next(splitter.split(np.zeros(len(y)), y, groups))
+    else:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        tr, va = next(splitter.split(np.zeros(len(y)), y))
+    if len(np.unique(y[va])) < 2 or len(np.unique(y[tr])) < 2:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        tr, va = next(splitter.split(np.zeros(len(y)), y))
+    return [(np.sort(tr), np.sort(va))]

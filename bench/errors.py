@@ -1,0 +1,28 @@
+"""Errors raised for bad input. Each names the bad value and, where there is one, the allowed set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CellbenchError(Exception):
+    """Base class: an error the user can fix; the CLI prints its message without a traceback."""
+
+
+class ConfigError(CellbenchError):
+    """A suite, option or name is invalid."""
+
+
+class DataError(CellbenchError):
+    """A data set, image, mask or label is missing or malformed."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name is not in a registry."""
+
+    def __init__(self, kind: str, name: object, known: Iterable[str]):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]

@@ -1,0 +1,69 @@
+"""Executors run jobs and stream results back to the driver, which alone writes the store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from bench.errors import ConfigError
+from bench.jobs import run_job
+from bench.types import Job, JobResult
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+WorkItem = tuple[Job, str]  # (job, task file path)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def run_local(items: Sequence[WorkItem], *, workers: int | None = None) -> Iterator[JobResult]:
+    """Run jobs in a process pool (or in this process when ``workers == 1``), yielding results as they finish.
+
+    Each worker uses one BLAS/OpenMP thread, so ``workers`` processes use ``workers`` cores. A worker that
+    dies (killed, out of memory) breaks the pool: the jobs it held are retried once in a fresh pool, and a
+    job lost twice is returned as an error result.
+    """
+    workers = workers or default_workers()
+    if workers < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {workers}")
+    if workers == 1 or len(items) <= 1:
+        for job, path in items:
+            yield run_job(job, path)
+        return
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    pending = list(items)
+    attempts: dict[str, int] = {}
+    while pending:
+        broken: list[WorkItem] = []
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+            futures = {pool.submit(run_job, job, path): (job, path) for job, path in pending}
+            todo = set(futures)
+            while todo:
+                done, todo = wait(todo, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = futures[fut]
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        broken.append(item)
+        pending = []
+        for job, path in broken:
+            attempts[job.key] = attempts.get(job.key, 0) + 1
+            if attempts[job.key] >= 2:
+                yield lost_result(job, "the worker running this job died twice (killed or out of memory)")
+            else:
+                pending.append((job, path))
+
+
+def lost_result(job: Job, why: str) -> JobResult:
+    return JobResult(key=job.key, coordinates={**job.coordinates(), "folds_key": job.folds_key}, status="error", error=why)
+
+
+EXECUTORS: dict[str, Callable[..., Iterator[JobResult]]] = {"local": run_local}

@@ -1,0 +1,94 @@
+"""Running one job: a pure function of its spec and the prepared task file.
+
+Failures are caught and returned as ``error`` results (as scikit-learn's cross-validation records a
+failed fit), so one bad fold never stops a run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import CellbenchError
+from bench.metrics import compute_metrics, predict_labels
+from bench.types import Job, JobResult, stable_hash
+
+
+def derive_seed(seed: int, key: str) -> int:
+    """A per-job seed from the suite seed and the job's key (both recorded, so it can be rebuilt)."""
+    return int(stable_hash({"seed": seed, "key": key}), 16) % (2**31 - 1)
+
+
+def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> JobResult:
+    """Fit and evaluate ``job``; never raises for a failure inside the job."""
+    from bench.task import load_task
+
+    t_start = time.perf_counter()
+    coords = {**job.coordinates(), "folds_key": job.folds_key}
+    try:
+        task = load_task(str(task_path))
+        out = _run_classical(job, task) if job.model.kind == "classical" else _run_deep(job, task, options or {})
+    except Exception as exc:  # recorded, not fatal: the run goes on
+        message = str(exc) if isinstance(exc, CellbenchError) else f"{type(exc).__name__}: {exc}"
+        detail = "" if isinstance(exc, CellbenchError) else traceback.format_exc(limit=6)
+        return JobResult(
+            key=job.key,
+            coordinates=coords,
+            status="error",
+            error=message,
+            timings={"total_s": time.perf_counter() - t_start},
+            extra={"traceback": detail} if detail else {},
+        )
+    test, proba, threshold = out["test"], out["proba"], out.get("threshold", 0.5)
+    y_true = task.y[test]
+    y_pred = predict_labels(proba, positive=task.positive, threshold=threshold)
+    metrics = compute_metrics(y_true, proba, y_pred, positive=task.positive)
+    preds = pd.DataFrame({"sample_id": task.ids[test], "y_true": y_true, "y_pred": y_pred})
+    for c, name in enumerate(task.classes):
+        preds[f"proba_{name}"] = proba[:, c]
+    timings = {k: float(out[k]) for k in ("fit_s", "predict_s") if k in out}
+    timings["total_s"] = time.perf_counter() - t_start
+    extra = {"threshold": threshold, "n_train": int(out["n_train"]), "n_test": len(test), **out.get("extra", {})}
+    return JobResult(
+        key=job.key, coordinates=coords, status="ok", metrics=metrics, predictions=preds, timings=timings, extra=extra
+    )
+
+
+def _run_classical(job: Job, task) -> dict[str, Any]:
+    from bench.cv import inner_split
+    from models import fit_predict
+    from models.imbalance import sweep_subsample
+
+    if task.X is None:
+        raise CellbenchError("no features were extracted for this task")
+    seed = derive_seed(job.seed, job.key)
+    train, test = task.split(job.fold)
+    if job.ratio:
+        if task.positive is None:
+            raise CellbenchError("the imbalance sweep applies to binary tasks only")
+        train = train[sweep_subsample(task.y[train], ratio=job.ratio, positive=task.positive, seed=seed)]
+    y_train = task.y[train]
+    groups = task.groups[train] if task.groups is not None else None
+    inner = inner_split(y_train, groups, seed=seed) if job.imbalance.name == "threshold" else None
+    out = fit_predict(
+        job.model.name,
+        job.imbalance.name,
+        X_train=task.X[train],
+        y_train=y_train,
+        X_test=task.X[test],
+        seed=seed,
+        n_classes=len(task.classes),
+        positive=task.positive,
+        inner_split=inner,
+        model_params=job.model.params,
+        strategy_params=job.imbalance.params,
+    )
+    return {**out, "test": test, "n_train": len(train), "extra": {"train_counts": np.bincount(y_train).tolist()}}
+
+
+def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
+    raise CellbenchError(f"model {job.model.name!r} is a deep model, and no deep runner is installed")

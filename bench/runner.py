@@ -1,0 +1,266 @@
+"""The driver: prepare data and folds, plan jobs, run the ones not yet stored, write the leaderboard."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.cv import Folds, make_folds
+from bench.errors import ConfigError
+from bench.paths import cache_dir
+from bench.store import Store
+from bench.suite import Suite
+from bench.task import TaskData, save_task
+from bench.types import ImbalanceSpec, Job, ModelSpec
+
+log = logging.getLogger("cellbench")
+
+
+@dataclass(kw_only=True)
+class Prepared:
+    """A (data set, extraction) ready to run: its task file, folds and what the leaderboard needs to say."""
+
+    dataset: str
+    extraction: str
+    fingerprint: str
+    task_path: Path
+    folds: Folds
+    info: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class RunSummary:
+    suite: str
+    results_dir: Path
+    leaderboard: Path | None
+    planned: int
+    skipped_done: int
+    ran: int
+    failed: int
+    wall_s: float
+
+
+def results_folder(results_root: str | Path, suite: Suite) -> Path:
+    return Path(results_root) / suite.name
+
+
+def prepare(
+    suite: Suite,
+    *,
+    data_root: Path | None,
+    on_bad_image: str = "raise",
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Prepared]:
+    """Load every data set, extract, compute features (cached) and folds (shared by every model)."""
+    from datasets import DATASETS, load_dataset, locate
+    from datasets.extraction import EXTRACTIONS
+    from models import MODELS
+
+    if on_bad_image not in ("raise", "skip"):
+        raise ConfigError(f"--on-bad-image must be 'raise' or 'skip', got {on_bad_image!r}")
+    need_features = any(MODELS[m].input == "features" for m in suite.models)
+    out: list[Prepared] = []
+    for name, options in suite.datasets.items():
+        options = dict(options)
+        extractions = options.pop("extractions", ["given"])
+        optional = options.pop("optional", False)
+        if optional and DATASETS[name].needs_data and locate(name, data_root) is None:
+            log.info("data set %s not found under %s: skipped (optional in this suite)", name, data_root)
+            continue
+        dataset = load_dataset(name, data_root=data_root, **options)
+        for extraction in extractions:
+            samples = EXTRACTIONS[extraction](dataset)
+            out.append(
+                _prepare_one(
+                    suite, dataset, extraction, samples,
+                    need_features=need_features, on_bad_image=on_bad_image, workers=workers, progress=progress,
+                )
+            )
+    if not out:
+        raise ConfigError(f"suite {suite.name}: none of its data sets ({', '.join(suite.datasets)}) was found")
+    return out
+
+
+def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_image, workers, progress) -> Prepared:
+    from features.batch import extract_feature_set
+
+    from features import FeatureConfig
+
+    context = f"{dataset.name}/{extraction}"
+    classes = tuple(dataset.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    notes = list(dataset.notes)
+    X = None
+    names: tuple[str, ...] = ()
+    by_id = {s.id: s for s in samples}
+    ids = [s.id for s in samples]
+    if need_features:
+        config = FeatureConfig.for_kind(dataset.info.kind)
+        if suite.features:
+            config = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in suite.features.items()})
+        fs = extract_feature_set(
+            samples,
+            config=config,
+            dataset_fingerprint=dataset.fingerprint,
+            extraction=extraction,
+            kind=dataset.info.kind,
+            cache_dir=cache_dir(),
+            n_jobs=workers,
+            on_bad_image=on_bad_image,
+            progress=progress,
+        )
+        if fs.skipped:
+            notes.append(f"{len(fs.skipped)} unreadable image(s) skipped (--on-bad-image skip): {', '.join(fs.skipped[:5])}")
+        ids, X, names = list(fs.ids), fs.X, fs.names
+    kept = [by_id[i] for i in ids]
+    y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
+    groups = [s.group for s in kept]
+    has_groups = all(g is not None for g in groups)
+    predefined = [s.meta.get("fold") for s in kept]
+    folds = make_folds(
+        ids=ids, y=y, groups=groups if has_groups else None,
+        predefined=predefined if all(p is not None for p in predefined) else None,
+        scheme=suite.cv_scheme, n_splits=suite.folds, repeats=suite.repeats, seed=suite.seed, context=context,
+    )
+    positive = index[dataset.positive_class] if dataset.positive_class is not None and len(classes) == 2 else None
+    task = TaskData(
+        ids=np.asarray(ids, dtype=str), y=y, groups=np.asarray(groups, dtype=str) if has_groups else None,
+        X=X, feature_names=names, tests=folds.test, classes=classes, positive=positive,
+    )
+    task_path = save_task(task, cache_dir() / "tasks")
+    counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
+    info = {
+        "title": dataset.info.title,
+        "kind": dataset.info.kind,
+        "synthetic": dataset.info.synthetic,
+        "classes": list(classes),
+        "positive_class": dataset.positive_class,
+        "primary_metric": suite.primary_metric or dataset.info.primary_metric,
+        "n_samples": len(ids),
+        "class_counts": counts,
+        "n_groups": len(set(groups)) if has_groups else None,
+        "group_kind": dataset.info.group_kind if has_groups else None,
+        "cv": folds.description,
+        "cv_scheme": folds.scheme,
+        "n_features": len(names),
+        "notes": notes,
+        "root": str(dataset.root) if dataset.root else None,
+    }
+    return Prepared(
+        dataset=dataset.name, extraction=extraction, fingerprint=dataset.fingerprint, task_path=task_path,
+        folds=folds, info=info, notes=notes,
+    )
+
+
+def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]], list[str]]:
+    """Expand the suite over the prepared data: one job per coordinate, plus notes on skipped combinations."""
+    from models import MODELS, STRATEGIES, applicable
+
+    items: list[tuple[Job, str]] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: Prepared, model: str, strategy: str, ratio: str | None) -> None:
+        ok, why = applicable(model, strategy)
+        if not ok:
+            note = f"{model} × {strategy}: not run — {why}"
+            if note not in notes:
+                notes.append(note)
+            return
+        entry = MODELS[model]
+        spec = ModelSpec(name=model, kind=entry.kind, input=entry.input, params=dict(suite.models.get(model, {})))
+        strat = ImbalanceSpec(name=strategy, params=dict(STRATEGIES[strategy].resolve({})))
+        for fold in range(len(p.folds)):
+            job = Job(
+                suite=suite.name, dataset=p.dataset, extraction=p.extraction, model=spec, imbalance=strat,
+                fold=fold, seed=suite.seed, cv=p.folds.scheme, ratio=ratio,
+                data_fingerprint=p.fingerprint, folds_key=p.folds.key,
+            )
+            if job.key not in seen:
+                seen.add(job.key)
+                items.append((job, str(p.task_path)))
+
+    for p in prepared:
+        for model in suite.models:
+            for strategy in suite.strategies:
+                add(p, model, strategy, None)
+        if suite.sweep_ratios:
+            if p.info["positive_class"] is None or len(p.info["classes"]) != 2:
+                notes.append(f"{p.dataset}: imbalance sweep skipped — it applies to binary tasks only")
+                continue
+            for model in suite.sweep_models or suite.models:
+                for strategy in suite.sweep_strategies:
+                    for ratio in suite.sweep_ratios:
+                        add(p, model, strategy, ratio)
+    return items, notes
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    results_root: str | Path = "results",
+    data_root: Path | None = None,
+    workers: int | None = None,
+    executor: str = "local",
+    on_bad_image: str = "raise",
+    progress: bool = True,
+    argv: list[str] | None = None,
+    on_result: Callable | None = None,
+) -> RunSummary:
+    """Run ``suite``, skipping jobs already stored as ``ok``, and regenerate its leaderboard."""
+    from bench.executors import EXECUTORS
+    from bench.manifest import build_manifest
+    from bench.report import write_leaderboard
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; known executors: {', '.join(EXECUTORS)}")
+    t0 = time.perf_counter()
+    folder = results_folder(results_root, suite)
+    with Store.open(folder) as store:  # takes the lock before any work
+        prepared = prepare(suite, data_root=data_root, on_bad_image=on_bad_image, workers=workers, progress=progress)
+        items, notes = plan(suite, prepared)
+        for p in prepared:
+            store.save_data_set(p.dataset, p.extraction, p.fingerprint, {**p.info, "plan_notes": notes})
+            store.save_folds(p.folds, dataset=p.dataset, extraction=p.extraction)
+        done = store.done_keys()
+        todo = [(j, path) for j, path in items if j.key not in done]
+        by_key = {j.key: j for j, _ in todo}
+        manifest = build_manifest(suite=suite, fingerprints={p.dataset: p.fingerprint for p in prepared}, argv=argv)
+        manifest["planned_jobs"] = len(items)
+        run_id = store.start_run(suite.name, manifest)
+        failed = ran = 0
+        bar = _progress(len(todo), f"jobs {suite.name}", progress)
+        status = "interrupted"
+        try:
+            for result in EXECUTORS[executor](todo, workers=workers):
+                store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
+                ran += 1
+                failed += result.status != "ok"
+                if on_result is not None:
+                    on_result(result)
+                bar.set_postfix_str(f"{result.coordinates['model']}/{result.coordinates['imbalance']} "
+                                    f"fold {result.coordinates['fold']}" + (" ERROR" if result.status != "ok" else ""))
+                bar.update(1)
+            status = "finished"
+        finally:
+            bar.close()
+            store.finish_run(run_id, status)
+        leaderboard = write_leaderboard(store, out_dir=folder)
+    return RunSummary(
+        suite=suite.name, results_dir=folder, leaderboard=leaderboard, planned=len(items),
+        skipped_done=len(items) - len(todo), ran=ran, failed=failed, wall_s=time.perf_counter() - t0,
+    )
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True)

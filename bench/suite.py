@@ -1,0 +1,213 @@
+"""Suites: TOML files naming data sets, extractions, models, strategies, CV scheme, seeds and metrics."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.cv import SCHEMES
+from bench.errors import ConfigError
+from bench.metrics import METRICS
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+_TOP_KEYS = {
+    "name", "description", "seed", "primary_metric", "metrics", "cv", "datasets", "models", "strategies",
+    "imbalance_sweep", "features", "deep",
+}
+_CV_KEYS = {"scheme", "folds", "repeats"}
+_SWEEP_KEYS = {"ratios", "strategies", "models"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suite:
+    """A parsed, validated suite.
+
+    ``datasets`` maps a data set name to its options (``extractions`` plus adapter options); ``models``
+    maps a model name to its parameters; ``primary_metric`` of ``None`` means each data set's own.
+    """
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    cv_scheme: str = "auto"
+    folds: int = 5
+    repeats: int = 1
+    datasets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    strategies: tuple[str, ...] = ("none",)
+    sweep_ratios: tuple[str, ...] = ()
+    sweep_strategies: tuple[str, ...] = ("none",)
+    sweep_models: tuple[str, ...] | None = None
+    primary_metric: str | None = None
+    metrics: tuple[str, ...] = METRICS
+    features: Mapping[str, Any] = field(default_factory=dict)
+    deep: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+    text: str = ""
+
+    def narrow(
+        self,
+        *,
+        datasets: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        strategies: Sequence[str] | None = None,
+        folds: int | None = None,
+        seed: int | None = None,
+    ) -> Suite:
+        """The suite with command-line choices applied.
+
+        Data sets, models and strategies named here replace the suite's lists (options and parameters
+        the suite gives for them are kept); names are checked against the registries.
+        """
+        changes: dict[str, Any] = {}
+        if datasets:
+            changes["datasets"] = {d: self.datasets.get(d, {}) for d in datasets}
+        if models:
+            changes["models"] = {m: self.models.get(m, {}) for m in models}
+            if self.sweep_models is not None:
+                changes["sweep_models"] = tuple(m for m in self.sweep_models if m in models)
+        if strategies:
+            changes["strategies"] = tuple(strategies)
+            changes["sweep_strategies"] = tuple(s for s in self.sweep_strategies if s in strategies)
+        if folds is not None:
+            changes["folds"] = folds
+        if seed is not None:
+            changes["seed"] = seed
+        out = replace(self, **changes)
+        validate(out)
+        return out
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """The TOML file of a built-in suite name, or the given path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"suite file not found: {p}")
+        return p
+    builtin = SUITES_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        known = sorted(f.stem for f in SUITES_DIR.glob("*.toml"))
+        raise ConfigError(f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(known)} (or give a .toml path)")
+    return builtin
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Read and validate a suite file.
+
+    Raises
+    ------
+    ConfigError
+        For malformed TOML (with the file and the parser's line), unknown keys, unknown names or bad values.
+    """
+    path = suite_path(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed suite file {path}: {exc}") from None
+    suite = parse_suite(raw, source=str(path), default_name=path.stem)
+    return replace(suite, text=text)
+
+
+def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name: str = "suite") -> Suite:
+    where = f"suite {source}"
+    _no_unknown(raw, _TOP_KEYS, where)
+    cv = _table(raw.get("cv", {}), f"{where} [cv]")
+    _no_unknown(cv, _CV_KEYS, f"{where} [cv]")
+    sweep = _table(raw.get("imbalance_sweep", {}), f"{where} [imbalance_sweep]")
+    _no_unknown(sweep, _SWEEP_KEYS, f"{where} [imbalance_sweep]")
+    suite = Suite(
+        name=str(raw.get("name", default_name)),
+        description=str(raw.get("description", "")),
+        seed=_int(raw.get("seed", 0), f"{where}: seed"),
+        cv_scheme=str(cv.get("scheme", "auto")),
+        folds=_int(cv.get("folds", 5), f"{where}: cv.folds"),
+        repeats=_int(cv.get("repeats", 1), f"{where}: cv.repeats"),
+        datasets=_named_tables(raw.get("datasets", {}), f"{where}: datasets"),
+        models=_named_tables(raw.get("models", {}), f"{where}: models"),
+        strategies=tuple(_str_list(raw.get("strategies", ["none"]), f"{where}: strategies")),
+        sweep_ratios=tuple(_str_list(sweep.get("ratios", []), f"{where}: imbalance_sweep.ratios")),
+        sweep_strategies=tuple(_str_list(sweep.get("strategies", ["none"]), f"{where}: imbalance_sweep.strategies")),
+        sweep_models=tuple(_str_list(sweep["models"], f"{where}: imbalance_sweep.models")) if "models" in sweep else None,
+        primary_metric=raw.get("primary_metric"),
+        metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
+        features=_table(raw.get("features", {}), f"{where} [features]"),
+        deep=_table(raw.get("deep", {}), f"{where} [deep]"),
+        source=source,
+    )
+    validate(suite)
+    return suite
+
+
+def validate(suite: Suite) -> None:
+    """Check every name against its registry and every value against its allowed range."""
+    from datasets import DATASETS
+    from datasets.extraction import EXTRACTIONS
+    from models import MODELS, STRATEGIES
+    from models.imbalance import parse_ratio
+
+    where = f"suite {suite.source or suite.name}"
+    if not suite.datasets:
+        raise ConfigError(f"{where} names no data sets; known data sets: {', '.join(DATASETS.names())}")
+    if not suite.models:
+        raise ConfigError(f"{where} names no models; known models: {', '.join(MODELS.names())}")
+    for name, opts in suite.datasets.items():
+        DATASETS[name]
+        EXTRACTIONS.check(opts.get("extractions", ["given"]))
+    MODELS.check(suite.models)
+    STRATEGIES.check(suite.strategies)
+    STRATEGIES.check(suite.sweep_strategies)
+    if suite.sweep_models is not None:
+        missing = sorted(set(suite.sweep_models) - set(suite.models))
+        if missing:
+            raise ConfigError(f"{where}: imbalance_sweep.models names {', '.join(missing)}, which the suite does not run")
+    for r in suite.sweep_ratios:
+        parse_ratio(r)
+    if suite.cv_scheme not in SCHEMES:
+        raise ConfigError(f"{where}: unknown CV scheme {suite.cv_scheme!r}; known: {', '.join(SCHEMES)}")
+    if suite.folds < 2:
+        raise ConfigError(f"{where}: cv.folds must be at least 2, got {suite.folds}")
+    if suite.repeats < 1:
+        raise ConfigError(f"{where}: cv.repeats must be at least 1, got {suite.repeats}")
+    for m in (*suite.metrics, *([suite.primary_metric] if suite.primary_metric else [])):
+        if m not in METRICS:
+            raise ConfigError(f"{where}: unknown metric {m!r}; known metrics: {', '.join(METRICS)}")
+
+
+def _no_unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+    return dict(value)
+
+
+def _named_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Accept ``["a", "b"]`` or ``{a = {...}, b = {}}``."""
+    if isinstance(value, list):
+        return {str(v): {} for v in _str_list(value, where)}
+    table = _table(value, where)
+    return {str(k): _table(v, f"{where}.{k}") for k, v in table.items()}
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of names, got {value!r}")
+    return list(value)
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    return value

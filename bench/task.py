@@ -1,0 +1,84 @@
+"""Prepared task data: what a job needs, saved once per (data set, extraction, features, folds).
+
+The driver writes one ``.npz`` file per task; workers (local processes or Dask workers reading a
+shared path) load it once and keep it in memory for the jobs that follow.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TaskData:
+    """Features, labels, groups and fold assignments of one (data set, extraction)."""
+
+    ids: np.ndarray  # str
+    y: np.ndarray  # class indices
+    groups: np.ndarray | None  # str, or None when unknown
+    X: np.ndarray | None  # features, or None when no classical model runs
+    feature_names: tuple[str, ...]
+    tests: tuple[np.ndarray, ...]  # test positions per fold
+    classes: tuple[str, ...]
+    positive: int | None
+
+    def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        test = self.tests[fold]
+        mask = np.ones(len(self.ids), bool)
+        mask[test] = False
+        return np.flatnonzero(mask), test
+
+
+def save_task(task: TaskData, folder: Path) -> Path:
+    """Write ``task`` atomically into ``folder`` under a name derived from its content; return the path."""
+    arrays = {
+        "ids": task.ids.astype(str),
+        "y": task.y.astype(np.int64),
+        "classes": np.asarray(task.classes, dtype=str),
+        "positive": np.asarray(-1 if task.positive is None else task.positive),
+        "feature_names": np.asarray(task.feature_names, dtype=str),
+    }
+    if task.groups is not None:
+        arrays["groups"] = task.groups.astype(str)
+    if task.X is not None:
+        arrays["X"] = np.ascontiguousarray(task.X, dtype=np.float64)
+    for f, t in enumerate(task.tests):
+        arrays[f"test_{f}"] = t.astype(np.int64)
+    h = hashlib.blake2b(digest_size=12)
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(str(arrays[k].shape).encode())
+        h.update(arrays[k].tobytes())
+    digest = h.hexdigest()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"task-{digest}.npz"
+    if not path.exists():
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        tmp.replace(path)
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def load_task(path: str) -> TaskData:
+    """Load a task file (cached per process)."""
+    with np.load(path, allow_pickle=False) as z:
+        n_folds = sum(1 for k in z.files if k.startswith("test_"))
+        positive = int(z["positive"])
+        return TaskData(
+            ids=z["ids"],
+            y=z["y"],
+            groups=z["groups"] if "groups" in z.files else None,
+            X=z["X"] if "X" in z.files else None,
+            feature_names=tuple(z["feature_names"].tolist()),
+            tests=tuple(z[f"test_{f}"] for f in range(n_folds)),
+            classes=tuple(z["classes"].tolist()),
+            positive=None if positive < 0 else positive,
+        )

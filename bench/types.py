@@ -1,0 +1,243 @@
+"""Core types: frozen, keyword-built dataclasses shared by every package.
+
+They carry data only; behaviour lives in the modules that use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same object always gives the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def stable_hash(obj: Any, *, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``obj``."""
+    return hashlib.blake2b(canonical_json(obj).encode(), digest_size=32).hexdigest()[:length]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Sample:
+    """One cell or patch.
+
+    ``label`` is a class name from the data set's ``classes``; ``group`` is the patient, slide or field
+    id where the data say it, else ``None`` (never invented). Pixels come from ``image_path`` or
+    ``image``; an optional cell mask from ``mask_path`` or ``mask`` (non-zero = cell). ``meta`` holds
+    adapter-specific values, e.g. ``meta["fold"]`` for a predefined fold.
+    """
+
+    id: str
+    label: str
+    group: str | None = None
+    image_path: Path | None = None
+    image: np.ndarray | None = None
+    mask_path: Path | None = None
+    mask: np.ndarray | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Annotation:
+    """One annotated cell in a field: a mask, a box (x0, y0, x1, y1) or a centroid (x, y), with a class."""
+
+    label: str
+    mask: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    centroid: tuple[float, float] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Field:
+    """A whole microscopy image with per-cell annotations."""
+
+    id: str
+    image_path: Path
+    annotations: tuple[Annotation, ...] = ()
+    label: str | None = None
+    group: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetInfo:
+    """Dataset metadata as data (MedMNIST-style INFO record)."""
+
+    name: str
+    title: str
+    description: str
+    task: Literal["binary", "multiclass"]
+    kind: Literal["cell", "patch"]
+    classes: tuple[str, ...]
+    positive_class: str | None
+    primary_metric: str
+    default_cv: str
+    source: str
+    licence: str
+    citation: str
+    expected_counts: Mapping[str, int] = field(default_factory=dict)
+    group_kind: str | None = None  # "patient", "slide", "field" or None when unknown
+    image_size: str = ""
+    layout: str = ""
+    download: str = ""
+    folder_names: tuple[str, ...] = ()
+    synthetic: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Dataset:
+    """A loaded data set: single-cell ``samples`` and/or whole ``fields``."""
+
+    name: str
+    classes: tuple[str, ...]
+    positive_class: str | None
+    info: DatasetInfo
+    fingerprint: str
+    samples: tuple[Sample, ...] = ()
+    fields: tuple[Field, ...] = ()
+    root: Path | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_groups(self) -> bool:
+        return bool(self.samples) and all(s.group is not None for s in self.samples)
+
+    @property
+    def has_predefined_folds(self) -> bool:
+        return bool(self.samples) and all(s.meta.get("fold") is not None for s in self.samples)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for s in self.samples:
+            counts[s.label] = counts.get(s.label, 0) + 1
+        return counts
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FeatureSet:
+    """Named feature columns for a list of sample ids; ``skipped`` lists unreadable sample ids."""
+
+    key: str
+    X: np.ndarray
+    names: tuple[str, ...]
+    ids: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A model by registry name; ``kind`` and ``input`` come from the registry entry."""
+
+    name: str
+    kind: Literal["classical", "deep"] = "classical"
+    input: Literal["features", "pixels"] = "features"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "input": self.input, "params": dict(self.params)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImbalanceSpec:
+    """An imbalance strategy by registry name with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One coordinate of the grid: a model × strategy × training-ratio on one fold of one data set.
+
+    ``ratio`` is ``None`` for the natural class ratio, else the minority:majority ratio the training
+    fold is subsampled to (imbalance sweep), e.g. ``"1:3"``. ``data_fingerprint`` and ``folds_key`` tie the
+    job to the exact data and folds it ran on.
+    """
+
+    suite: str
+    dataset: str
+    extraction: str
+    model: ModelSpec
+    imbalance: ImbalanceSpec
+    fold: int
+    seed: int
+    cv: str
+    ratio: str | None = None
+    data_fingerprint: str = ""
+    folds_key: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        # the suite name is left out: the same computation in two suites is the same job
+        return {
+            "dataset": self.dataset,
+            "data_fingerprint": self.data_fingerprint,
+            "extraction": self.extraction,
+            "model": self.model.canonical(),
+            "imbalance": self.imbalance.canonical(),
+            "ratio": self.ratio,
+            "fold": self.fold,
+            "seed": self.seed,
+            "cv": self.cv,
+            "folds_key": self.folds_key,
+        }
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.canonical(), length=24)
+
+    def coordinates(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "dataset": self.dataset,
+            "extraction": self.extraction,
+            "model": self.model.name,
+            "kind": self.model.kind,
+            "imbalance": self.imbalance.name,
+            "ratio": self.ratio or "natural",
+            "fold": self.fold,
+            "seed": self.seed,
+            "cv": self.cv,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class JobResult:
+    """What a job produced. ``predictions`` has columns sample_id, y_true, y_pred and proba_<class>."""
+
+    key: str
+    coordinates: Mapping[str, Any]
+    status: Literal["ok", "error"]
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    predictions: Any = None  # pandas.DataFrame; typed loosely to keep pandas out of this module
+    timings: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

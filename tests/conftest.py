@@ -1,0 +1,27 @@
+"""Shared fixtures: an isolated cache per test session and the path to ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CELLBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never write into the user's cache unless CELLBENCH_CACHE is set (tox sets it per env)."""
+    if "CELLBENCH_CACHE" not in os.environ:
+        os.environ["CELLBENCH_CACHE"] = str(tmp_path_factory.mktemp("cellbench-cache"))
+    yield
+
+
+def shared(name: str) -> Path:
+    """Path of a shared data set, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"shared data set {name} not found at {path} (set CELLBENCH_SHARED_DATA)")
+    return path

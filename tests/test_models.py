@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+from bench.errors import ConfigError, UnknownNameError
+from models import MODELS, STRATEGIES, applicable, build_pipeline, fit_predict
+from models.imbalance import sweep_subsample
+
+CLASSICAL = ["random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=240, n_features=12, weights=[0.75], random_state=0)
+    return X[:180], y[:180], X[180:], y[180:]
+
+
+def test_registry_has_the_classical_models():
+    assert set(CLASSICAL) <= set(MODELS.names())
+    with pytest.raises(UnknownNameError, match="known models: .*knn"):
+        MODELS["resnet"]
+
+
+@pytest.mark.parametrize("model", CLASSICAL)
+@pytest.mark.parametrize("strategy", ["none", "class_weight", "oversample", "undersample", "smote", "threshold"])
+def test_every_model_and_strategy_fits_and_returns_probabilities(data, model, strategy):
+    X, y, Xt, yt = data
+    if not applicable(model, strategy)[0]:
+        with pytest.raises(ConfigError, match="does not apply"):
+            build_pipeline(model, strategy, y=y, seed=0)
+        return
+    inner = [(np.arange(0, 140), np.arange(140, 180))] if strategy == "threshold" else None
+    out = fit_predict(model, strategy, X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1,
+                      inner_split=inner, model_params={"n_estimators": 20} if model in ("random_forest", "xgboost") else None)
+    assert out["proba"].shape == (len(Xt), 2)
+    assert np.allclose(out["proba"].sum(1), 1)
+    assert 0 <= out["threshold"] <= 1
+
+
+def test_knn_has_no_cost_sensitive_form_and_says_so():
+    ok, why = applicable("knn", "class_weight")
+    assert not ok and "no cost-sensitive form" in why
+
+
+def test_samplers_act_only_in_fit(data):
+    X, y, Xt, _ = data
+    pipe = build_pipeline("logistic_regression", "oversample", y=y, seed=0).fit(X, y)
+    assert len(pipe.predict_proba(Xt)) == len(Xt)  # no resampling at predict time
+    sampler = pipe.named_steps["sample"]
+    _, y_res = sampler.fit_resample(X, y)
+    assert np.bincount(y_res)[0] == np.bincount(y_res)[1]
+
+
+def test_class_weight_changes_the_model(data):
+    X, y, Xt, _ = data
+    a = fit_predict("logistic_regression", "none", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
+    b = fit_predict("logistic_regression", "class_weight", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
+    assert b["proba"][:, 1].mean() > a["proba"][:, 1].mean()
+
+
+def test_unknown_model_parameter_is_refused(data):
+    X, y, *_ = data
+    with pytest.raises(ConfigError, match="unknown parameter.*n_trees.*allowed"):
+        build_pipeline("random_forest", "none", y=y, seed=0, model_params={"n_trees": 3})
+
+
+def test_sweep_subsample_reaches_the_ratio():
+    y = np.array([1] * 30 + [0] * 70)
+    for ratio, want in (("1:1", 1.0), ("1:3", 3.0), ("1:10", 10.0)):
+        idx = sweep_subsample(y, ratio=ratio, positive=1, seed=0)
+        pos, neg = (y[idx] == 1).sum(), (y[idx] == 0).sum()
+        assert abs(neg / pos - want) < 0.5
+    assert (sweep_subsample(y, ratio="1:3", positive=1, seed=1) == sweep_subsample(y, ratio="1:3", positive=1, seed=1)).all()
+
+
+def test_strategies_registry_names():
+    assert {"none", "class_weight", "oversample", "undersample", "smote", "threshold"} <= set(STRATEGIES.names())

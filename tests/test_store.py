@@ -1,0 +1,71 @@
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from bench.store import Store, StoreError
+from bench.types import JobResult
+
+
+def _result(key="k1", status="ok"):
+    preds = pd.DataFrame({"sample_id": ["a", "b"], "y_true": [0, 1], "y_pred": [0, 0],
+                          "proba_x": [0.9, 0.6], "proba_y": [0.1, 0.4]})
+    coords = {"suite": "s", "dataset": "d", "extraction": "given", "model": "m", "kind": "classical",
+              "imbalance": "none", "ratio": "natural", "fold": 0, "seed": 0, "cv": "group_kfold", "folds_key": "f"}
+    return JobResult(key=key, coordinates=coords, status=status, metrics={"accuracy": 0.5, "roc_auc": float("nan")},
+                     predictions=preds if status == "ok" else None, timings={"fit_s": 0.1},
+                     error=None if status == "ok" else "boom")
+
+
+def test_result_round_trip_and_done_keys(tmp_path):
+    with Store.open(tmp_path) as store:
+        store.write_result(_result(), run_id=None, spec={"x": 1})
+        store.write_result(_result("k2", "error"), run_id=None, spec={"x": 2})
+        assert store.done_keys() == {"k1"}
+        jobs = store.jobs()
+        assert set(jobs.status) == {"ok", "error"}
+        assert jobs.set_index("key").loc["k1", "metrics"] == {"accuracy": 0.5, "roc_auc": None}
+        preds = store.predictions(["k1"])
+        assert preds.proba.tolist() == [[0.9, 0.1], [0.6, 0.4]]
+
+
+def test_rewriting_a_job_replaces_it_without_duplicates(tmp_path):
+    with Store.open(tmp_path) as store:
+        store.write_result(_result("k", "error"), run_id=None, spec={})
+        store.write_result(_result("k"), run_id=None, spec={})
+        store.write_result(_result("k"), run_id=None, spec={})
+        assert len(store.jobs()) == 1
+        assert len(store.predictions()) == 2
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    with Store.open(tmp_path):
+        with pytest.raises(StoreError, match="in use by a run"):
+            Store.open(tmp_path)
+    Store.open(tmp_path).close()  # the lock is released on close
+
+
+def test_foreign_and_corrupt_files_are_refused_and_left_untouched(tmp_path):
+    (tmp_path / "a").mkdir()
+    junk = tmp_path / "a" / "store.sqlite"
+    junk.write_bytes(b"this is not a database at all" * 10)
+    before = junk.read_bytes()
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store.open(tmp_path / "a")
+    assert junk.read_bytes() == before
+
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / "store.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE people (name TEXT)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="not a cellbench store"):
+        Store.open(tmp_path / "b")
+    assert other.read_bytes() == before
+
+
+def test_reading_a_missing_store_names_it(tmp_path):
+    with pytest.raises(StoreError, match="no result store"):
+        Store.open(tmp_path / "nothing", write=False)

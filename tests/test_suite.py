@@ -1,0 +1,55 @@
+import pytest
+
+from bench.errors import ConfigError, UnknownNameError
+from bench.suite import load_suite
+
+
+def test_builtin_suites_load():
+    for name in ("smoke", "quick", "full"):
+        s = load_suite(name)
+        assert s.models and s.datasets
+
+
+def test_quick_suite_has_the_seven_classical_models_and_five_strategies():
+    s = load_suite("quick")
+    assert set(s.models) == {"random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"}
+    assert {"none", "class_weight", "oversample", "undersample", "smote"} <= set(s.strategies)
+
+
+def test_malformed_toml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[models\n')
+    with pytest.raises(ConfigError, match=r"malformed suite file .*bad\.toml"):
+        load_suite(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[datasets.synthetic]\n[models]\nrandom_forrest = {}\n', "unknown model 'random_forrest'; known models: .*random_forest"),
+        ('[datasets.nope]\n[models]\nknn = {}\n', "unknown dataset 'nope'"),
+        ('strategies = ["smoot"]\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown imbalance strategy 'smoot'"),
+        ('colour = 1\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown key.*colour.*allowed keys"),
+        ('[cv]\nfolds = 1\n[datasets.synthetic]\n[models]\nknn = {}\n', "at least 2"),
+        ('[datasets.synthetic]\n[models]\nknn = {}\n[imbalance_sweep]\nratios = ["3"]\n', "bad imbalance ratio"),
+        ('primary_metric = "auc"\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown metric 'auc'"),
+    ],
+)
+def test_bad_suites_get_one_clear_error(tmp_path, text, match):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises((ConfigError, UnknownNameError), match=match):
+        load_suite(path)
+
+
+def test_unknown_builtin_suite_lists_known():
+    with pytest.raises(ConfigError, match="built-in suites: full, quick, smoke"):
+        load_suite("quik")
+
+
+def test_narrowing_replaces_and_checks_names():
+    s = load_suite("quick").narrow(models=["knn", "svm"], strategies=["none"], folds=3, seed=7)
+    assert list(s.models) == ["knn", "svm"] and s.strategies == ("none",) and s.folds == 3 and s.seed == 7
+    assert s.sweep_models == ("svm",)
+    with pytest.raises(UnknownNameError, match="known models"):
+        load_suite("quick").narrow(models=["resnet9000"])
