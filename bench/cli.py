@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,32 +25,60 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a suite (resumes: jobs already stored are skipped)")
-    run.add_argument("--suite", default="quick", help="built-in suite name (smoke, quick, full) or a .toml path [quick]")
+    run.add_argument(
+        "--suite", default="quick", help="built-in suite name (smoke, quick, full) or a .toml path [quick]"
+    )
     run.add_argument("--datasets", type=_csv, help="comma-separated data sets to run instead of the suite's")
     run.add_argument("--models", type=_csv, help="comma-separated models to run instead of the suite's")
     run.add_argument("--strategies", type=_csv, help="comma-separated imbalance strategies instead of the suite's")
     run.add_argument("--folds", type=int, help="number of CV folds (overrides the suite; ignored for predefined folds)")
     run.add_argument("--seed", type=int, help="suite seed (overrides the suite)")
     run.add_argument("--jobs", type=int, help="worker processes [all cores]")
-    run.add_argument("--executor", default="local", help="where jobs run: local [local]")
-    run.add_argument("--on-bad-image", choices=("raise", "skip"), default="raise",
-                     help="on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]")
+    run.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="where jobs run: local process pool, or dask (a LocalCluster, or --scheduler) [local]",
+    )
+    run.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (with --executor dask)")
+    run.add_argument("--workers", type=int, help="LocalCluster workers (with --executor dask and no --scheduler)")
+    run.add_argument(
+        "--reproduce",
+        metavar="RESULTS_DIR",
+        help="rerun the run stored in RESULTS_DIR (e.g. results/quick) from its manifest into a fresh "
+        "folder and report any difference",
+    )
+    run.add_argument(
+        "--on-bad-image",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]",
+    )
     _common(run)
 
     lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
     lb.add_argument("--suite", default="quick", help="suite name whose results folder to read [quick]")
     lb.add_argument("--results", default="results", help="results root folder [results]")
 
+    cmp = sub.add_parser("compare", help="compare two results folders (metrics, predictions, leaderboards)")
+    cmp.add_argument("a", help="first results folder, e.g. results/smoke")
+    cmp.add_argument("b", help="second results folder")
+
     ds = sub.add_parser("datasets", help="list data sets, where their data was found and their counts")
     ds.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show NAME")
     ds.add_argument("name", nargs="?", help="data set name for `show`")
     ds.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
+    ds.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE)")
     return p
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder holding real data sets, or one data set's folder (or $CELLBENCH_DATA)")
     p.add_argument("--results", default="results", help="results root folder; results go to RESULTS/<suite> [results]")
+    p.add_argument(
+        "--cache",
+        help="cache folder for generated data, features and pixels ($CELLBENCH_CACHE, default ~/.cache/cellbench)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -70,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         check_datasets_package()
-        return {"run": cmd_run, "leaderboard": cmd_leaderboard, "datasets": cmd_datasets}[args.command](args)
+        if getattr(args, "cache", None):
+            os.environ["CELLBENCH_CACHE"] = str(Path(args.cache).resolve())
+        commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "datasets": cmd_datasets, "compare": cmd_compare}
+        return commands[args.command](args)
     except CellbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +115,18 @@ def cmd_run(args) -> int:
     from bench.runner import run_suite
     from bench.suite import load_suite
 
+    if args.reproduce:
+        from bench.repro import reproduce
+
+        out, diffs = reproduce(
+            Path(args.reproduce),
+            data_root=data_root(args.data_root),
+            workers=args.jobs,
+            progress=not args.quiet,
+            executor=args.executor,
+        )
+        return _report_diffs(Path(args.reproduce), out, diffs)
+
     suite = load_suite(args.suite).narrow(
         datasets=args.datasets, models=args.models, strategies=args.strategies, folds=args.folds, seed=args.seed
     )
@@ -90,8 +134,9 @@ def cmd_run(args) -> int:
         suite,
         results_root=args.results,
         data_root=data_root(args.data_root),
-        workers=args.jobs,
+        workers=args.workers if args.executor == "dask" and args.workers else args.jobs,
         executor=args.executor,
+        executor_options={"scheduler": args.scheduler} if args.executor == "dask" else None,
         on_bad_image=args.on_bad_image,
         progress=not args.quiet,
         argv=sys.argv,
@@ -102,6 +147,22 @@ def cmd_run(args) -> int:
     )
     print(f"leaderboard: {summary.leaderboard}")
     return 1 if summary.failed else 0
+
+
+def cmd_compare(args) -> int:
+    from bench.repro import compare_stores
+
+    return _report_diffs(Path(args.a), Path(args.b), compare_stores(Path(args.a), Path(args.b)))
+
+
+def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
+    if diffs:
+        print(f"{a} and {b} differ:")
+        for d in diffs:
+            print(f"  - {d}")
+        return 1
+    print(f"{a} and {b} are identical (jobs, metrics, predictions and leaderboards; timings excluded)")
+    return 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -141,8 +202,16 @@ def cmd_datasets(args) -> int:
             continue
         counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
         groups = len({s.group for s in ds.samples}) if ds.has_groups else "—"
-        rows.append((name, entry.info.kind, str(where or "generated (cache)"), len(ds.samples) or len(ds.fields),
-                     f"{counts}; groups {groups}", entry.info.title))
+        rows.append(
+            (
+                name,
+                entry.info.kind,
+                str(where or "generated (cache)"),
+                len(ds.samples) or len(ds.fields),
+                f"{counts}; groups {groups}",
+                entry.info.title,
+            )
+        )
     print(tabulate(rows, headers=["name", "kind", "data", "samples", "classes / groups", "title"], tablefmt="github"))
     if root is None:
         print("\nReal data sets are looked for under --data-root or $CELLBENCH_DATA (none given).")

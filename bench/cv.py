@@ -105,15 +105,21 @@ def make_folds(
                 f"{len(set(grp))} groups"
             )
         else:
-            description = (
-                f"image-level StratifiedKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}"
-                + ("" if has_groups else " — no patient ids known, so cells of one patient may sit on both sides")
+            description = f"image-level StratifiedKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}" + (
+                "" if has_groups else " — no patient ids known, so cells of one patient may sit on both sides"
             )
     folds = Folds(
         key=stable_hash(
-            {"ids": stable_hash(list(ids)), "y": y.tolist(), "groups": None if grp is None else grp.tolist(),
-             "scheme": scheme, "n_splits": n_splits, "repeats": repeats, "seed": seed,
-             "predefined": None if not has_predefined else [str(p) for p in predefined]},
+            {
+                "ids": stable_hash(list(ids)),
+                "y": y.tolist(),
+                "groups": None if grp is None else grp.tolist(),
+                "scheme": scheme,
+                "n_splits": n_splits,
+                "repeats": repeats,
+                "seed": seed,
+                "predefined": None if not has_predefined else [str(p) for p in predefined],
+            },
         ),
         scheme=scheme,
         ids=ids,

@@ -21,7 +21,7 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def run_local(items: Sequence[WorkItem], *, workers: int | None = None) -> Iterator[JobResult]:
+def run_local(items: Sequence[WorkItem], *, workers: int | None = None, **_ignored) -> Iterator[JobResult]:
     """Run jobs in a process pool (or in this process when ``workers == 1``), yielding results as they finish.
 
     Each worker uses one BLAS/OpenMP thread, so ``workers`` processes use ``workers`` cores. A worker that
@@ -63,7 +63,61 @@ def run_local(items: Sequence[WorkItem], *, workers: int | None = None) -> Itera
 
 
 def lost_result(job: Job, why: str) -> JobResult:
-    return JobResult(key=job.key, coordinates={**job.coordinates(), "folds_key": job.folds_key}, status="error", error=why)
+    return JobResult(
+        key=job.key, coordinates={**job.coordinates(), "folds_key": job.folds_key}, status="error", error=why
+    )
 
 
-EXECUTORS: dict[str, Callable[..., Iterator[JobResult]]] = {"local": run_local}
+def run_dask(
+    items: Sequence[WorkItem],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    gpu_for_deep: bool = False,
+) -> Iterator[JobResult]:
+    """Run jobs on a Dask cluster, yielding results as they finish.
+
+    With ``scheduler`` (``tcp://HOST:PORT``) jobs go to an existing cluster whose workers read the task
+    files from the same shared path; without it a ``LocalCluster`` of ``workers`` single-threaded processes
+    is started. Jobs are pure functions of their spec and the task file. A worker lost mid-job makes the
+    scheduler retry the job once on another worker; a job lost twice comes back as an error result.
+    Deep jobs ask for a ``GPU`` worker resource when ``gpu_for_deep`` is set (start such workers with
+    ``dask worker ADDRESS --resources GPU=1``).
+    """
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = None
+        if scheduler:
+            client = Client(scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=workers or default_workers(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+            client = Client(cluster)
+        try:
+            futures = {}
+            for job, path in items:
+                resources = {"GPU": 1} if gpu_for_deep and job.model.kind == "deep" else None
+                fut = client.submit(run_job, job, path, key=f"job-{job.key}", pure=False, resources=resources)
+                futures[fut] = job
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    yield fut.result()
+                except Exception as exc:  # KilledWorker after the retry, or a lost connection
+                    yield lost_result(job, f"lost on the Dask cluster after one retry: {type(exc).__name__}: {exc}")
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+EXECUTORS: dict[str, Callable[..., Iterator[JobResult]]] = {"local": run_local, "dask": run_dask}

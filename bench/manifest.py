@@ -13,9 +13,24 @@ from typing import Any
 from bench.paths import REPO_ROOT
 
 PACKAGES = (
-    "cellbench", "numpy", "pandas", "scipy", "scikit-learn", "imbalanced-learn", "xgboost", "xgboost-cpu",
-    "scikit-image", "mahotas", "opencv-python-headless", "tensorflow", "tensorflow-cpu", "keras",
-    "statsmodels", "scikit-posthocs", "dask", "distributed",
+    "cellbench",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "imbalanced-learn",
+    "xgboost",
+    "xgboost-cpu",
+    "scikit-image",
+    "mahotas",
+    "opencv-python-headless",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "statsmodels",
+    "scikit-posthocs",
+    "dask",
+    "distributed",
 )
 
 
@@ -31,6 +46,7 @@ def package_versions() -> dict[str, str]:
 
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the repository the code runs from (``None`` outside a git checkout)."""
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(
@@ -52,6 +68,7 @@ def build_manifest(*, suite, fingerprints: dict[str, str], argv: list[str] | Non
         "suite_sha256": hashlib.sha256(suite.text.encode()).hexdigest() if suite.text else None,
         "suite_text": suite.text,
         "seed": suite.seed,
+        "narrowing": dict(suite.narrowing),
         "cv": {"scheme": suite.cv_scheme, "folds": suite.folds, "repeats": suite.repeats},
         "datasets": fingerprints,
         "packages": package_versions(),

@@ -89,9 +89,7 @@ def compute_metrics(
             present = np.unique(y_true)
             if len(present) == n_classes:
                 out["roc_auc"] = M.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
-                out["pr_auc"] = float(
-                    np.mean([M.average_precision_score(y_true == c, proba[:, c]) for c in labels])
-                )
+                out["pr_auc"] = float(np.mean([M.average_precision_score(y_true == c, proba[:, c]) for c in labels]))
             else:
                 out["roc_auc"] = out["pr_auc"] = float("nan")
     result = {k: float(v) for k, v in out.items()}

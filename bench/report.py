@@ -61,14 +61,30 @@ def summarise(store) -> Leaderboard:
         swept = ok[ok.ratio != "natural"]
         sweep = None
         if len(swept):
-            both = pd.concat([natural[natural.set_index(["model", "imbalance"]).index.isin(
-                swept.set_index(["model", "imbalance"]).index)], swept])
+            both = pd.concat(
+                [
+                    natural[
+                        natural.set_index(["model", "imbalance"]).index.isin(
+                            swept.set_index(["model", "imbalance"]).index
+                        )
+                    ],
+                    swept,
+                ]
+            )
             sweep = _sweep_table(both, primary)
         n_folds = int(sub.fold.max() + 1) if len(sub) else 0
-        board.sections.append(Section(
-            dataset=dataset, extraction=extraction, info=info, primary=primary, table=table, sweep=sweep,
-            errors=errors, folds=n_folds,
-        ))
+        board.sections.append(
+            Section(
+                dataset=dataset,
+                extraction=extraction,
+                info=info,
+                primary=primary,
+                table=table,
+                sweep=sweep,
+                errors=errors,
+                folds=n_folds,
+            )
+        )
     return board
 
 
@@ -76,8 +92,13 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
     rows = []
     for (model, strategy), grp in all_rows.groupby(["model", "imbalance"], sort=True):
         good = ok[(ok.model == model) & (ok.imbalance == strategy)]
-        row: dict[str, Any] = {"model": model, "strategy": strategy, "kind": grp.kind.iloc[0],
-                               "folds_ok": len(good), "folds": len(grp)}
+        row: dict[str, Any] = {
+            "model": model,
+            "strategy": strategy,
+            "kind": grp.kind.iloc[0],
+            "folds_ok": len(good),
+            "folds": len(grp),
+        }
         for m in METRICS:
             vals = np.array([_num(x.get(m)) for x in good.metrics], dtype=float)
             row[f"{m}_mean"] = np.nanmean(vals) if np.isfinite(vals).any() else np.nan
@@ -120,13 +141,13 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
 
 
-def render_markdown(board: Leaderboard) -> str:
-    """The leaderboard as markdown text."""
+def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
+    """The leaderboard as markdown text; ``timings=False`` leaves out wall times (for reproduction checks)."""
     m = board.manifest
     out = [f"# Leaderboard — suite `{board.suite}`", ""]
-    out += _render_manifest(m, board.runs)
+    out += _render_manifest(m, board.runs if timings else None)
     for s in board.sections:
-        out += _render_section(s)
+        out += _render_section(s, timings=timings)
     out += [
         "---",
         "Scores are means ± standard deviations over the test folds; every model of a data set and extraction ran "
@@ -159,13 +180,12 @@ def _render_manifest(m: dict[str, Any], runs: pd.DataFrame | None) -> list[str]:
     return lines
 
 
-def _render_section(s: Section) -> list[str]:
+def _render_section(s: Section, *, timings: bool = True) -> list[str]:
     info = s.info
     label = METRIC_LABELS.get(s.primary, s.primary)
     counts = ", ".join(f"{k} {v}" for k, v in info.get("class_counts", {}).items())
     groups = (
-        f"{info['n_groups']} {info.get('group_kind') or 'group'}s"
-        if info.get("n_groups") else "no patient ids known"
+        f"{info['n_groups']} {info.get('group_kind') or 'group'}s" if info.get("n_groups") else "no patient ids known"
     )
     lines = [
         f"## {s.dataset} — extraction `{s.extraction}`",
@@ -185,13 +205,13 @@ def _render_section(s: Section) -> list[str]:
         lines += ["No finished jobs yet.", ""]
     else:
         head = ["#", "model", "strategy", f"{label} (primary)"]
-        head += [METRIC_LABELS[m] for m in SHOWN if m != s.primary] + ["fit s", "folds"]
+        head += [METRIC_LABELS[m] for m in SHOWN if m != s.primary] + (["fit s"] if timings else []) + ["folds"]
         rows = []
         for r in s.table.itertuples(index=False):
             r = r._asdict()
             row = [r["rank"], r["model"], r["strategy"], _pm(r[f"{s.primary}_mean"], r[f"{s.primary}_std"])]
             row += [_fmt(r[f"{m}_mean"]) for m in SHOWN if m != s.primary]
-            row += [_fmt(r["fit_s"], 2), f"{r['folds_ok']}/{r['folds']}"]
+            row += ([_fmt(r["fit_s"], 2)] if timings else []) + [f"{r['folds_ok']}/{r['folds']}"]
             rows.append(row)
         lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
     if s.sweep is not None and len(s.sweep):
@@ -205,7 +225,9 @@ def _render_section(s: Section) -> list[str]:
         ]
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores", ""]
-        rows = [[r.model, r.imbalance, r.ratio, r.fold, str(r.error).splitlines()[0][:160]] for r in s.errors.itertuples()]
+        rows = [
+            [r.model, r.imbalance, r.ratio, r.fold, str(r.error).splitlines()[0][:160]] for r in s.errors.itertuples()
+        ]
         lines += [tabulate(rows, headers=["model", "strategy", "ratio", "fold", "error"], tablefmt="github"), ""]
     return lines
 

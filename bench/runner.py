@@ -80,8 +80,14 @@ def prepare(
             samples = EXTRACTIONS[extraction](dataset)
             out.append(
                 _prepare_one(
-                    suite, dataset, extraction, samples,
-                    need_features=need_features, on_bad_image=on_bad_image, workers=workers, progress=progress,
+                    suite,
+                    dataset,
+                    extraction,
+                    samples,
+                    need_features=need_features,
+                    on_bad_image=on_bad_image,
+                    workers=workers,
+                    progress=progress,
                 )
             )
     if not out:
@@ -118,7 +124,9 @@ def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_i
             progress=progress,
         )
         if fs.skipped:
-            notes.append(f"{len(fs.skipped)} unreadable image(s) skipped (--on-bad-image skip): {', '.join(fs.skipped[:5])}")
+            notes.append(
+                f"{len(fs.skipped)} unreadable image(s) skipped (--on-bad-image skip): {', '.join(fs.skipped[:5])}"
+            )
         ids, X, names = list(fs.ids), fs.X, fs.names
     kept = [by_id[i] for i in ids]
     y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
@@ -126,14 +134,26 @@ def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_i
     has_groups = all(g is not None for g in groups)
     predefined = [s.meta.get("fold") for s in kept]
     folds = make_folds(
-        ids=ids, y=y, groups=groups if has_groups else None,
+        ids=ids,
+        y=y,
+        groups=groups if has_groups else None,
         predefined=predefined if all(p is not None for p in predefined) else None,
-        scheme=suite.cv_scheme, n_splits=suite.folds, repeats=suite.repeats, seed=suite.seed, context=context,
+        scheme=suite.cv_scheme,
+        n_splits=suite.folds,
+        repeats=suite.repeats,
+        seed=suite.seed,
+        context=context,
     )
     positive = index[dataset.positive_class] if dataset.positive_class is not None and len(classes) == 2 else None
     task = TaskData(
-        ids=np.asarray(ids, dtype=str), y=y, groups=np.asarray(groups, dtype=str) if has_groups else None,
-        X=X, feature_names=names, tests=folds.test, classes=classes, positive=positive,
+        ids=np.asarray(ids, dtype=str),
+        y=y,
+        groups=np.asarray(groups, dtype=str) if has_groups else None,
+        X=X,
+        feature_names=names,
+        tests=folds.test,
+        classes=classes,
+        positive=positive,
     )
     task_path = save_task(task, cache_dir() / "tasks")
     counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
@@ -155,8 +175,13 @@ def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_i
         "root": str(dataset.root) if dataset.root else None,
     }
     return Prepared(
-        dataset=dataset.name, extraction=extraction, fingerprint=dataset.fingerprint, task_path=task_path,
-        folds=folds, info=info, notes=notes,
+        dataset=dataset.name,
+        extraction=extraction,
+        fingerprint=dataset.fingerprint,
+        task_path=task_path,
+        folds=folds,
+        info=info,
+        notes=notes,
     )
 
 
@@ -180,9 +205,17 @@ def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]],
         strat = ImbalanceSpec(name=strategy, params=dict(STRATEGIES[strategy].resolve({})))
         for fold in range(len(p.folds)):
             job = Job(
-                suite=suite.name, dataset=p.dataset, extraction=p.extraction, model=spec, imbalance=strat,
-                fold=fold, seed=suite.seed, cv=p.folds.scheme, ratio=ratio,
-                data_fingerprint=p.fingerprint, folds_key=p.folds.key,
+                suite=suite.name,
+                dataset=p.dataset,
+                extraction=p.extraction,
+                model=spec,
+                imbalance=strat,
+                fold=fold,
+                seed=suite.seed,
+                cv=p.folds.scheme,
+                ratio=ratio,
+                data_fingerprint=p.fingerprint,
+                folds_key=p.folds.key,
             )
             if job.key not in seen:
                 seen.add(job.key)
@@ -210,6 +243,7 @@ def run_suite(
     data_root: Path | None = None,
     workers: int | None = None,
     executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
     on_bad_image: str = "raise",
     progress: bool = True,
     argv: list[str] | None = None,
@@ -240,14 +274,16 @@ def run_suite(
         bar = _progress(len(todo), f"jobs {suite.name}", progress)
         status = "interrupted"
         try:
-            for result in EXECUTORS[executor](todo, workers=workers):
+            for result in EXECUTORS[executor](todo, workers=workers, **(executor_options or {})):
                 store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
                 ran += 1
                 failed += result.status != "ok"
                 if on_result is not None:
                     on_result(result)
-                bar.set_postfix_str(f"{result.coordinates['model']}/{result.coordinates['imbalance']} "
-                                    f"fold {result.coordinates['fold']}" + (" ERROR" if result.status != "ok" else ""))
+                bar.set_postfix_str(
+                    f"{result.coordinates['model']}/{result.coordinates['imbalance']} "
+                    f"fold {result.coordinates['fold']}" + (" ERROR" if result.status != "ok" else "")
+                )
                 bar.update(1)
             status = "finished"
         finally:
@@ -255,8 +291,14 @@ def run_suite(
             store.finish_run(run_id, status)
         leaderboard = write_leaderboard(store, out_dir=folder)
     return RunSummary(
-        suite=suite.name, results_dir=folder, leaderboard=leaderboard, planned=len(items),
-        skipped_done=len(items) - len(todo), ran=ran, failed=failed, wall_s=time.perf_counter() - t0,
+        suite=suite.name,
+        results_dir=folder,
+        leaderboard=leaderboard,
+        planned=len(items),
+        skipped_done=len(items) - len(todo),
+        ran=ran,
+        failed=failed,
+        wall_s=time.perf_counter() - t0,
     )
 
 

@@ -96,7 +96,8 @@ class Store:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(
-                f"{path} is not a usable cellbench store ({exc}); refusing to touch it (move it away or choose --results)"
+                f"{path} is not a usable cellbench store ({exc}); "
+                "refusing to touch it (move it away or choose --results)"
             ) from None
         return cls(folder, conn, lock_fd)
 
@@ -175,10 +176,26 @@ class Store:
             self.conn.execute(
                 "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    result.key, run_id, c["suite"], c["dataset"], c["extraction"], c["model"], c["kind"],
-                    c["imbalance"], c["ratio"], int(c["fold"]), int(c["seed"]), c["cv"], c.get("folds_key"),
-                    result.status, canonical_json(_finite(result.metrics)), canonical_json(result.timings),
-                    result.error, canonical_json(result.extra), canonical_json(spec), time.time(),
+                    result.key,
+                    run_id,
+                    c["suite"],
+                    c["dataset"],
+                    c["extraction"],
+                    c["model"],
+                    c["kind"],
+                    c["imbalance"],
+                    c["ratio"],
+                    int(c["fold"]),
+                    int(c["seed"]),
+                    c["cv"],
+                    c.get("folds_key"),
+                    result.status,
+                    canonical_json(_finite(result.metrics)),
+                    canonical_json(result.timings),
+                    result.error,
+                    canonical_json(result.extra),
+                    canonical_json(spec),
+                    time.time(),
                 ),
             )
             if preds is not None and len(preds):
@@ -208,7 +225,8 @@ class Store:
             marks = ",".join("?" * len(keys))
             df = pd.read_sql_query(
                 f"SELECT * FROM predictions WHERE job_key IN ({marks}) ORDER BY job_key, sample_id",
-                self.conn, params=keys,
+                self.conn,
+                params=keys,
             )
         df["proba"] = df["proba"].map(json.loads)
         return df
@@ -240,7 +258,9 @@ def _check_foreign(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(16)
     if path.stat().st_size and head != b"SQLite format 3\x00":
-        raise StoreError(f"{path} exists but is not a SQLite database; refusing to overwrite it (move it away or use --results)")
+        raise StoreError(
+            f"{path} exists but is not a SQLite database; refusing to overwrite it (move it away or use --results)"
+        )
 
 
 def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
@@ -249,9 +269,13 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError:
         rows = {}
     if rows.get("app") != APP:
-        raise StoreError(f"{path} is a SQLite database but not a cellbench store; refusing to use it (choose --results)")
+        raise StoreError(
+            f"{path} is a SQLite database but not a cellbench store; refusing to use it (choose --results)"
+        )
     if rows.get("schema") != SCHEMA_VERSION:
-        raise StoreError(f"{path} has store schema {rows.get('schema')!r}; this cellbench reads schema {SCHEMA_VERSION}")
+        raise StoreError(
+            f"{path} has store schema {rows.get('schema')!r}; this cellbench reads schema {SCHEMA_VERSION}"
+        )
 
 
 def _take_lock(folder: Path) -> int:
@@ -262,7 +286,9 @@ def _take_lock(folder: Path) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise StoreError(f"results folder {folder} is in use by a run ({holder}); wait for it or choose --results") from None
+        raise StoreError(
+            f"results folder {folder} is in use by a run ({holder}); wait for it or choose --results"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
     return fd

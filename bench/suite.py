@@ -15,8 +15,18 @@ from bench.metrics import METRICS
 SUITES_DIR = Path(__file__).parent / "suites"
 
 _TOP_KEYS = {
-    "name", "description", "seed", "primary_metric", "metrics", "cv", "datasets", "models", "strategies",
-    "imbalance_sweep", "features", "deep",
+    "name",
+    "description",
+    "seed",
+    "primary_metric",
+    "metrics",
+    "cv",
+    "datasets",
+    "models",
+    "strategies",
+    "imbalance_sweep",
+    "features",
+    "deep",
 }
 _CV_KEYS = {"scheme", "folds", "repeats"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}
@@ -48,6 +58,7 @@ class Suite:
     deep: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     text: str = ""
+    narrowing: Mapping[str, Any] = field(default_factory=dict)  # command-line choices, kept for --reproduce
 
     def narrow(
         self,
@@ -77,7 +88,16 @@ class Suite:
             changes["folds"] = folds
         if seed is not None:
             changes["seed"] = seed
-        out = replace(self, **changes)
+        given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
+        narrowing = {
+            **self.narrowing,
+            **{
+                k: (list(v) if isinstance(v, (list, tuple)) else v)
+                for k, v in given.items()
+                if v is not None and v != []
+            },
+        }
+        out = replace(self, **changes, narrowing=narrowing)
         validate(out)
         return out
 
@@ -92,7 +112,9 @@ def suite_path(name_or_path: str | Path) -> Path:
     builtin = SUITES_DIR / f"{name_or_path}.toml"
     if not builtin.is_file():
         known = sorted(f.stem for f in SUITES_DIR.glob("*.toml"))
-        raise ConfigError(f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(known)} (or give a .toml path)")
+        raise ConfigError(
+            f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(known)} (or give a .toml path)"
+        )
     return builtin
 
 
@@ -133,7 +155,9 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         strategies=tuple(_str_list(raw.get("strategies", ["none"]), f"{where}: strategies")),
         sweep_ratios=tuple(_str_list(sweep.get("ratios", []), f"{where}: imbalance_sweep.ratios")),
         sweep_strategies=tuple(_str_list(sweep.get("strategies", ["none"]), f"{where}: imbalance_sweep.strategies")),
-        sweep_models=tuple(_str_list(sweep["models"], f"{where}: imbalance_sweep.models")) if "models" in sweep else None,
+        sweep_models=tuple(_str_list(sweep["models"], f"{where}: imbalance_sweep.models"))
+        if "models" in sweep
+        else None,
         primary_metric=raw.get("primary_metric"),
         metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
         features=_table(raw.get("features", {}), f"{where} [features]"),
@@ -165,7 +189,9 @@ def validate(suite: Suite) -> None:
     if suite.sweep_models is not None:
         missing = sorted(set(suite.sweep_models) - set(suite.models))
         if missing:
-            raise ConfigError(f"{where}: imbalance_sweep.models names {', '.join(missing)}, which the suite does not run")
+            raise ConfigError(
+                f"{where}: imbalance_sweep.models names {', '.join(missing)}, which the suite does not run"
+            )
     for r in suite.sweep_ratios:
         parse_ratio(r)
     if suite.cv_scheme not in SCHEMES:

@@ -4,4 +4,13 @@ from models.classical import MODELS, ModelEntry, register_model
 from models.imbalance import STRATEGIES, Strategy
 from models.pipeline import applicable, build_pipeline, fit_predict
 
-__all__ = ["MODELS", "STRATEGIES", "ModelEntry", "Strategy", "applicable", "build_pipeline", "fit_predict", "register_model"]
+__all__ = [
+    "MODELS",
+    "STRATEGIES",
+    "ModelEntry",
+    "Strategy",
+    "applicable",
+    "build_pipeline",
+    "fit_predict",
+    "register_model",
+]

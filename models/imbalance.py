@@ -116,6 +116,8 @@ def sweep_subsample(y: np.ndarray, *, ratio: str, positive: int, seed: int) -> n
     n_pos = min(len(pos), int(np.floor(len(neg) / r)))
     n_neg = min(len(neg), int(np.floor(n_pos * r)))
     if n_pos < 2:
-        raise DataError(f"imbalance sweep ratio {ratio} leaves {n_pos} positive training sample(s); use a smaller ratio")
+        raise DataError(
+            f"imbalance sweep ratio {ratio} leaves {n_pos} positive training sample(s); use a smaller ratio"
+        )
     keep = np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, n_neg, replace=False)])
     return np.sort(keep)

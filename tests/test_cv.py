@@ -81,7 +81,7 @@ def test_too_few_groups_and_bad_scheme():
 
 
 def test_inner_split_is_group_aware_and_inside_the_training_fold():
-    ids, y, groups = _data(n_groups=12)
+    _ids, y, groups = _data(n_groups=12)
     [(tr, va)] = inner_split(y, groups, seed=0)
     assert not set(groups[tr]) & set(groups[va])
     assert len(np.unique(y[va])) == 2

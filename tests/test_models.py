@@ -24,14 +24,24 @@ def test_registry_has_the_classical_models():
 @pytest.mark.parametrize("model", CLASSICAL)
 @pytest.mark.parametrize("strategy", ["none", "class_weight", "oversample", "undersample", "smote", "threshold"])
 def test_every_model_and_strategy_fits_and_returns_probabilities(data, model, strategy):
-    X, y, Xt, yt = data
+    X, y, Xt, _yt = data
     if not applicable(model, strategy)[0]:
         with pytest.raises(ConfigError, match="does not apply"):
             build_pipeline(model, strategy, y=y, seed=0)
         return
     inner = [(np.arange(0, 140), np.arange(140, 180))] if strategy == "threshold" else None
-    out = fit_predict(model, strategy, X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1,
-                      inner_split=inner, model_params={"n_estimators": 20} if model in ("random_forest", "xgboost") else None)
+    out = fit_predict(
+        model,
+        strategy,
+        X_train=X,
+        y_train=y,
+        X_test=Xt,
+        seed=0,
+        n_classes=2,
+        positive=1,
+        inner_split=inner,
+        model_params={"n_estimators": 20} if model in ("random_forest", "xgboost") else None,
+    )
     assert out["proba"].shape == (len(Xt), 2)
     assert np.allclose(out["proba"].sum(1), 1)
     assert 0 <= out["threshold"] <= 1
@@ -54,12 +64,14 @@ def test_samplers_act_only_in_fit(data):
 def test_class_weight_changes_the_model(data):
     X, y, Xt, _ = data
     a = fit_predict("logistic_regression", "none", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
-    b = fit_predict("logistic_regression", "class_weight", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
+    b = fit_predict(
+        "logistic_regression", "class_weight", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1
+    )
     assert b["proba"][:, 1].mean() > a["proba"][:, 1].mean()
 
 
 def test_unknown_model_parameter_is_refused(data):
-    X, y, *_ = data
+    _X, y, *_ = data
     with pytest.raises(ConfigError, match="unknown parameter.*n_trees.*allowed"):
         build_pipeline("random_forest", "none", y=y, seed=0, model_params={"n_trees": 3})
 
@@ -70,7 +82,9 @@ def test_sweep_subsample_reaches_the_ratio():
         idx = sweep_subsample(y, ratio=ratio, positive=1, seed=0)
         pos, neg = (y[idx] == 1).sum(), (y[idx] == 0).sum()
         assert abs(neg / pos - want) < 0.5
-    assert (sweep_subsample(y, ratio="1:3", positive=1, seed=1) == sweep_subsample(y, ratio="1:3", positive=1, seed=1)).all()
+    assert (
+        sweep_subsample(y, ratio="1:3", positive=1, seed=1) == sweep_subsample(y, ratio="1:3", positive=1, seed=1)
+    ).all()
 
 
 def test_strategies_registry_names():

@@ -8,13 +8,31 @@ from bench.types import JobResult
 
 
 def _result(key="k1", status="ok"):
-    preds = pd.DataFrame({"sample_id": ["a", "b"], "y_true": [0, 1], "y_pred": [0, 0],
-                          "proba_x": [0.9, 0.6], "proba_y": [0.1, 0.4]})
-    coords = {"suite": "s", "dataset": "d", "extraction": "given", "model": "m", "kind": "classical",
-              "imbalance": "none", "ratio": "natural", "fold": 0, "seed": 0, "cv": "group_kfold", "folds_key": "f"}
-    return JobResult(key=key, coordinates=coords, status=status, metrics={"accuracy": 0.5, "roc_auc": float("nan")},
-                     predictions=preds if status == "ok" else None, timings={"fit_s": 0.1},
-                     error=None if status == "ok" else "boom")
+    preds = pd.DataFrame(
+        {"sample_id": ["a", "b"], "y_true": [0, 1], "y_pred": [0, 0], "proba_x": [0.9, 0.6], "proba_y": [0.1, 0.4]}
+    )
+    coords = {
+        "suite": "s",
+        "dataset": "d",
+        "extraction": "given",
+        "model": "m",
+        "kind": "classical",
+        "imbalance": "none",
+        "ratio": "natural",
+        "fold": 0,
+        "seed": 0,
+        "cv": "group_kfold",
+        "folds_key": "f",
+    }
+    return JobResult(
+        key=key,
+        coordinates=coords,
+        status=status,
+        metrics={"accuracy": 0.5, "roc_auc": float("nan")},
+        predictions=preds if status == "ok" else None,
+        timings={"fit_s": 0.1},
+        error=None if status == "ok" else "boom",
+    )
 
 
 def test_result_round_trip_and_done_keys(tmp_path):

@@ -26,11 +26,14 @@ def test_malformed_toml_names_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('[datasets.synthetic]\n[models]\nrandom_forrest = {}\n', "unknown model 'random_forrest'; known models: .*random_forest"),
-        ('[datasets.nope]\n[models]\nknn = {}\n', "unknown dataset 'nope'"),
+        (
+            "[datasets.synthetic]\n[models]\nrandom_forrest = {}\n",
+            "unknown model 'random_forrest'; known models: .*random_forest",
+        ),
+        ("[datasets.nope]\n[models]\nknn = {}\n", "unknown dataset 'nope'"),
         ('strategies = ["smoot"]\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown imbalance strategy 'smoot'"),
-        ('colour = 1\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown key.*colour.*allowed keys"),
-        ('[cv]\nfolds = 1\n[datasets.synthetic]\n[models]\nknn = {}\n', "at least 2"),
+        ("colour = 1\n[datasets.synthetic]\n[models]\nknn = {}\n", "unknown key.*colour.*allowed keys"),
+        ("[cv]\nfolds = 1\n[datasets.synthetic]\n[models]\nknn = {}\n", "at least 2"),
         ('[datasets.synthetic]\n[models]\nknn = {}\n[imbalance_sweep]\nratios = ["3"]\n', "bad imbalance ratio"),
         ('primary_metric = "auc"\n[datasets.synthetic]\n[models]\nknn = {}\n', "unknown metric 'auc'"),
     ],

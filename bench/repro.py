@@ -1,0 +1,77 @@
+"""Reproduction checks: compare two stores, or rerun a stored run from its manifest and compare."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from bench.errors import ConfigError
+from bench.store import Store
+
+
+def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
+    """Differences between two result folders: job sets, statuses, metrics, predictions and leaderboards.
+
+    Timings are excluded (wall time is not deterministic); everything else must be identical.
+    """
+    from bench.report import render_markdown, summarise
+
+    diffs: list[str] = []
+    with Store.open(a, write=False) as sa, Store.open(b, write=False) as sb:
+        ja, jb = sa.jobs().set_index("key"), sb.jobs().set_index("key")
+        only_a, only_b = sorted(set(ja.index) - set(jb.index)), sorted(set(jb.index) - set(ja.index))
+        if only_a:
+            diffs.append(f"{len(only_a)} job(s) only in {a}: {', '.join(only_a[:5])}")
+        if only_b:
+            diffs.append(f"{len(only_b)} job(s) only in {b}: {', '.join(only_b[:5])}")
+        for key in sorted(set(ja.index) & set(jb.index)):
+            ra, rb = ja.loc[key], jb.loc[key]
+            where = f"{ra.dataset}/{ra.extraction} {ra.model}/{ra.imbalance}/{ra.ratio} fold {ra.fold}"
+            if ra.status != rb.status:
+                diffs.append(f"{where}: status {ra.status} vs {rb.status}")
+            elif json.dumps(ra.metrics, sort_keys=True) != json.dumps(rb.metrics, sort_keys=True):
+                changed = sorted(k for k in ra.metrics if ra.metrics.get(k) != rb.metrics.get(k))
+                diffs.append(f"{where}: metrics differ ({', '.join(changed)})")
+        pa, pb = sa.predictions(), sb.predictions()
+        pa["proba"], pb["proba"] = pa.proba.map(json.dumps), pb.proba.map(json.dumps)
+        merged = pa.merge(pb, on=["job_key", "sample_id"], how="outer", suffixes=("_a", "_b"), indicator=True)
+        bad = merged[
+            (merged._merge != "both") | (merged.y_pred_a != merged.y_pred_b) | (merged.proba_a != merged.proba_b)
+        ]
+        if len(bad):
+            diffs.append(
+                f"{len(bad)} per-sample prediction(s) differ, e.g. job {bad.job_key.iloc[0]} "
+                f"sample {bad.sample_id.iloc[0]}"
+            )
+        la = render_markdown(summarise(sa), timings=False)
+        lb = render_markdown(summarise(sb), timings=False)
+        if la != lb:
+            lines = [x for x, y in zip(la.splitlines(), lb.splitlines()) if x != y]
+            diffs.append(f"leaderboards differ ({len(lines)} line(s)), first: {lines[0] if lines else '(length)'}")
+    return diffs[:max_report]
+
+
+def reproduce(
+    folder: Path, *, data_root: Path | None, workers: int | None, progress: bool = True, executor: str = "local"
+) -> tuple[Path, list[str]]:
+    """Rerun the latest run stored in ``folder`` from its manifest in a fresh folder; return it and the diffs."""
+    from bench.runner import run_suite
+    from bench.suite import parse_suite
+
+    with Store.open(folder, write=False) as store:
+        runs = store.runs()
+    if not len(runs):
+        raise ConfigError(f"no run recorded in {folder}; nothing to reproduce")
+    manifest = json.loads(runs.manifest.iloc[-1])
+    text = manifest.get("suite_text") or ""
+    if not text:
+        raise ConfigError(f"the manifest in {folder} has no suite text; cannot reproduce")
+    raw = tomllib.loads(text)
+    suite = parse_suite(raw, source=manifest.get("suite_file", "manifest"), default_name=manifest["suite"])
+    suite = replace(suite.narrow(**(manifest.get("narrowing") or {})), text=text)
+    out = Path(tempfile.mkdtemp(prefix="cellbench-repro-"))
+    run_suite(suite, results_root=out, data_root=data_root, workers=workers, progress=progress, executor=executor)
+    return out / suite.name, compare_stores(folder, out / suite.name)
