@@ -87,7 +87,17 @@ def _run_classical(job: Job, task) -> dict[str, Any]:
         model_params=job.model.params,
         strategy_params=job.imbalance.params,
     )
-    return {**out, "test": test, "n_train": len(train), "extra": {"train_counts": np.bincount(y_train).tolist()}}
+    extra: dict[str, Any] = {"train_counts": np.bincount(y_train, minlength=len(task.classes)).tolist()}
+    if job.explain:
+        from bench.importance import native_importances, permutation_importances
+
+        names = task.feature_names
+        extra["importance"] = {
+            "permutation": permutation_importances(out["model"], task.X[test], task.y[test], names=names, seed=seed),
+            "native": native_importances(out["model"], names=names),
+        }
+    out.pop("model")
+    return {**out, "test": test, "n_train": len(train), "extra": extra}
 
 
 def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:

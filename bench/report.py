@@ -32,6 +32,7 @@ class Section:
     sweep: pd.DataFrame | None
     errors: pd.DataFrame
     folds: int
+    importance: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -114,6 +115,22 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
     df = df.drop(columns="_key").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df
+
+
+def _importances(ok: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per model (and strategy): permutation and native importance per feature, mean and std over folds."""
+    from bench.importance import feature_family
+
+    out = {}
+    with_imp = ok[ok.extra.map(lambda e: "importance" in e)]
+    for (model, strategy), grp in with_imp.groupby(["model", "imbalance"], sort=True):
+        perm = pd.DataFrame([e["importance"]["permutation"] for e in grp.extra])
+        native = [e["importance"]["native"] for e in grp.extra if e["importance"].get("native")]
+        df = pd.DataFrame({"perm_mean": perm.mean(), "perm_std": perm.std(ddof=1), "folds": perm.notna().sum()})
+        df["native_mean"] = pd.DataFrame(native).mean() if native else np.nan
+        df["family"] = [feature_family(n) for n in df.index]
+        out[f"{model} / {strategy}"] = df.sort_values(["perm_mean", "native_mean"], ascending=False)
+    return out
 
 
 def _sweep_table(ok: pd.DataFrame, primary: str) -> pd.DataFrame:
@@ -223,12 +240,34 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             tabulate(s.sweep.values.tolist(), headers=list(s.sweep.columns), tablefmt="github", disable_numparse=True),
             "",
         ]
+    if s.importance:
+        lines += _render_importance(s.importance)
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores", ""]
         rows = [
             [r.model, r.imbalance, r.ratio, r.fold, str(r.error).splitlines()[0][:160]] for r in s.errors.itertuples()
         ]
         lines += [tabulate(rows, headers=["model", "strategy", "ratio", "fold", "error"], tablefmt="github"), ""]
+    return lines
+
+
+def _render_importance(importance: dict[str, pd.DataFrame], top: int = 10) -> list[str]:
+    lines = [
+        "### Which cell features drive the classical models",
+        "",
+        "Permutation importance: mean drop of balanced accuracy on the test fold when a feature is shuffled "
+        "(± std over folds); native: XGBoost gain or forest impurity decrease, normalised to sum 1. "
+        "Family totals sum the positive permutation importances.",
+        "",
+    ]
+    for name, df in importance.items():
+        fam = df.perm_mean.clip(lower=0).groupby(df.family).sum().sort_values(ascending=False)
+        lines.append(f"**{name}** — by family: " + ", ".join(f"{k} {v:.3f}" for k, v in fam.items()))
+        lines.append("")
+        rows = [[i + 1, feat, r.family, _pm(r.perm_mean, r.perm_std), _fmt(r.native_mean)]
+                for i, (feat, r) in enumerate(df.head(top).iterrows())]
+        lines += [tabulate(rows, headers=["#", "feature", "family", "permutation", "native"], tablefmt="github",
+                           disable_numparse=True), ""]
     return lines
 
 

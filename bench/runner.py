@@ -203,8 +203,15 @@ def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]],
         entry = MODELS[model]
         spec = ModelSpec(name=model, kind=entry.kind, input=entry.input, params=dict(suite.models.get(model, {})))
         strat = ImbalanceSpec(name=strategy, params=dict(STRATEGIES[strategy].resolve({})))
+        explain = (
+            ratio is None
+            and model in suite.explain_models
+            and strategy in suite.explain_strategies
+            and entry.kind == "classical"
+        )
         for fold in range(len(p.folds)):
             job = Job(
+                explain=explain,
                 suite=suite.name,
                 dataset=p.dataset,
                 extraction=p.extraction,

@@ -52,6 +52,8 @@ class Suite:
     sweep_ratios: tuple[str, ...] = ()
     sweep_strategies: tuple[str, ...] = ("none",)
     sweep_models: tuple[str, ...] | None = None
+    explain_models: tuple[str, ...] = ()
+    explain_strategies: tuple[str, ...] = ("none",)
     primary_metric: str | None = None
     metrics: tuple[str, ...] = METRICS
     features: Mapping[str, Any] = field(default_factory=dict)
@@ -143,6 +145,8 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     _no_unknown(cv, _CV_KEYS, f"{where} [cv]")
     sweep = _table(raw.get("imbalance_sweep", {}), f"{where} [imbalance_sweep]")
     _no_unknown(sweep, _SWEEP_KEYS, f"{where} [imbalance_sweep]")
+    explain = _table(raw.get("explain", {}), f"{where} [explain]")
+    _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
     suite = Suite(
         name=str(raw.get("name", default_name)),
         description=str(raw.get("description", "")),
@@ -158,6 +162,8 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         sweep_models=tuple(_str_list(sweep["models"], f"{where}: imbalance_sweep.models"))
         if "models" in sweep
         else None,
+        explain_models=tuple(_str_list(explain.get("models", []), f"{where}: explain.models")),
+        explain_strategies=tuple(_str_list(explain.get("strategies", ["none"]), f"{where}: explain.strategies")),
         primary_metric=raw.get("primary_metric"),
         metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
         features=_table(raw.get("features", {}), f"{where} [features]"),
@@ -192,6 +198,8 @@ def validate(suite: Suite) -> None:
             raise ConfigError(
                 f"{where}: imbalance_sweep.models names {', '.join(missing)}, which the suite does not run"
             )
+    MODELS.check(suite.explain_models)
+    STRATEGIES.check(suite.explain_strategies)
     for r in suite.sweep_ratios:
         parse_ratio(r)
     if suite.cv_scheme not in SCHEMES:

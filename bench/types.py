@@ -194,10 +194,13 @@ class Job:
     ratio: str | None = None
     data_fingerprint: str = ""
     folds_key: str = ""
+    explain: bool = False
 
     def canonical(self) -> dict[str, Any]:
         # the suite name is left out: the same computation in two suites is the same job
+        extra = {"explain": True} if self.explain else {}
         return {
+            **extra,
             "dataset": self.dataset,
             "data_fingerprint": self.data_fingerprint,
             "extraction": self.extraction,

@@ -32,8 +32,7 @@ def read_image(path: str | Path) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise DataError(
-            f"cannot read image {path}: not a valid image file (readable formats: "
-            f"{', '.join(IMAGE_SUFFIXES)})"
+            f"cannot read image {path}: not a valid image file (readable formats: {', '.join(IMAGE_SUFFIXES)})"
         )
     return _to_rgb8(img, path)
 

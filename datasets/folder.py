@@ -1,0 +1,357 @@
+"""Folder layouts: shared scanning helpers and the generic class-per-folder adapter.
+
+The helpers (option checks, listing image files, the raise-or-skip policy for badly named files,
+building the :class:`Dataset`) are used by every adapter that reads a release's own folders and names.
+The generic adapter reads ``<root>/<class>/<image>``; it has no fixed home, so the user points at the
+folder with ``--data-root PATH --datasets folder``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from bench.errors import ConfigError, DataError
+from bench.types import Dataset, DatasetInfo, Sample
+from datasets.io import IMAGE_SUFFIXES
+from datasets.registry import fingerprint_samples, register_dataset, require_classes
+
+ON_BAD_LABEL = ("raise", "skip")
+_IGNORED_DIRS = frozenset({"__macosx", "__pycache__"})
+
+
+# -- shared helpers ---------------------------------------------------------------------------------
+
+
+def check_options(name: str, options: Mapping[str, object], *, on_bad_label: str, allowed=()) -> None:
+    """Refuse unknown option names and a bad ``on_bad_label`` value.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown options and listing the allowed ones.
+    """
+    if options:
+        known = ", ".join(("on_bad_label", *allowed))
+        raise ConfigError(
+            f"unknown option(s) for data set {name!r}: {', '.join(sorted(options))}; allowed options: {known}"
+        )
+    if on_bad_label not in ON_BAD_LABEL:
+        raise ConfigError(
+            f"data set {name!r}: on_bad_label={on_bad_label!r} is not allowed; use one of "
+            f"{', '.join(map(repr, ON_BAD_LABEL))}"
+        )
+
+
+def check_root(name: str, root: str | os.PathLike | None) -> Path:
+    """The data folder as an absolute path, or a DataError saying it is missing."""
+    if root is None:
+        raise DataError(f"data set {name!r}: no data folder given; pass --data-root PATH")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data set {name!r}: data folder not found: {path}")
+    return path.resolve()
+
+
+def is_hidden(name: str) -> bool:
+    """Dot-files (macOS ``._x`` copies, ``.DS_Store``) and archive leftovers such as ``__MACOSX``."""
+    return name.startswith(".") or name.lower() in _IGNORED_DIRS
+
+
+def is_image(name: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> bool:
+    """Whether ``name`` is a visible file with one of ``suffixes`` (case-insensitive)."""
+    return not is_hidden(name) and os.path.splitext(name)[1].lower() in suffixes
+
+
+def entries(path: Path, *, limit: int | None = None) -> list[os.DirEntry]:
+    """Visible entries of ``path`` (at most ``limit``, in directory order); ``[]`` if unreadable."""
+    try:
+        with os.scandir(path) as it:
+            return list(itertools.islice((e for e in it if not is_hidden(e.name)), limit))
+    except OSError:
+        return []
+
+
+def subdirs(path: Path, *, limit: int | None = None) -> list[Path]:
+    """Visible sub-folders of ``path``, sorted by name (at most ``limit`` looked at)."""
+    return sorted(Path(e.path) for e in entries(path, limit=limit) if e.is_dir())
+
+
+def walk_images(root: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Iterator[Path]:
+    """Image files under ``root`` (recursively, hidden folders skipped), in sorted path order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for f in sorted(filenames):
+            if is_image(f, suffixes):
+                yield Path(dirpath) / f
+
+
+def relpath(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def sample_id(path: Path, root: Path) -> str:
+    """Readable, stable id: the path relative to the data folder, without suffix."""
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def check_unique(keys: Iterable[tuple[str, Path]], *, what: str) -> None:
+    """Refuse two files with the same key (e.g. one image stored twice under the data folder)."""
+    seen: dict[str, Path] = {}
+    for key, path in keys:
+        if key in seen:
+            raise DataError(
+                f"{what} {key!r} appears twice: {seen[key]} and {path}; point the data root at one copy"
+            )
+        seen[key] = path
+
+
+class BadFiles:
+    """The ``on_bad_label`` policy: raise on a file that breaks the layout, or skip and count it.
+
+    Parameters
+    ----------
+    policy
+        ``"raise"`` or ``"skip"``.
+    root
+        The data folder (skipped files are named relative to it in the notes).
+    """
+
+    def __init__(self, policy: str, root: Path):
+        self.policy, self.root = policy, root
+        self.skipped: list[tuple[Path, str]] = []
+
+    def __call__(self, path: Path, problem: str, message: str) -> None:
+        """Report ``path``; ``problem`` is a short kind ("bad name"), ``message`` the full error."""
+        if self.policy == "raise":
+            raise DataError(f"{message} (or load with on_bad_label='skip' to skip such files)")
+        self.skipped.append((path, problem))
+
+    def notes(self) -> list[str]:
+        if not self.skipped:
+            return []
+        kinds = Counter(problem for _, problem in self.skipped)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        first = ", ".join(relpath(p, self.root) for p, _ in self.skipped[:3])
+        more = ", ..." if len(self.skipped) > 3 else ""
+        return [f"{len(self.skipped)} file(s) skipped (on_bad_label='skip'): {summary}; e.g. {first}{more}"]
+
+
+def make_dataset(
+    info: DatasetInfo, root: Path, samples: Iterable[Sample], *, notes: Iterable[str] = ()
+) -> Dataset:
+    """Sort samples by relative path, check ids and classes, fingerprint, and build the Dataset.
+
+    Raises
+    ------
+    DataError
+        If no samples were found, two files share an id, or fewer than two classes have samples.
+    """
+    samples = sorted(samples, key=lambda s: relpath(s.image_path, root))
+    if not samples:
+        raise DataError(f"data set {info.name!r}: no images found under {root}; expected {info.layout}")
+    check_unique(((s.id, s.image_path) for s in samples), what="sample id")
+    require_classes(info.name, samples, info.classes, root)
+    return Dataset(
+        name=info.name,
+        classes=info.classes,
+        positive_class=info.positive_class,
+        info=info,
+        fingerprint=fingerprint_samples(samples),
+        samples=tuple(samples),
+        root=root,
+        notes=tuple(notes),
+    )
+
+
+# -- the generic class-per-folder adapter -----------------------------------------------------------
+
+GROUPS_FILE = "groups.csv"
+
+INFO = DatasetInfo(
+    name="folder",
+    title="Generic class-per-folder image set",
+    description=(
+        "Any image set laid out as <root>/<class>/<image>: one sub-folder per class (the folder names are the "
+        "class names, sorted, unless the option classes= gives them in order), images directly inside. "
+        "An optional groups.csv (columns filename,group; filename relative to the root or bare) gives the "
+        "patient or slide of each image, which makes CV patient-grouped; without it CV is image-level. "
+        "For two classes the positive class is positive_class= or else the last class. "
+        "It has no fixed home: run with --datasets folder --data-root PATH, PATH holding the class folders."
+    ),
+    task="multiclass",
+    kind="cell",
+    classes=(),
+    positive_class=None,
+    primary_metric="balanced_accuracy",
+    default_cv="stratified_kfold",
+    source="user-supplied",
+    licence="as set by the data's owner",
+    citation="cite the source of your images",
+    group_kind=None,
+    image_size="any",
+    layout="<root>/<class>/<image> (png, jpg, bmp, tif), optional <root>/groups.csv with columns filename,group",
+    download="none: put one folder per class under a folder and pass it with --data-root PATH",
+    folder_names=("folder",),
+)
+
+
+def detect(path: Path) -> bool:
+    """True when a sub-folder of ``path`` holds image files directly (looks at a few names)."""
+    for sub in subdirs(path, limit=200):
+        if any(e.is_file() and is_image(e.name) for e in entries(sub, limit=50)):
+            return True
+    return False
+
+
+@register_dataset(INFO, detect=detect)
+def load(
+    root: Path,
+    *,
+    on_bad_label: str = "raise",
+    classes: Sequence[str] | None = None,
+    positive_class: str | None = None,
+    **options,
+) -> Dataset:
+    """Load ``<root>/<class>/<image>``.
+
+    Parameters
+    ----------
+    root
+        The folder holding one sub-folder per class.
+    on_bad_label
+        ``"raise"``, or ``"skip"`` to skip (and count) images that ``groups.csv`` gives no group.
+    classes
+        Class folders to use, in order (default: every sub-folder, sorted); others are ignored.
+    positive_class
+        The positive class of a two-class set (default: the last class).
+
+    Raises
+    ------
+    DataError
+        For fewer than two class folders, an empty class folder, a bad ``groups.csv``.
+    ConfigError
+        For unknown options, or ``classes``/``positive_class`` that do not fit.
+    """
+    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("classes", "positive_class"))
+    root = check_root(INFO.name, root)
+    found = [d.name for d in subdirs(root)]
+    names = _class_names(root, found, classes)
+    positive = _positive(names, positive_class)
+    notes: list[str] = []
+    if ignored := sorted(set(found) - set(names)):
+        notes.append(f"folders not used as classes: {', '.join(ignored)}")
+
+    files: list[tuple[str, Path]] = []
+    nested = 0
+    for name in names:
+        folder = root / name
+        here = entries(folder)
+        nested += sum(e.is_dir() for e in here)
+        images = sorted(Path(e.path) for e in here if e.is_file() and is_image(e.name))
+        if not images:
+            raise DataError(
+                f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); fill it, remove it or "
+                f"choose the classes with classes=[...]"
+            )
+        files += [(name, p) for p in images]
+    if nested:
+        notes.append(f"{nested} sub-folder(s) inside class folders ignored (images must lie directly in them)")
+
+    bad = BadFiles(on_bad_label, root)
+    groups, group_notes = _read_groups(root / GROUPS_FILE, root, [p for _, p in files], bad)
+    notes += group_notes
+    samples = [
+        Sample(
+            id=sample_id(p, root),
+            label=label,
+            group=groups.get(p) if groups is not None else None,
+            image_path=p,
+        )
+        for label, p in files
+        if groups is None or p in groups
+    ]
+    if groups is None:
+        notes.append("no groups.csv: no patient ids, image-level CV")
+    info = replace(
+        INFO,
+        classes=names,
+        positive_class=positive,
+        task="binary" if len(names) == 2 else "multiclass",
+        default_cv="group_kfold" if groups is not None else "stratified_kfold",
+        group_kind="patient" if groups is not None else None,
+    )
+    return make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
+
+
+def _class_names(root: Path, found: list[str], classes: Sequence[str] | None) -> tuple[str, ...]:
+    if classes is None:
+        if len(found) < 2:
+            raise DataError(
+                f"folder with one class: {root} holds {len(found)} class folder(s) "
+                f"({', '.join(found) or 'none'}); a class-per-folder layout needs at least two"
+            )
+        return tuple(found)
+    if isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ConfigError(f"classes= must list at least two distinct class folder names; got {classes!r}")
+    for name in classes:
+        if name not in found:
+            raise DataError(
+                f"class folder {root / name} not found; folders under {root}: {', '.join(found) or 'none'}"
+            )
+    return tuple(classes)
+
+
+def _positive(names: tuple[str, ...], positive_class: str | None) -> str | None:
+    if positive_class is None:
+        return names[-1] if len(names) == 2 else None
+    if positive_class not in names:
+        raise ConfigError(f"positive_class={positive_class!r} is not a class; classes: {', '.join(names)}")
+    return positive_class
+
+
+def _read_groups(
+    path: Path, root: Path, images: list[Path], bad: BadFiles
+) -> tuple[dict[Path, str] | None, list[str]]:
+    """Map image path -> group from ``groups.csv`` (``None`` when there is no such file), and notes."""
+    if not path.is_file():
+        return None, []
+    by_rel = {relpath(p, root): p for p in images}
+    by_name: dict[str, list[Path]] = {}
+    for p in images:
+        by_name.setdefault(p.name, []).append(p)
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if not {"filename", "group"} <= set(columns):
+            raise DataError(f"{path}: needs columns filename,group; found {','.join(columns) or 'none'}")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    groups: dict[Path, str] = {}
+    unknown = []
+    for line, row in enumerate(rows, start=2):
+        name, group = row["filename"].replace("\\", "/"), row["group"]
+        matches = [by_rel[name]] if name in by_rel else by_name.get(name, [])
+        if not matches:
+            unknown.append(name)
+            continue
+        if len(matches) > 1:
+            raise DataError(
+                f"{path} line {line}: {name!r} names {len(matches)} images "
+                f"({', '.join(relpath(m, root) for m in matches)}); give the path relative to {root}"
+            )
+        if not group:
+            raise DataError(f"{path} line {line}: empty group for {name!r}")
+        if groups.get(matches[0], group) != group:
+            raise DataError(f"{path} line {line}: {name!r} is given two groups ({groups[matches[0]]}, {group})")
+        groups[matches[0]] = group
+    for p in images:
+        if p not in groups:
+            bad(p, "without group", f"{path} gives no group for {p}; add a row '{relpath(p, root)},<group>'")
+    # rows for images of unused class folders (classes=) or removed images are harmless: a note only
+    notes = [f"{GROUPS_FILE}: {len(unknown)} row(s) name no image used, e.g. {', '.join(unknown[:3])}"]
+    return groups, notes if unknown else []

@@ -1,0 +1,911 @@
+"""The embedded default data set: SYNTHETIC stained blood-smear fields with white-cell masks.
+
+A deterministic generator of microscopy-like fields (pale background, overlapping red blood cells and a
+few non-overlapping white cells with a class each) and the matching single-cell crops. Two classes are
+modelled on what separates leukaemic blasts from normal lymphocytes: nucleus size, nucleus-to-cytoplasm
+ratio, chromatin texture (coarse and dark vs fine and pale with nucleoli) and nuclear contour
+irregularity. A cell's look is driven by one latent "atypia" value whose class-conditional means are
+``3.2 / difficulty`` standard deviations apart, so the classes overlap and no model is perfect (the
+Bayes limit of the balanced accuracy is about ``Phi(1.6 / difficulty)``, 0.945 at the default).
+Patients differ in stain hue and strength, white balance, focus, noise, cell size and how atypical
+their blasts are, so features also carry the patient and random cross-validation looks better than
+patient-disjoint cross-validation. Leukaemic patients have mostly blasts, healthy subjects only normal
+cells.
+
+Layout of a generated folder ``<cache>/synthetic/<fingerprint>/``::
+
+    params.json               the configuration, generator version and fingerprint
+    index.csv                 one row per white cell (see ``INDEX_COLUMNS``)
+    fields/<field_id>.png     RGB uint8 field
+    masks/<field_id>.png      uint16 grey instance labels: 0 = background and red cells, k = the white
+                              cell whose ``instance`` is k in ``index.csv``
+    cells/<cell_id>.png       RGB uint8 crop of ``crop_size`` square around the cell's box centre; parts
+                              outside the field are padded with the field's median background colour
+    cells/<cell_id>_mask.png  uint8, 255 = the cell, 0 elsewhere
+    COMPLETE                  written last; a folder without it is never used
+
+Generation writes into a temporary sibling folder that is renamed into place once complete, so a
+killed run leaves no folder that looks complete and concurrent processes are safe (the first rename
+wins; the others discard their copy).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bench.errors import ConfigError, DataError
+from bench.paths import cache_dir
+from bench.types import Annotation, Dataset, DatasetInfo, Field, Sample, stable_hash
+from datasets.io import write_png
+from datasets.registry import register_dataset
+
+GENERATOR_VERSION = 1  # bump whenever the generated pixels, masks or index change
+CLASSES = ("normal", "blast")
+COMPLETE_MARKER = "COMPLETE"
+INDEX_COLUMNS = (
+    "cell_id",
+    "field_id",
+    "patient",
+    "diagnosis",
+    "label",
+    "instance",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "cx",
+    "cy",
+    "crop_x0",
+    "crop_y0",
+    "cell_area",
+    "nucleus_area",
+    "nc_ratio",
+)
+
+# Latent atypia: normal ~ N(0, 1), blast ~ N(SEPARATION / difficulty, 1), scaled per leukaemic patient.
+SEPARATION = 3.2
+# Stain optical densities per unit concentration (R, G, B); intensity = white * exp(-sum(c * od)).
+OD_EOSIN = np.array([0.05, 0.40, 0.24], dtype=np.float32)
+OD_NUCLEUS = np.array([0.78, 1.00, 0.36], dtype=np.float32)
+OD_CYTOPLASM = np.array([0.36, 0.22, 0.06], dtype=np.float32)
+WHITE = np.array([247.0, 243.0, 246.0], dtype=np.float32)
+RBC_RADIUS = 12.5
+MIN_CROP = 72
+STALE_TMP_S = 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Parameters of the synthetic data set; the same values always give byte-identical files.
+
+    Parameters
+    ----------
+    seed
+        Seed of every random draw.
+    n_patients, fields_per_patient
+        Subjects and fields per subject.
+    cells_per_field
+        Inclusive (low, high) range of white cells per field.
+    blast_fraction
+        Overall share of blasts among the white cells, in (0, 1); 0.3 is close to C-NMC (about 1:2.3).
+    leukemic_blast_share
+        Share of blasts among a leukaemic patient's white cells, in (0, 1]; the number of leukaemic
+        patients follows from it and ``blast_fraction``, the others are healthy (normal cells only).
+    field_size, crop_size
+        Side of the square fields and of the single-cell crops, in pixels.
+    difficulty
+        > 0; larger brings the classes closer (1.0 gives a best balanced accuracy of about 0.9).
+    patient_shift
+        >= 0; scale of the per-patient stain, illumination and morphology shifts (0 = none).
+    noise
+        >= 0; scale of the sensor noise.
+    rbc_density
+        Share of the field area covered by red cells, in [0, 0.8].
+    """
+
+    seed: int = 0
+    n_patients: int = 40
+    fields_per_patient: int = 4
+    cells_per_field: tuple[int, int] = (3, 6)
+    blast_fraction: float = 0.3
+    leukemic_blast_share: float = 0.8
+    field_size: int = 384
+    crop_size: int = 96
+    difficulty: float = 1.0
+    patient_shift: float = 1.0
+    noise: float = 1.0
+    rbc_density: float = 0.45
+
+    def __post_init__(self):
+        # TOML and JSON give lists; keep the tuple so the config stays hashable
+        if isinstance(self.cells_per_field, list):
+            object.__setattr__(self, "cells_per_field", tuple(self.cells_per_field))
+        _check_int("seed", self.seed, low=0)
+        _check_int("n_patients", self.n_patients, low=2)
+        _check_int("fields_per_patient", self.fields_per_patient, low=1)
+        _check_int("field_size", self.field_size, low=128)
+        _check_int("crop_size", self.crop_size, low=MIN_CROP)
+        cpf = self.cells_per_field
+        if not (isinstance(cpf, tuple) and len(cpf) == 2) or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in cpf
+        ):
+            raise ConfigError(f"cells_per_field must be a pair of integers (low, high), got {cpf!r}")
+        most = max_cells_per_field(self.field_size)
+        if not 1 <= cpf[0] <= cpf[1] <= most:
+            raise ConfigError(
+                f"cells_per_field must satisfy 1 <= low <= high <= {most} (for field_size "
+                f"{self.field_size}), got {cpf!r}"
+            )
+        if self.crop_size > self.field_size:
+            raise ConfigError(
+                f"crop_size must not exceed field_size ({self.field_size}), got {self.crop_size!r}"
+            )
+        _check_float("blast_fraction", self.blast_fraction, low=0.0, high=1.0, closed=(False, False))
+        _check_float(
+            "leukemic_blast_share", self.leukemic_blast_share, low=0.0, high=1.0, closed=(False, True)
+        )
+        _check_float("difficulty", self.difficulty, low=0.0, high=math.inf, closed=(False, False))
+        _check_float("patient_shift", self.patient_shift, low=0.0, high=10.0)
+        _check_float("noise", self.noise, low=0.0, high=10.0)
+        _check_float("rbc_density", self.rbc_density, low=0.0, high=0.8)
+
+    @property
+    def n_fields(self) -> int:
+        return self.n_patients * self.fields_per_patient
+
+    def canonical(self) -> dict[str, Any]:
+        return {"generator": GENERATOR_VERSION, **asdict(self)}
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of the configuration and the generator version (names the cache folder)."""
+        return stable_hash(self.canonical())
+
+
+def _check_int(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_float(
+    name: str, value: Any, *, low: float, high: float, closed: tuple[bool, bool] = (True, True)
+) -> None:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value >= low if closed[0] else value > low) and (value <= high if closed[1] else value < high)
+    if not ok:
+        lo, hi = "[" if closed[0] else "(", "]" if closed[1] else ")"
+        raise ConfigError(f"{name} must be a number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+
+
+def max_cells_per_field(field_size: int) -> int:
+    """Most white cells a field of this side holds with room to spare (about one per 80x80 px)."""
+    return max(1, int(0.5 * field_size**2 / (math.pi * 40.0**2)))
+
+
+# --------------------------------------------------------------------------------------------------
+# plan: who is leukaemic, how many cells per field, which are blasts (no pixels yet)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldPlan:
+    """One field to render: its id, patient and the label of each white cell."""
+
+    field_id: str
+    patient: str
+    patient_index: int
+    field_index: int
+    leukemic: bool
+    labels: tuple[str, ...]
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    # independent streams per purpose, patient and field: a field's pixels do not depend on the others
+    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
+
+
+def patient_ids(n_patients: int) -> list[str]:
+    width = max(3, len(str(n_patients)))
+    return [f"P{i + 1:0{width}d}" for i in range(n_patients)]
+
+
+def plan_fields(config: SyntheticConfig) -> list[FieldPlan]:
+    """Decide cell counts, leukaemic patients and cell labels for every field.
+
+    The number of blasts is ``round(blast_fraction * cells)`` (at least one of each class); they are
+    spread over leukaemic patients in proportion to their cell counts.
+    """
+    rng = _rng(config.seed, 0)
+    lo, hi = config.cells_per_field
+    counts = rng.integers(lo, hi + 1, size=(config.n_patients, config.fields_per_patient))
+    per_patient = counts.sum(axis=1)
+    total = int(per_patient.sum())
+    n_blast = min(max(round(config.blast_fraction * total), 1), total - 1)
+
+    order = rng.permutation(config.n_patients)
+    leukemic: list[int] = []
+    capacity = 0
+    for p in order:
+        if capacity * config.leukemic_blast_share >= n_blast:
+            break
+        leukemic.append(int(p))
+        capacity += int(per_patient[p])
+    if capacity < n_blast:  # unreachable with valid configs; kept as a guard
+        raise ConfigError(f"cannot place {n_blast} blasts in {total} cells")
+
+    blasts = _largest_remainder(n_blast, [int(per_patient[p]) for p in leukemic])
+    blasts_of = dict(zip(leukemic, blasts))
+    ids = patient_ids(config.n_patients)
+    plans = []
+    for p in range(config.n_patients):
+        labels = np.array(["normal"] * int(per_patient[p]), dtype=object)
+        labels[rng.permutation(int(per_patient[p]))[: blasts_of.get(p, 0)]] = "blast"
+        start = 0
+        for f in range(config.fields_per_patient):
+            n = int(counts[p, f])
+            plans.append(
+                FieldPlan(
+                    field_id=f"{ids[p]}_F{f + 1:02d}",
+                    patient=ids[p],
+                    patient_index=p,
+                    field_index=f,
+                    leukemic=p in blasts_of,
+                    labels=tuple(labels[start : start + n]),
+                )
+            )
+            start += n
+    return plans
+
+
+def _largest_remainder(total: int, weights: list[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (integers, each capped at its weight)."""
+    w = np.asarray(weights, dtype=float)
+    exact = total * w / w.sum()
+    base = np.minimum(np.floor(exact).astype(int), np.asarray(weights))
+    rest = total - int(base.sum())
+    for i in np.argsort(-(exact - base), kind="stable"):
+        if rest == 0:
+            break
+        if base[i] < weights[i]:
+            base[i] += 1
+            rest -= 1
+    return base.tolist()
+
+
+def expected_counts(config: SyntheticConfig) -> dict[str, int]:
+    """Cells per class, patients and fields of a configuration (cheap: no pixels are made)."""
+    plans = plan_fields(config)
+    labels = [lab for p in plans for lab in p.labels]
+    return {
+        "normal": labels.count("normal"),
+        "blast": labels.count("blast"),
+        "cells": len(labels),
+        "patients": config.n_patients,
+        "leukemic_patients": len({p.patient for p in plans if p.leukemic}),
+        "fields": len(plans),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# appearance: per patient, per cell
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class PatientStyle:
+    """Per-patient stain, optics and morphology shifts."""
+
+    blast_mean: float  # mean latent atypia of this patient's blasts
+    size_scale: float
+    od_eosin: np.ndarray
+    od_nucleus: np.ndarray
+    od_cytoplasm: np.ndarray
+    eosin_gain: float
+    nucleus_gain: float
+    cytoplasm_gain: float
+    background: float
+    white: np.ndarray
+    blur: float
+    noise: float
+
+
+def patient_style(rng: np.random.Generator, *, config: SyntheticConfig) -> PatientStyle:
+    """Draw one patient's stain and optics; ``patient_shift`` scales every deviation from the base."""
+    s = config.patient_shift
+
+    def jitter(base: np.ndarray, sd: float) -> np.ndarray:
+        return (base * np.exp(rng.normal(0.0, sd * s, 3))).astype(np.float32)
+
+    mean = SEPARATION / config.difficulty
+    return PatientStyle(
+        blast_mean=mean * max(0.4, 1.0 + 0.15 * s * rng.normal()),
+        size_scale=float(np.exp(rng.normal(0.0, 0.05 * s))),
+        od_eosin=jitter(OD_EOSIN, 0.12),
+        od_nucleus=jitter(OD_NUCLEUS, 0.10),
+        od_cytoplasm=jitter(OD_CYTOPLASM, 0.15),
+        eosin_gain=float(np.exp(rng.normal(0.0, 0.15 * s))),
+        nucleus_gain=float(np.exp(rng.normal(0.0, 0.12 * s))),
+        cytoplasm_gain=float(np.exp(rng.normal(0.0, 0.18 * s))),
+        background=float(0.09 * np.exp(rng.normal(0.0, 0.35 * s))),
+        white=jitter(WHITE, 0.03).clip(150, 255),
+        blur=float(0.8 * np.exp(rng.normal(0.0, 0.2 * s))),
+        noise=float(config.noise * np.exp(rng.normal(0.0, 0.3 * s))),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellLook:
+    """Shape and stain parameters of one white cell, all driven by its latent atypia."""
+
+    label: str
+    atypia: float
+    radius: float
+    nucleus_fraction: float
+    nucleus_offset: float
+    cell_aspect: float
+    nucleus_aspect: float
+    cell_roughness: float
+    nucleus_roughness: float
+    notch: float
+    chromatin: float
+    chromatin_scale: float
+    chromatin_contrast: float
+    nucleoli: int
+    cytoplasm: float
+
+
+def cell_look(rng: np.random.Generator, *, label: str, style: PatientStyle, limit: float) -> CellLook:
+    """Draw a white cell: normal ~ small, dense coarse nucleus; blast ~ large, pale fine, irregular."""
+    t = rng.normal(style.blast_mean if label == "blast" else 0.0, 1.0)
+    a = t / SEPARATION  # about 0 for normal cells, about 1 for blasts at the default difficulty
+    n = rng.normal
+    return CellLook(
+        label=label,
+        atypia=float(t),
+        radius=float(np.clip((14.5 + 6.0 * a + n(0, 1.3)) * style.size_scale, 10.0, limit)),
+        nucleus_fraction=float(np.clip(0.74 + 0.09 * a + n(0, 0.04), 0.55, 0.93)),
+        nucleus_offset=float(rng.uniform(0.0, 0.8)),
+        cell_aspect=float(1.0 + abs(n(0, 0.07))),
+        nucleus_aspect=float(1.0 + abs(n(0, 0.08))),
+        cell_roughness=float(abs(n(0.02, 0.01))),
+        nucleus_roughness=float(np.clip(0.025 + 0.03 * a + n(0, 0.012), 0.005, 0.12)),
+        notch=float(rng.uniform(0.1, 0.3)) if rng.random() < np.clip(0.1 + 0.45 * a, 0, 0.85) else 0.0,
+        chromatin=float(np.clip(1.5 - 0.4 * a + n(0, 0.12), 0.5, 2.5)),
+        chromatin_scale=float(np.clip(2.2 - 1.1 * a + n(0, 0.3), 0.6, 3.5)),
+        chromatin_contrast=float(np.clip(0.38 - 0.18 * a + n(0, 0.06), 0.06, 0.7)),
+        nucleoli=int(min(3, rng.poisson(max(0.0, 2.0 * a - 0.3)))),
+        cytoplasm=float(np.clip(0.75 + 0.25 * a + n(0, 0.15), 0.3, 1.6)),
+    )
+
+
+def radial_contour(
+    rng: np.random.Generator,
+    *,
+    center: tuple[float, float],
+    radius: float,
+    aspect: float = 1.0,
+    roughness: float = 0.0,
+    notch: float = 0.0,
+    limit: float = math.inf,
+    n_points: int = 72,
+) -> np.ndarray:
+    """Polygon (n, 2) of a blob: an ellipse with random low Fourier harmonics and an optional cleft.
+
+    ``roughness`` is the RMS relative deviation of the radius; ``notch`` the relative depth of one
+    indentation; no point lies farther than ``limit`` from ``center``.
+    """
+    theta = np.linspace(0.0, 2.0 * np.pi, n_points, endpoint=False)
+    rot = rng.uniform(0.0, np.pi)
+    a, b = math.sqrt(aspect), 1.0 / math.sqrt(aspect)
+    r = radius / np.sqrt((np.cos(theta - rot) / a) ** 2 + (np.sin(theta - rot) / b) ** 2)
+    k = np.arange(2, 7)
+    amps = rng.normal(0.0, 1.0, k.size) / k**0.8
+    amps *= roughness * math.sqrt(2.0) / max(float(np.sqrt((amps**2).sum())), 1e-9)
+    phases = rng.uniform(0.0, 2.0 * np.pi, k.size)
+    r = r * (1.0 + (amps[:, None] * np.cos(k[:, None] * theta + phases[:, None])).sum(axis=0))
+    if notch > 0:
+        d = np.angle(np.exp(1j * (theta - rng.uniform(0.0, 2.0 * np.pi))))
+        r = r * (1.0 - notch * np.exp(-((d / 0.35) ** 2)))
+    r = np.minimum(r, limit)
+    return np.stack([center[0] + r * np.cos(theta), center[1] + r * np.sin(theta)], axis=1)
+
+
+def _fill(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise scaled to unit standard deviation."""
+    g = cv2.GaussianBlur(rng.standard_normal(shape, dtype=np.float32), (0, 0), sigma)
+    return g / max(float(g.std()), 1e-6)
+
+
+def _rbc_template(rng: np.random.Generator, *, radius: float) -> np.ndarray:
+    """Eosin concentration of one red cell: a disc with a darker rim and a pale centre."""
+    half = math.ceil(radius * 1.25) + 1
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
+    rot = rng.uniform(0.0, np.pi)
+    aspect = 1.0 + abs(rng.normal(0.0, 0.06))
+    u = (xx * math.cos(rot) + yy * math.sin(rot)) / math.sqrt(aspect)
+    v = (-xx * math.sin(rot) + yy * math.cos(rot)) * math.sqrt(aspect)
+    d = np.sqrt(u**2 + v**2) / radius
+    disc = 1.0 / (1.0 + np.exp((d - 1.0) / 0.035))
+    pallor = rng.uniform(0.35, 0.65)
+    body = 1.0 - pallor * np.exp(-((d / 0.5) ** 2)) + 0.15 * np.exp(-(((d - 0.88) / 0.1) ** 2))
+    return (disc * body * rng.uniform(0.85, 1.1)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RenderedField:
+    """A rendered field: RGB image, uint16 instance mask, per-cell records and background colour."""
+
+    image: np.ndarray
+    instances: np.ndarray
+    nuclei: np.ndarray
+    looks: tuple[CellLook, ...]
+    background: tuple[int, int, int]
+
+
+def _place_cells(
+    rng: np.random.Generator, radii: list[float], *, size: int, gap: float = 8.0
+) -> list[tuple[float, float]]:
+    """Random centres for non-overlapping discs of the given outer radii, all inside the field."""
+    centres: list[tuple[float, float]] = []
+    for r in radii:
+        for _ in range(5000):
+            x, y = rng.uniform(r + 2, size - r - 3, 2)
+            if all(math.hypot(x - cx, y - cy) >= r + rr + gap for (cx, cy), rr in zip(centres, radii)):
+                centres.append((float(x), float(y)))
+                break
+        else:
+            raise ConfigError(
+                f"cannot fit {len(radii)} white cells in a field of {size} px; lower cells_per_field "
+                "or raise field_size"
+            )
+    return centres
+
+
+def render_field(
+    rng: np.random.Generator, style: PatientStyle, *, labels: tuple[str, ...], config: SyntheticConfig
+) -> RenderedField:
+    """Render one field with the given white-cell labels (instance k + 1 is ``labels[k]``)."""
+    size = config.field_size
+    limit = config.crop_size / 2.0 - 3.0  # outer radius bound: every cell fits its crop
+    pad = math.ceil(limit) + 8
+    shape = (size + 2 * pad, size + 2 * pad)
+
+    looks = [cell_look(rng, label=lab, style=style, limit=limit / 1.15) for lab in labels]
+    outer = [min(limit, lk.radius * 1.15) for lk in looks]
+    centres = _place_cells(rng, outer, size=size)
+
+    background = style.background * (1.0 + 0.15 * _smooth_noise(rng, shape, 20.0))
+    eosin = background.copy()
+    nucleus = np.zeros(shape, np.float32)
+    cytoplasm = np.zeros(shape, np.float32)
+    instances = np.zeros(shape, np.uint16)
+    nuclei = np.zeros(shape, bool)
+
+    _draw_red_cells(rng, eosin, centres=centres, outer=outer, style=style, config=config, pad=pad)
+    for k, (look, (cx, cy)) in enumerate(zip(looks, centres)):
+        _draw_white_cell(
+            rng, look, center=(cx + pad, cy + pad), limit=limit, style=style,
+            planes=(eosin, nucleus, cytoplasm, background, instances, nuclei), instance=k + 1,
+        )  # fmt: skip
+
+    inner = (slice(pad, pad + size), slice(pad, pad + size))
+    image = _compose(rng, eosin[inner], nucleus[inner], cytoplasm[inner], style=style, size=size)
+    instances, nuclei = instances[inner], nuclei[inner]
+    red = eosin[inner] > 2.0 * background[inner] + 0.1
+    free = (instances == 0) & ~red
+    bg = np.median(image[free], axis=0) if free.any() else np.median(image.reshape(-1, 3), axis=0)
+    return RenderedField(
+        image=image,
+        instances=instances,
+        nuclei=nuclei,
+        looks=tuple(looks),
+        background=tuple(int(v) for v in bg),
+    )
+
+
+def _draw_red_cells(
+    rng: np.random.Generator,
+    eosin: np.ndarray,
+    *,
+    centres: list[tuple[float, float]],
+    outer: list[float],
+    style: PatientStyle,
+    config: SyntheticConfig,
+    pad: int,
+) -> None:
+    """Stamp red cells (some overlapping, some touching white cells) into the eosin plane in place."""
+    size = config.field_size
+    r_mean = RBC_RADIUS * style.size_scale
+    templates = [_rbc_template(rng, radius=r_mean * rng.uniform(0.88, 1.12)) for _ in range(12)]
+    n = rng.poisson(config.rbc_density * (size + 2 * r_mean) ** 2 / (math.pi * r_mean**2))
+    wbc = np.asarray(centres, dtype=float).reshape(-1, 2)
+    wbc_r = np.asarray(outer, dtype=float)
+    placed = np.empty((0, 2))
+    for _ in range(int(n)):
+        for _try in range(4):
+            p = rng.uniform(-r_mean, size + r_mean, 2)
+            if np.any(np.hypot(*(wbc - p).T) < wbc_r + 0.45 * r_mean):
+                continue
+            # partial overlaps are fine, near-complete ones look wrong
+            if placed.size and np.min(np.hypot(*(placed - p).T)) < 1.1 * r_mean:
+                continue
+            placed = np.vstack([placed, p])
+            t = templates[int(rng.integers(len(templates)))]
+            h = t.shape[0] // 2
+            x, y = round(p[0]) + pad, round(p[1]) + pad
+            y0, y1, x0, x1 = y - h, y + h + 1, x - h, x + h + 1
+            # clip at the padded canvas (cells centred beyond the field edge)
+            ty0, tx0 = max(0, -y0), max(0, -x0)
+            ty1 = t.shape[0] - max(0, y1 - eosin.shape[0])
+            tx1 = t.shape[1] - max(0, x1 - eosin.shape[1])
+            eosin[max(0, y0) : y0 + ty1, max(0, x0) : x0 + tx1] += style.eosin_gain * t[ty0:ty1, tx0:tx1]
+            break
+
+
+def _draw_white_cell(
+    rng: np.random.Generator,
+    look: CellLook,
+    *,
+    center: tuple[float, float],
+    limit: float,
+    style: PatientStyle,
+    planes: tuple[np.ndarray, ...],
+    instance: int,
+) -> None:
+    """Draw cytoplasm, nucleus (chromatin texture, nucleoli) and masks of one white cell in place."""
+    eosin, nucleus, cytoplasm, background, instances, nuclei = planes
+    half = math.ceil(limit) + 3
+    ox, oy = math.floor(center[0]) - half, math.floor(center[1]) - half
+    win = (slice(oy, oy + 2 * half + 1), slice(ox, ox + 2 * half + 1))
+    shape = (2 * half + 1, 2 * half + 1)
+    local = (center[0] - ox, center[1] - oy)
+
+    cell = _fill(
+        shape,
+        radial_contour(
+            rng, center=local, radius=look.radius, aspect=look.cell_aspect,
+            roughness=look.cell_roughness, limit=limit,
+        ),
+    )  # fmt: skip
+    r_n = look.radius * look.nucleus_fraction
+    shift = (look.radius - r_n) * look.nucleus_offset
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    n_centre = (local[0] + shift * math.cos(angle), local[1] + shift * math.sin(angle))
+    nuc = _fill(
+        shape,
+        radial_contour(
+            rng, center=n_centre, radius=r_n, aspect=look.nucleus_aspect,
+            roughness=look.nucleus_roughness, notch=look.notch, limit=limit,
+        ),
+    )  # fmt: skip
+    # the nucleus stays inside the cell with at least a one-pixel rim of cytoplasm
+    nuc &= cv2.erode(cell.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+    texture = _smooth_noise(rng, shape, look.chromatin_scale)
+    # tanh makes coarse chromatin clumpy rather than merely blurred
+    chrom = look.chromatin * (1.0 + look.chromatin_contrast * np.tanh(1.5 * texture) / math.tanh(1.5))
+    blue = np.zeros(shape, np.float32)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    for _ in range(look.nucleoli):
+        rho, phi = r_n * 0.45 * math.sqrt(rng.random()), rng.uniform(0.0, 2.0 * np.pi)
+        px, py = n_centre[0] + rho * math.cos(phi), n_centre[1] + rho * math.sin(phi)
+        spot = np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2.0 * rng.uniform(1.4, 2.4) ** 2))
+        chrom = chrom * (1.0 - 0.6 * spot)
+        blue += 0.5 * spot
+
+    cyto = look.cytoplasm * (1.0 + 0.12 * _smooth_noise(rng, shape, 3.0))
+    eosin[win][cell] = 0.6 * background[win][cell]
+    cytoplasm[win][cell] = style.cytoplasm_gain * np.where(nuc, blue, cyto)[cell]
+    nucleus[win][nuc] = style.nucleus_gain * np.clip(chrom[nuc], 0.05, None)
+    instances[win][cell] = instance
+    nuclei[win] |= nuc
+
+
+def _compose(
+    rng: np.random.Generator,
+    eosin: np.ndarray,
+    nucleus: np.ndarray,
+    cytoplasm: np.ndarray,
+    *,
+    style: PatientStyle,
+    size: int,
+) -> np.ndarray:
+    """Beer-Lambert mix of the stain planes, uneven illumination, blur and sensor noise -> uint8 RGB."""
+    od = eosin[..., None] * style.od_eosin + nucleus[..., None] * style.od_nucleus
+    od += cytoplasm[..., None] * style.od_cytoplasm
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    ramp = rng.uniform(0.0, 0.08) * (xx * math.cos(angle) + yy * math.sin(angle))
+    vignette = rng.uniform(0.0, 0.25) * (xx**2 + yy**2)
+    light = (1.0 + ramp - vignette).astype(np.float32)
+    img = (style.white * light[..., None]) * np.exp(-od)
+    img = cv2.GaussianBlur(img, (0, 0), style.blur * rng.uniform(0.85, 1.15))
+    # Poisson-like shot noise plus read noise
+    sd = style.noise * np.sqrt(0.06 * img + 2.0)
+    img += sd * rng.standard_normal(img.shape, dtype=np.float32)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def crop_window(
+    image: np.ndarray, *, x0: int, y0: int, size: int, fill: tuple[int, ...] | int
+) -> np.ndarray:
+    """The ``size`` square at (x0, y0) of ``image``; parts outside are filled with ``fill``."""
+    h, w = image.shape[:2]
+    out = np.empty((size, size, *image.shape[2:]), dtype=image.dtype)
+    out[...] = fill
+    sx0, sy0 = max(0, x0), max(0, y0)
+    sx1, sy1 = min(w, x0 + size), min(h, y0 + size)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# writing and loading
+
+
+def generate(config: SyntheticConfig | None = None, *, out_dir: str | os.PathLike | None = None) -> Path:
+    """Generate the data set unless a complete copy exists; return its folder.
+
+    Parameters
+    ----------
+    config
+        The configuration (default: ``SyntheticConfig()``).
+    out_dir
+        Parent folder; the data go to ``out_dir/<fingerprint>/``. Default ``cache_dir()/"synthetic"``.
+    """
+    config = config or SyntheticConfig()
+    parent = Path(out_dir) if out_dir is not None else cache_dir() / "synthetic"
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / config.fingerprint
+    if is_complete(final):
+        return final
+    if final.exists():  # damaged from outside (a copy cut short, a deleted marker): move it away
+        _discard(final, parent / f".stale-{config.fingerprint}-{os.getpid()}-{os.urandom(4).hex()}")
+    _clean_stale_tmp(parent, config.fingerprint)
+
+    tmp = parent / f".tmp-{config.fingerprint}-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp.mkdir()
+    try:
+        _write_all(config, tmp)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not is_complete(final):  # not the "another process won" race: a real failure
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished generation (its completion marker is written last)."""
+    return (folder / COMPLETE_MARKER).is_file() and (folder / "index.csv").is_file()
+
+
+def _discard(folder: Path, aside: Path) -> None:
+    try:
+        folder.rename(aside)
+    except OSError:
+        return  # another process moved or replaced it
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _clean_stale_tmp(parent: Path, fingerprint: str) -> None:
+    """Remove temporary folders of this fingerprint left by killed runs (older than an hour)."""
+    now = time.time()
+    for p in parent.glob(f".tmp-{fingerprint}-*"):
+        try:
+            if now - p.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _write_all(config: SyntheticConfig, folder: Path) -> None:
+    for sub in ("fields", "masks", "cells"):
+        (folder / sub).mkdir()
+    styles = {}
+    rows = []
+    for plan in plan_fields(config):
+        p = plan.patient_index
+        if p not in styles:
+            styles[p] = patient_style(_rng(config.seed, 1, p), config=config)
+        rng = _rng(config.seed, 2, p, plan.field_index)
+        field = render_field(rng, styles[p], labels=plan.labels, config=config)
+        write_png(folder / "fields" / f"{plan.field_id}.png", field.image)
+        write_png(folder / "masks" / f"{plan.field_id}.png", field.instances)
+        rows.extend(_write_cells(field, plan=plan, folder=folder, crop=config.crop_size))
+    _write_index(folder / "index.csv", rows)
+    params = {"config": asdict(config), "generator": GENERATOR_VERSION, "fingerprint": config.fingerprint}
+    (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+    (folder / COMPLETE_MARKER).write_text("ok\n")
+
+
+def _write_cells(field: RenderedField, *, plan: FieldPlan, folder: Path, crop: int) -> list[dict]:
+    rows = []
+    for k, look in enumerate(field.looks, start=1):
+        mask = field.instances == k
+        ys, xs = np.nonzero(mask)
+        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+        if x1 - x0 > crop or y1 - y0 > crop:  # guarded by the radius limit; a bug if ever hit
+            raise DataError(f"cell {k} of {plan.field_id} does not fit a {crop} px crop")
+        cx0 = (x0 + x1 - crop) // 2
+        cy0 = (y0 + y1 - crop) // 2
+        cell_id = f"{plan.field_id}_C{k:02d}"
+        image = crop_window(field.image, x0=cx0, y0=cy0, size=crop, fill=field.background)
+        cmask = crop_window(mask.astype(np.uint8) * 255, x0=cx0, y0=cy0, size=crop, fill=0)
+        write_png(folder / "cells" / f"{cell_id}.png", image)
+        write_png(folder / "cells" / f"{cell_id}_mask.png", cmask)
+        cell_area = int(mask.sum())
+        nucleus_area = int((mask & field.nuclei).sum())
+        rows.append(
+            {
+                "cell_id": cell_id,
+                "field_id": plan.field_id,
+                "patient": plan.patient,
+                "diagnosis": "leukemic" if plan.leukemic else "healthy",
+                "label": look.label,
+                "instance": k,
+                "x0": x0,
+                "y0": y0,
+                "x1": x1,
+                "y1": y1,
+                "cx": f"{xs.mean():.2f}",
+                "cy": f"{ys.mean():.2f}",
+                "crop_x0": cx0,
+                "crop_y0": cy0,
+                "cell_area": cell_area,
+                "nucleus_area": nucleus_area,
+                "nc_ratio": f"{nucleus_area / max(cell_area - nucleus_area, 1):.4f}",
+            }
+        )
+    return rows
+
+
+def _write_index(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_index(folder: Path) -> list[dict[str, str]]:
+    """Rows of ``index.csv`` as dicts of strings."""
+    with (Path(folder) / "index.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+DEFAULT_COUNTS = {"normal": 493, "blast": 211}  # expected_counts(SyntheticConfig()); a test checks it
+
+INFO = DatasetInfo(
+    name="synthetic",
+    title="Synthetic blood-smear white cells (cellbench's embedded default)",
+    description=(
+        "SYNTHETIC data, not real patients: generated stained blood-smear-like fields (pale background, "
+        "overlapping red cells, purple-nucleus white cells) with instance masks and 96x96 single-cell "
+        "crops. Two classes modelled on leukaemic blasts vs normal lymphocytes (nucleus size, "
+        "nucleus-to-cytoplasm ratio, chromatin texture, nuclear contour irregularity) with overlapping "
+        "class distributions; per-patient stain, illumination and morphology shifts make "
+        "patient-disjoint cross-validation matter. Leukaemic patients have mostly blasts, healthy ones "
+        "only normal cells. Made on first use in seconds, identical for the same seed."
+    ),
+    task="binary",
+    kind="cell",
+    classes=CLASSES,
+    positive_class="blast",
+    primary_metric="balanced_accuracy",
+    default_cv="group_kfold",
+    source="generated by cellbench",
+    licence="MIT (generated)",
+    citation="n/a",
+    expected_counts=DEFAULT_COUNTS,
+    group_kind="patient",
+    image_size="fields 384x384 RGB, cell crops 96x96 RGB (defaults)",
+    layout="generated: fields/, masks/ (uint16 instances), cells/ (crop + _mask), index.csv, params.json",
+    download="",
+    synthetic=True,
+)
+
+
+def config_from_options(options: dict[str, Any]) -> SyntheticConfig:
+    """A :class:`SyntheticConfig` from loader options, refusing unknown names."""
+    known = [f.name for f in fields(SyntheticConfig)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for data set 'synthetic'; "
+            f"known options: {', '.join(known)}"
+        )
+    return SyntheticConfig(**options)
+
+
+@register_dataset(INFO, needs_data=False)
+def load_synthetic(root: Path | None = None, **options) -> Dataset:
+    """Generate (first use) and load the synthetic set; ``options`` are :class:`SyntheticConfig` fields.
+
+    ``root`` is ignored (the data live in the cache). Samples are the cell crops (group = patient);
+    fields carry one :class:`Annotation` per white cell with the mask path and instance id in ``meta``
+    (masks are not loaded).
+    """
+    config = config_from_options(options)
+    folder = generate(config)
+    rows = read_index(folder)
+    samples = []
+    by_field: dict[str, list[Annotation]] = {}
+    patient_of: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        bbox = (int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"]))
+        centroid = (float(r["cx"]), float(r["cy"]))
+        meta = {
+            "field": r["field_id"],
+            "instance": int(r["instance"]),
+            "bbox": bbox,
+            "centroid": centroid,
+            "crop_origin": (int(r["crop_x0"]), int(r["crop_y0"])),
+            "cell_area": int(r["cell_area"]),
+            "nucleus_area": int(r["nucleus_area"]),
+        }
+        samples.append(
+            Sample(
+                id=r["cell_id"],
+                label=r["label"],
+                group=r["patient"],
+                image_path=folder / "cells" / f"{r['cell_id']}.png",
+                mask_path=folder / "cells" / f"{r['cell_id']}_mask.png",
+                meta=meta,
+            )
+        )
+        mask_path = folder / "masks" / f"{r['field_id']}.png"
+        by_field.setdefault(r["field_id"], []).append(
+            Annotation(
+                label=r["label"],
+                box=bbox,
+                centroid=centroid,
+                meta={"mask_path": mask_path, "instance": int(r["instance"]), "cell_id": r["cell_id"]},
+            )
+        )
+        patient_of[r["field_id"]] = (r["patient"], r["diagnosis"])
+    field_list = tuple(
+        Field(
+            id=fid,
+            image_path=folder / "fields" / f"{fid}.png",
+            annotations=tuple(anns),
+            group=patient_of[fid][0],
+            meta={"mask_path": folder / "masks" / f"{fid}.png", "diagnosis": patient_of[fid][1]},
+        )
+        for fid, anns in by_field.items()
+    )
+    return Dataset(
+        name="synthetic",
+        classes=CLASSES,
+        positive_class="blast",
+        info=INFO,
+        fingerprint=config.fingerprint,
+        samples=tuple(samples),
+        fields=field_list,
+        root=folder,
+        notes=("synthetic data generated by cellbench; not real patients",),
+    )
