@@ -96,9 +96,8 @@ def prepare(
 
 
 def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_image, workers, progress) -> Prepared:
-    from features.batch import extract_feature_set
-
     from features import FeatureConfig
+    from features.batch import extract_feature_set
 
     context = f"{dataset.name}/{extraction}"
     classes = tuple(dataset.classes)

@@ -3,7 +3,7 @@
 from datasets.registry import DATASETS, DatasetEntry, load_dataset, locate, register_dataset
 
 # importing the adapters registers them
-from datasets import synthetic  # noqa: E402,F401  isort: skip
-from datasets import adapters  # noqa: E402,F401  isort: skip
+from datasets import synthetic  # noqa: F401  isort: skip
+from datasets import adapters  # noqa: F401  isort: skip
 
 __all__ = ["DATASETS", "DatasetEntry", "load_dataset", "locate", "register_dataset"]

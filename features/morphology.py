@@ -38,7 +38,7 @@ def shape_values(mask: np.ndarray) -> dict[str, float]:
     hull = cv2.convexHull(contour)
     hull_area = float(cv2.contourArea(hull))
     hull_perimeter = float(cv2.arcLength(hull, True))
-    x, y, w, h = cv2.boundingRect(m)
+    _x, _y, w, h = cv2.boundingRect(m)
     mo = cv2.moments(m, binaryImage=True)
     major = minor = ecc = 0.0
     if mo["m00"] > 0:

@@ -69,7 +69,7 @@ def fit_predict(
     -------
     dict
         ``proba`` (n_test × n_classes, columns in class-index order), ``threshold`` (binary only, 0.5
-        unless tuned), ``fit_s`` and ``predict_s``.
+        unless tuned), ``fit_s``, ``predict_s`` and the fitted ``model``.
     """
     import time
 
@@ -100,7 +100,13 @@ def fit_predict(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = _full_proba(fitted, X_test, n_classes)
-    return {"proba": proba, "threshold": threshold, "fit_s": fit_s, "predict_s": time.perf_counter() - t0}
+    return {
+        "proba": proba,
+        "threshold": threshold,
+        "fit_s": fit_s,
+        "predict_s": time.perf_counter() - t0,
+        "model": fitted,
+    }
 
 
 def _full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:
