@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 BLACK = 15
 
@@ -28,7 +27,7 @@ def cell_mask(image: np.ndarray) -> np.ndarray:
     stain = cv2.GaussianBlur(np.clip(stain + 128, 0, 255).astype(np.uint8), (5, 5), 0)
     t, _ = cv2.threshold(stain, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     fg = stain > max(t, 128 + 8)  # at least slightly bluer than red
-    fg = ndi.binary_fill_holes(cv2.morphologyEx(fg.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0)
+    fg = fill_holes(cv2.morphologyEx(fg.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0)
     n, labels = cv2.connectedComponents(fg.view(np.uint8))
     if n <= 1:
         return np.ones((h, w), bool)
@@ -45,7 +44,7 @@ def cell_mask(image: np.ndarray) -> np.ndarray:
     if mask.mean() < 0.01:
         return np.ones((h, w), bool)
     mask = cv2.dilate(mask.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))) > 0
-    return ndi.binary_fill_holes(mask)
+    return fill_holes(mask)
 
 
 def nucleus_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -70,9 +69,18 @@ def nucleus_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of every outer contour (the same result as scipy's fill, much faster on large crops)."""
+    m = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros_like(m)
+    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
+    return out > 0
+
+
 def _largest(mask: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
     if n <= 1:
         return mask
     k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return ndi.binary_fill_holes(labels == k)
+    return fill_holes(labels == k)
