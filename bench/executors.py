@@ -21,7 +21,9 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def run_local(items: Sequence[WorkItem], *, workers: int | None = None, **_ignored) -> Iterator[JobResult]:
+def run_local(
+    items: Sequence[WorkItem], *, workers: int | None = None, options: dict | None = None, **_ignored
+) -> Iterator[JobResult]:
     """Run jobs in a process pool (or in this process when ``workers == 1``), yielding results as they finish.
 
     Each worker uses one BLAS/OpenMP thread, so ``workers`` processes use ``workers`` cores. A worker that
@@ -33,7 +35,7 @@ def run_local(items: Sequence[WorkItem], *, workers: int | None = None, **_ignor
         raise ConfigError(f"--jobs must be at least 1, got {workers}")
     if workers == 1 or len(items) <= 1:
         for job, path in items:
-            yield run_job(job, path)
+            yield run_job(job, path, options)
         return
     for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
@@ -43,7 +45,7 @@ def run_local(items: Sequence[WorkItem], *, workers: int | None = None, **_ignor
         broken: list[WorkItem] = []
         ctx = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_job, job, path): (job, path) for job, path in pending}
+            futures = {pool.submit(run_job, job, path, options): (job, path) for job, path in pending}
             todo = set(futures)
             while todo:
                 done, todo = wait(todo, return_when=FIRST_COMPLETED)
@@ -74,6 +76,7 @@ def run_dask(
     workers: int | None = None,
     scheduler: str | None = None,
     gpu_for_deep: bool = False,
+    options: dict | None = None,
 ) -> Iterator[JobResult]:
     """Run jobs on a Dask cluster, yielding results as they finish.
 
@@ -106,7 +109,7 @@ def run_dask(
             futures = {}
             for job, path in items:
                 resources = {"GPU": 1} if gpu_for_deep and job.model.kind == "deep" else None
-                fut = client.submit(run_job, job, path, key=f"job-{job.key}", pure=False, resources=resources)
+                fut = client.submit(run_job, job, path, options, key=f"job-{job.key}", pure=False, resources=resources)
                 futures[fut] = job
             for fut in as_completed(futures):
                 job = futures[fut]

@@ -21,14 +21,21 @@ def feature_family(name: str) -> str:
 
 
 def permutation_importances(
-    fitted, X_test: np.ndarray, y_test: np.ndarray, *, names: Sequence[str], seed: int, n_repeats: int = 3,
+    fitted,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    names: Sequence[str],
+    seed: int,
+    n_repeats: int = 3,
     scoring: str = "balanced_accuracy",
 ) -> dict[str, float]:
     """Mean drop of ``scoring`` on the test fold when each named feature is permuted (scikit-learn)."""
     from sklearn.inspection import permutation_importance
 
-    res = permutation_importance(fitted, X_test, y_test, scoring=scoring, n_repeats=n_repeats, random_state=seed,
-                                 n_jobs=1)
+    res = permutation_importance(
+        fitted, X_test, y_test, scoring=scoring, n_repeats=n_repeats, random_state=seed, n_jobs=1
+    )
     return {n: float(v) for n, v in zip(names, res.importances_mean)}
 
 

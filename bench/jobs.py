@@ -101,4 +101,33 @@ def _run_classical(job: Job, task) -> dict[str, Any]:
 
 
 def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
-    raise CellbenchError(f"model {job.model.name!r} is a deep model, and no deep runner is installed")
+    from bench.cv import inner_split
+    from models.deep import train_predict
+    from models.imbalance import sweep_subsample
+
+    seed = derive_seed(job.seed, job.key)
+    train, test = task.split(job.fold)
+    if job.ratio:
+        if task.positive is None:
+            raise CellbenchError("the imbalance sweep applies to binary tasks only")
+        train = train[sweep_subsample(task.y[train], ratio=job.ratio, positive=task.positive, seed=seed)]
+    groups = task.groups[train] if task.groups is not None else None
+    inner = inner_split(task.y[train], groups, seed=seed)
+    images = np.asarray(task.images(int(job.model.params["size"])))
+    save_dir = options.get("save_dir")
+    out = train_predict(
+        job.model.name,
+        params=job.model.params,
+        strategy=job.imbalance.name,
+        images=images,
+        y=task.y,
+        train_idx=train,
+        test_idx=test,
+        inner=inner,
+        n_classes=len(task.classes),
+        positive=task.positive,
+        seed=seed,
+        save_path=f"{save_dir}/{job.key}.keras" if save_dir else None,
+    )
+    extra = {"history": out.pop("history"), "epochs": out.pop("epochs"), "n_val": out.pop("n_val")}
+    return {**out, "test": test, "extra": extra}

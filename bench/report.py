@@ -264,10 +264,19 @@ def _render_importance(importance: dict[str, pd.DataFrame], top: int = 10) -> li
         fam = df.perm_mean.clip(lower=0).groupby(df.family).sum().sort_values(ascending=False)
         lines.append(f"**{name}** — by family: " + ", ".join(f"{k} {v:.3f}" for k, v in fam.items()))
         lines.append("")
-        rows = [[i + 1, feat, r.family, _pm(r.perm_mean, r.perm_std), _fmt(r.native_mean)]
-                for i, (feat, r) in enumerate(df.head(top).iterrows())]
-        lines += [tabulate(rows, headers=["#", "feature", "family", "permutation", "native"], tablefmt="github",
-                           disable_numparse=True), ""]
+        rows = [
+            [i + 1, feat, r.family, _pm(r.perm_mean, r.perm_std), _fmt(r.native_mean)]
+            for i, (feat, r) in enumerate(df.head(top).iterrows())
+        ]
+        lines += [
+            tabulate(
+                rows,
+                headers=["#", "feature", "family", "permutation", "native"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
     return lines
 
 

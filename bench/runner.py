@@ -67,6 +67,7 @@ def prepare(
     if on_bad_image not in ("raise", "skip"):
         raise ConfigError(f"--on-bad-image must be 'raise' or 'skip', got {on_bad_image!r}")
     need_features = any(MODELS[m].input == "features" for m in suite.models)
+    sizes = sorted({int(model_spec(suite, m).params["size"]) for m in suite.models if MODELS[m].input == "pixels"})
     out: list[Prepared] = []
     for name, options in suite.datasets.items():
         options = dict(options)
@@ -85,6 +86,7 @@ def prepare(
                     extraction,
                     samples,
                     need_features=need_features,
+                    pixel_sizes=sizes,
                     on_bad_image=on_bad_image,
                     workers=workers,
                     progress=progress,
@@ -95,7 +97,24 @@ def prepare(
     return out
 
 
-def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_image, workers, progress) -> Prepared:
+def model_spec(suite: Suite, name: str) -> ModelSpec:
+    """The model's spec in this suite: registry defaults < suite ``[deep]`` settings < the model's own params."""
+    from models import MODELS
+    from models.classical import resolve_params
+
+    entry = MODELS[name]
+    params = dict(suite.models.get(name, {}))
+    if entry.kind == "deep":
+        params = resolve_params(name, {**suite.deep, **params})
+    else:
+        resolve_params(name, params)  # refuse unknown parameters before anything runs
+    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params)
+
+
+def _prepare_one(
+    suite, dataset, extraction, samples, *, need_features, pixel_sizes, on_bad_image, workers, progress
+) -> Prepared:
+    from bench.pixels import pixel_cache
     from features import FeatureConfig
     from features.batch import extract_feature_set
 
@@ -127,6 +146,27 @@ def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_i
                 f"{len(fs.skipped)} unreadable image(s) skipped (--on-bad-image skip): {', '.join(fs.skipped[:5])}"
             )
         ids, X, names = list(fs.ids), fs.X, fs.names
+    pixels: dict[int, str] = {}
+    for size in pixel_sizes:
+        ps = pixel_cache(
+            [by_id[i] for i in ids],
+            size=size,
+            kind=dataset.info.kind,
+            dataset_fingerprint=dataset.fingerprint,
+            extraction=extraction,
+            cache_dir=cache_dir(),
+            on_bad_image=on_bad_image,
+            progress=progress,
+        )
+        if ps.skipped:
+            notes.append(
+                f"{len(ps.skipped)} unreadable image(s) skipped (--on-bad-image skip): {', '.join(ps.skipped[:5])}"
+            )
+            if X is not None:  # features skip the same unreadable files, so this only aligns rows to be safe
+                keep = set(ps.ids)
+                X = X[[k for k, i in enumerate(ids) if i in keep]]
+            ids = list(ps.ids)
+        pixels[size] = str(ps.path)
     kept = [by_id[i] for i in ids]
     y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
     groups = [s.group for s in kept]
@@ -153,6 +193,7 @@ def _prepare_one(suite, dataset, extraction, samples, *, need_features, on_bad_i
         tests=folds.test,
         classes=classes,
         positive=positive,
+        pixels=pixels or None,
     )
     task_path = save_task(task, cache_dir() / "tasks")
     counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
@@ -200,7 +241,7 @@ def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]],
                 notes.append(note)
             return
         entry = MODELS[model]
-        spec = ModelSpec(name=model, kind=entry.kind, input=entry.input, params=dict(suite.models.get(model, {})))
+        spec = model_spec(suite, model)
         strat = ImbalanceSpec(name=strategy, params=dict(STRATEGIES[strategy].resolve({})))
         explain = (
             ratio is None
@@ -229,7 +270,8 @@ def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]],
 
     for p in prepared:
         for model in suite.models:
-            for strategy in suite.strategies:
+            deep = MODELS[model].kind == "deep"
+            for strategy in (suite.deep_strategies or suite.strategies) if deep else suite.strategies:
                 add(p, model, strategy, None)
         if suite.sweep_ratios:
             if p.info["positive_class"] is None or len(p.info["classes"]) != 2:
@@ -273,6 +315,7 @@ def run_suite(
         done = store.done_keys()
         todo = [(j, path) for j, path in items if j.key not in done]
         by_key = {j.key: j for j, _ in todo}
+        job_options = {"save_dir": str((folder / "models").resolve())} if suite.save_models else {}
         manifest = build_manifest(suite=suite, fingerprints={p.dataset: p.fingerprint for p in prepared}, argv=argv)
         manifest["planned_jobs"] = len(items)
         run_id = store.start_run(suite.name, manifest)
@@ -280,7 +323,7 @@ def run_suite(
         bar = _progress(len(todo), f"jobs {suite.name}", progress)
         status = "interrupted"
         try:
-            for result in EXECUTORS[executor](todo, workers=workers, **(executor_options or {})):
+            for result in EXECUTORS[executor](todo, workers=workers, options=job_options, **(executor_options or {})):
                 store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
                 ran += 1
                 failed += result.status != "ok"

@@ -57,7 +57,9 @@ class Suite:
     primary_metric: str | None = None
     metrics: tuple[str, ...] = METRICS
     features: Mapping[str, Any] = field(default_factory=dict)
-    deep: Mapping[str, Any] = field(default_factory=dict)
+    deep: Mapping[str, Any] = field(default_factory=dict)  # training settings for every deep model
+    deep_strategies: tuple[str, ...] | None = None  # strategies for deep models (default: ``strategies``)
+    save_models: bool = False
     source: str = ""
     text: str = ""
     narrowing: Mapping[str, Any] = field(default_factory=dict)  # command-line choices, kept for --reproduce
@@ -85,6 +87,7 @@ class Suite:
                 changes["sweep_models"] = tuple(m for m in self.sweep_models if m in models)
         if strategies:
             changes["strategies"] = tuple(strategies)
+            changes["deep_strategies"] = None
             changes["sweep_strategies"] = tuple(s for s in self.sweep_strategies if s in strategies)
         if folds is not None:
             changes["folds"] = folds
@@ -145,6 +148,10 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     _no_unknown(cv, _CV_KEYS, f"{where} [cv]")
     sweep = _table(raw.get("imbalance_sweep", {}), f"{where} [imbalance_sweep]")
     _no_unknown(sweep, _SWEEP_KEYS, f"{where} [imbalance_sweep]")
+    deep = _table(raw.get("deep", {}), f"{where} [deep]")
+    from models.deep import TRAINING_DEFAULTS
+
+    _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models"}, f"{where} [deep]")
     explain = _table(raw.get("explain", {}), f"{where} [explain]")
     _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
     suite = Suite(
@@ -167,7 +174,11 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         primary_metric=raw.get("primary_metric"),
         metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
         features=_table(raw.get("features", {}), f"{where} [features]"),
-        deep=_table(raw.get("deep", {}), f"{where} [deep]"),
+        deep={k: v for k, v in deep.items() if k not in ("strategies", "save_models")},
+        deep_strategies=tuple(_str_list(deep["strategies"], f"{where}: deep.strategies"))
+        if "strategies" in deep
+        else None,
+        save_models=bool(deep.get("save_models", False)),
         source=source,
     )
     validate(suite)
@@ -198,6 +209,8 @@ def validate(suite: Suite) -> None:
             raise ConfigError(
                 f"{where}: imbalance_sweep.models names {', '.join(missing)}, which the suite does not run"
             )
+    if suite.deep_strategies is not None:
+        STRATEGIES.check(suite.deep_strategies)
     MODELS.check(suite.explain_models)
     STRATEGIES.check(suite.explain_strategies)
     for r in suite.sweep_ratios:

@@ -27,6 +27,12 @@ class TaskData:
     tests: tuple[np.ndarray, ...]  # test positions per fold
     classes: tuple[str, ...]
     positive: int | None
+    pixels: dict[int, str] | None = None  # input size -> cached pixel array (rows aligned with ``ids``)
+
+    def images(self, size: int) -> np.ndarray:
+        if not self.pixels or size not in self.pixels:
+            raise KeyError(f"no cached pixels at {size} px for this task")
+        return np.load(self.pixels[size], mmap_mode="r")
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
         test = self.tests[fold]
@@ -48,6 +54,8 @@ def save_task(task: TaskData, folder: Path) -> Path:
         arrays["groups"] = task.groups.astype(str)
     if task.X is not None:
         arrays["X"] = np.ascontiguousarray(task.X, dtype=np.float64)
+    for size, path in (task.pixels or {}).items():
+        arrays[f"pixels_{size}"] = np.asarray(str(path))
     for f, t in enumerate(task.tests):
         arrays[f"test_{f}"] = t.astype(np.int64)
     h = hashlib.blake2b(digest_size=12)
@@ -81,4 +89,5 @@ def load_task(path: str) -> TaskData:
             tests=tuple(z[f"test_{f}"] for f in range(n_folds)),
             classes=tuple(z["classes"].tolist()),
             positive=None if positive < 0 else positive,
+            pixels={int(k.split("_")[1]): str(z[k]) for k in z.files if k.startswith("pixels_")} or None,
         )

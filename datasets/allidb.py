@@ -71,8 +71,7 @@ INFO = DatasetInfo(
 def detect(path: Path) -> bool:
     """True when ``path`` or one of its sub-folders holds ``ImNNN_<0|1>.tif`` files (looks at a few names)."""
     return any(
-        any(_NAME.fullmatch(e.name) for e in entries(folder, limit=50))
-        for folder in (path, *subdirs(path, limit=100))
+        any(_NAME.fullmatch(e.name) for e in entries(folder, limit=50)) for folder in (path, *subdirs(path, limit=100))
     )
 
 
@@ -113,8 +112,7 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
             bad(
                 path,
                 "label mismatch",
-                f"{path}: the name says {label!r} (_{m['label']}) but the file lies in folder "
-                f"{path.parent.name!r}",
+                f"{path}: the name says {label!r} (_{m['label']}) but the file lies in folder {path.parent.name!r}",
             )
             continue
         samples.append(

@@ -31,9 +31,7 @@ from datasets.folder import (
 from datasets.registry import register_dataset
 
 NAME_FORMAT = "UID_<patient>_<image>_<cell>_<all|hem>.bmp"
-_NAME = re.compile(
-    r"UID_(?P<patient>H?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)\.bmp", re.IGNORECASE
-)
+_NAME = re.compile(r"UID_(?P<patient>H?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)\.bmp", re.IGNORECASE)
 _FOLD = re.compile(r"fold_?(\d+)", re.IGNORECASE)
 _CLASSES = ("hem", "all")
 
@@ -150,9 +148,7 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
         meta = {"patient": patient, "image": int(m["image"]), "cell": int(m["cell"])}
         if fold is not None:
             meta["fold"] = fold
-        samples.append(
-            Sample(id=sample_id(path, root), label=label, group=patient, image_path=path, meta=meta)
-        )
+        samples.append(Sample(id=sample_id(path, root), label=label, group=patient, image_path=path, meta=meta))
     check_unique(((s.image_path.name.lower(), s.image_path) for s in samples), what="cell image")
     folds = _check_folds(samples, root)
     notes = _notes(samples, folds, ignored, lower_ids, root)
@@ -183,9 +179,7 @@ def _check_folds(samples: list[Sample], root: Path) -> set[int]:
     return {s.meta["fold"] for s in with_fold}
 
 
-def _notes(
-    samples: list[Sample], folds: set[int], ignored: list[Path], lower_ids: set[str], root: Path
-) -> list[str]:
+def _notes(samples: list[Sample], folds: set[int], ignored: list[Path], lower_ids: set[str], root: Path) -> list[str]:
     notes = []
     if not folds:
         notes.append("no fold_<k> folders: patient-grouped k-fold CV instead of the challenge's predefined folds")

@@ -105,9 +105,7 @@ def check_unique(keys: Iterable[tuple[str, Path]], *, what: str) -> None:
     seen: dict[str, Path] = {}
     for key, path in keys:
         if key in seen:
-            raise DataError(
-                f"{what} {key!r} appears twice: {seen[key]} and {path}; point the data root at one copy"
-            )
+            raise DataError(f"{what} {key!r} appears twice: {seen[key]} and {path}; point the data root at one copy")
         seen[key] = path
 
 
@@ -142,9 +140,7 @@ class BadFiles:
         return [f"{len(self.skipped)} file(s) skipped (on_bad_label='skip'): {summary}; e.g. {first}{more}"]
 
 
-def make_dataset(
-    info: DatasetInfo, root: Path, samples: Iterable[Sample], *, notes: Iterable[str] = ()
-) -> Dataset:
+def make_dataset(info: DatasetInfo, root: Path, samples: Iterable[Sample], *, notes: Iterable[str] = ()) -> Dataset:
     """Sort samples by relative path, check ids and classes, fingerprint, and build the Dataset.
 
     Raises
@@ -301,9 +297,7 @@ def _class_names(root: Path, found: list[str], classes: Sequence[str] | None) ->
         raise ConfigError(f"classes= must list at least two distinct class folder names; got {classes!r}")
     for name in classes:
         if name not in found:
-            raise DataError(
-                f"class folder {root / name} not found; folders under {root}: {', '.join(found) or 'none'}"
-            )
+            raise DataError(f"class folder {root / name} not found; folders under {root}: {', '.join(found) or 'none'}")
     return tuple(classes)
 
 
@@ -315,9 +309,7 @@ def _positive(names: tuple[str, ...], positive_class: str | None) -> str | None:
     return positive_class
 
 
-def _read_groups(
-    path: Path, root: Path, images: list[Path], bad: BadFiles
-) -> tuple[dict[Path, str] | None, list[str]]:
+def _read_groups(path: Path, root: Path, images: list[Path], bad: BadFiles) -> tuple[dict[Path, str] | None, list[str]]:
     """Map image path -> group from ``groups.csv`` (``None`` when there is no such file), and notes."""
     if not path.is_file():
         return None, []

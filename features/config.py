@@ -10,62 +10,86 @@ from bench.types import stable_hash
 
 CELL_FAMILIES = ("morphology", "haralick", "lbp", "intensity", "nucleus")
 PATCH_FAMILIES = ("haralick", "lbp", "intensity")
+KINDS = ("cell", "patch")
 
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureConfig:
-    """What to extract.
+    """What to extract; every field is part of :meth:`key`.
 
     Parameters
     ----------
     families
-        Feature families to compute (see ``features.FEATURES``).
+        Feature families, in column order (see ``features.FEATURES``).
     haralick_levels
-        Grey levels the cell is quantised to before the co-occurrence matrices (0 is kept for background).
+        Grey levels inside the cell for the co-occurrence matrices (level 0 is kept for background).
     haralick_distances
-        Pixel distances of the co-occurrence matrices (4 directions each; mean and range reported).
-    lbp
-        ``(points, radius)`` pairs of uniform LBP histograms.
-    max_side
-        Texture and intensity are measured on the cell's bounding box resized so its long side is at most
-        this many pixels (morphology always at full resolution); keeps large crops cheap.
+        Pixel distances of the co-occurrence matrices; 4 directions each, mean and range reported.
+    lbp_radii
+        Radii R of the uniform LBP histograms, each with P = 8·R sampling points.
     zernike_degree
-        Degree of the Zernike moments of the cell mask (computed on a 24 px disc).
+        Highest degree of the Zernike moments of the cell mask.
+    zernike_size
+        Side in pixels the cell mask is resized to before the Zernike moments (keeps them cheap).
+    max_side
+        Images whose longer side exceeds this are downscaled to it first (texture, colour and nucleus are
+        measured on the downscaled image, morphology at full resolution); ``None`` never downscales.
+        The scale depends on the image size only, so crops of one data set share one scale.
     """
 
     families: tuple[str, ...] = CELL_FAMILIES
-    haralick_levels: int = 16
+    haralick_levels: int = 32
     haralick_distances: tuple[int, ...] = (1, 3)
-    lbp: tuple[tuple[int, int], ...] = ((8, 1), (16, 2))
-    max_side: int = 160
+    lbp_radii: tuple[int, ...] = (1, 2)
     zernike_degree: int = 8
+    zernike_size: int = 32
+    max_side: int | None = 512
 
     def __post_init__(self):
         from features.registry import FEATURES
 
+        for name in ("families", "haralick_distances", "lbp_radii"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not hasattr(value, "__iter__"):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+        if not self.families:
+            raise ConfigError(f"families must name at least one of: {', '.join(FEATURES.names())}")
         FEATURES.check(self.families)
-        if not 4 <= self.haralick_levels <= 256:
-            raise ConfigError(f"haralick_levels must be in 4..256, got {self.haralick_levels}")
-        if not self.haralick_distances or min(self.haralick_distances) < 1:
-            raise ConfigError(f"haralick_distances must be positive integers, got {self.haralick_distances}")
-        for pr in self.lbp:
-            if len(pr) != 2 or pr[0] < 4 or pr[1] < 1:
-                raise ConfigError(f"lbp entries must be (points ≥ 4, radius ≥ 1), got {pr}")
-        if self.max_side < 16:
-            raise ConfigError(f"max_side must be at least 16, got {self.max_side}")
+        if len(set(self.families)) != len(self.families):
+            raise ConfigError(f"families are repeated: {self.families}")
+        _check_int("haralick_levels", self.haralick_levels, 4, 255)
+        if not self.haralick_distances:
+            raise ConfigError("haralick_distances must list at least one distance (1..32)")
+        for d in self.haralick_distances:
+            _check_int("haralick_distances", d, 1, 32)
+        if not self.lbp_radii:
+            raise ConfigError("lbp_radii must list at least one radius (1..8)")
+        for r in self.lbp_radii:
+            _check_int("lbp_radii", r, 1, 8)
+        _check_int("zernike_degree", self.zernike_degree, 0, 20)
+        _check_int("zernike_size", self.zernike_size, 8, 256)
+        if self.max_side is not None:
+            _check_int("max_side", self.max_side, 32, 100_000)
 
     @classmethod
     def for_kind(cls, kind: Literal["cell", "patch"], **overrides: Any) -> FeatureConfig:
-        """Defaults for single cells (every family) or tissue patches (texture and colour only)."""
-        if kind not in ("cell", "patch"):
-            raise ConfigError(f"unknown data kind {kind!r}; known kinds: cell, patch")
+        """Defaults for single cells (every family) or tissue patches (Haralick, LBP and intensity)."""
+        check_kind(kind)
         base = cls() if kind == "cell" else cls(families=PATCH_FAMILIES)
-        overrides = {k: _tuple(v) for k, v in overrides.items()}
         return replace(base, **overrides) if overrides else base
 
     def key(self) -> str:
+        """Stable hash of every field."""
         return stable_hash(asdict(self))
 
 
-def _tuple(v: Any) -> Any:
-    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown data kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    return kind
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")

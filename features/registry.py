@@ -1,10 +1,42 @@
-"""The ``FEATURES`` registry of feature families."""
+"""The ``FEATURES`` registry of feature families.
+
+A family is a pure function ``(cell, config) -> {name: value}`` together with the list of names it
+returns under a config, so every image gets the same columns in the same order.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.registry import Registry
 
-# a family: (cell: CellImage, config: FeatureConfig) -> dict[str, float]
-FEATURES: Registry[Callable] = Registry("feature family")
+if TYPE_CHECKING:
+    from features.cell import Cell
+    from features.config import FeatureConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    """A registered feature family: ``compute(cell, config)`` and ``names(config)``."""
+
+    name: str
+    compute: Callable[[Cell, FeatureConfig], dict[str, float]]
+    names: Callable[[FeatureConfig], tuple[str, ...]]
+
+    def __call__(self, cell: Cell, config: FeatureConfig) -> dict[str, float]:
+        return self.compute(cell, config)
+
+
+FEATURES: Registry[Family] = Registry("feature family")
+
+
+def register_family(name: str, *, names: Callable[[FeatureConfig], tuple[str, ...]]):
+    """Register ``compute`` under ``name`` with the function that lists its column names."""
+
+    def decorate(compute):
+        FEATURES.add(name, Family(name=name, compute=compute, names=names))
+        return compute
+
+    return decorate

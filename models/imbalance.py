@@ -32,6 +32,7 @@ class Strategy:
     class_weight: bool = False
     tune_threshold: bool = False
     deep: bool = True
+    classical: bool = True
     defaults: Mapping[str, Any] = None  # type: ignore[assignment]
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +81,11 @@ for _s in (
         _smote,
         deep=False,
         defaults={"k_neighbors": 5},
+    ),
+    Strategy(
+        "focal",
+        "focal loss (gamma 2, class-balanced alpha) for neural networks",
+        classical=False,
     ),
     Strategy(
         "threshold",

@@ -19,6 +19,8 @@ def applicable(model: str, strategy: str) -> tuple[bool, str]:
         return False, f"{model} has no cost-sensitive form (no class or sample weights)"
     if s.tune_threshold and m.constant:
         return False, f"{model} predicts constant probabilities, so there is no threshold to tune"
+    if m.kind == "classical" and not s.classical:
+        return False, f"{strategy} is a loss for neural networks and does not apply to {model}"
     if m.kind == "deep" and not s.deep:
         return False, f"{strategy} interpolates feature vectors and does not apply to pixel models"
     return True, ""
