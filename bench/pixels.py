@@ -1,17 +1,19 @@
-"""Pixels for the deep models: images read once, resized to the input size, cached, fed by ``tf.data``.
+"""Pixels for the deep models: images read once, fitted to the input size, cached, fed by ``tf.data``.
 
-The cache is one ``.npy`` array (N × S × S × 3, uint8) per (data set fingerprint, extraction, size, ids),
-shared by every fold and model. Cells keep their aspect ratio (long side resized, then padded with the
-image's border colour); patches are resized as they are.
+The cache is one ``.npy`` array (N × S × S × 3, uint8) per (data set fingerprint, extraction, size,
+kind, padding, ids), shared by every fold and model and loaded memory-mapped. Cells keep their aspect
+ratio (long side resized, short side padded with the border colour or zeros); patches are resized as
+they are. TensorFlow is imported only by :func:`make_dataset`.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -19,31 +21,68 @@ import numpy as np
 from bench.errors import ConfigError, DataError
 from bench.types import Sample, stable_hash
 
-PIXEL_VERSION = 1  # bump when resizing or padding changes
+PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
+KINDS = ("cell", "patch")
+PADS = ("border", "zeros")
+MIN_SIZE, MAX_SIZE = 8, 1024
 
 
 @dataclass(frozen=True, kw_only=True)
 class PixelSet:
-    path: Path
+    """A cached pixel array: row ``i`` holds sample ``ids[i]``; ``skipped`` lists unreadable samples."""
+
     ids: tuple[str, ...]
-    skipped: tuple[str, ...]
+    path: Path
+    skipped: tuple[str, ...] = ()
 
     def load(self) -> np.ndarray:
+        """The N × S × S × 3 uint8 array, memory-mapped (read-only)."""
         return np.load(self.path, mmap_mode="r")
 
 
-def fit_to_square(image: np.ndarray, size: int, *, keep_aspect: bool) -> np.ndarray:
-    """Resize ``image`` to ``size``×``size``; with ``keep_aspect`` pad the short side with the border colour."""
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """An in-memory image as RGB uint8 (H, W, 3): grey repeated, alpha dropped, other depths rescaled."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype == np.bool_:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype != np.uint8:
+        finite = np.nan_to_num(img.astype(np.float64))
+        scale = 255.0 if finite.size and 0.0 <= finite.min() and finite.max() <= 1.0 else 1.0
+        img = np.clip(finite * scale, 0, 255).round().astype(np.uint8)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or img.shape[0] == 0 or img.shape[1] == 0:
+        raise DataError(f"unsupported image shape {image.shape}; grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) expected")
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def fit_to_square(
+    image: np.ndarray, size: int, *, keep_aspect: bool, pad: Literal["border", "zeros"] = "border"
+) -> np.ndarray:
+    """Resize an RGB ``image`` to ``size`` × ``size``.
+
+    With ``keep_aspect`` the long side is resized to ``size`` and the short side padded (centred) with
+    the median border colour (the background around a cell crop) or zeros; otherwise the image is
+    stretched.
+    """
+    if pad not in PADS:
+        raise ConfigError(f"unknown padding {pad!r}; allowed: {', '.join(PADS)}")
     h, w = image.shape[:2]
     if not keep_aspect or h == w:
         interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
         return cv2.resize(image, (size, size), interpolation=interp)
     scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(image, (nw, nh), interpolation=interp)
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    colour = [int(v) for v in np.median(border, axis=0)]
+    nh, nw = min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if pad == "zeros":
+        colour = [0, 0, 0]
+    else:
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        colour = [int(v) for v in np.median(border, axis=0)]
     top, left = (size - nh) // 2, (size - nw) // 2
     return cv2.copyMakeBorder(small, top, size - nh - top, left, size - nw - left, cv2.BORDER_CONSTANT, value=colour)
 
@@ -52,20 +91,36 @@ def pixel_cache(
     samples: Sequence[Sample],
     *,
     size: int,
-    kind: Literal["cell", "patch"],
     dataset_fingerprint: str,
     extraction: str,
-    cache_dir: Path,
+    cache_dir: str | os.PathLike,
+    kind: Literal["cell", "patch"] = "cell",
+    pad: Literal["border", "zeros"] = "border",
     on_bad_image: Literal["raise", "skip"] = "raise",
     progress: bool = True,
 ) -> PixelSet:
-    """The resized pixels of ``samples`` (from the cache when present)."""
+    """The pixels of ``samples`` fitted to ``size`` px, read from the cache or built once and cached.
+
+    ``kind="cell"`` keeps the aspect ratio (padding with ``pad``); ``"patch"`` resizes as is. The array
+    is written to a temporary file and renamed, so a killed run never leaves a partial cache.
+
+    Raises
+    ------
+    DataError
+        For an unreadable image when ``on_bad_image="raise"``, or when every image is unreadable.
+    """
     from tqdm.auto import tqdm
 
     from datasets.io import read_image
 
-    if size < 16:
-        raise ConfigError(f"deep input size must be at least 16 px, got {size}")
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ConfigError(f"pixel size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"unknown sample kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if pad not in PADS:
+        raise ConfigError(f"unknown padding {pad!r}; allowed: {', '.join(PADS)}")
+    if on_bad_image not in ("raise", "skip"):
+        raise ConfigError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
     ids = [s.id for s in samples]
     key = stable_hash(
         {
@@ -73,42 +128,77 @@ def pixel_cache(
             "extraction": extraction,
             "size": size,
             "kind": kind,
+            "pad": pad,
             "ids": stable_hash(ids),
             "v": PIXEL_VERSION,
         }
     )
     folder = Path(cache_dir) / "pixels"
-    path = folder / f"{key}.npy"
-    meta = folder / f"{key}.skipped"
-    if path.is_file():
-        skipped = tuple(meta.read_text().split()) if meta.is_file() else ()
-        if on_bad_image == "skip" or not skipped:
-            kept = tuple(i for i in ids if i not in set(skipped))
-            return PixelSet(path=path, ids=kept, skipped=skipped)
-    out = np.zeros((len(samples), size, size, 3), np.uint8)
-    kept_rows, skipped_ids = [], []
-    for i, s in enumerate(tqdm(samples, desc=f"pixels {extraction} {size}px", unit="img", disable=not progress)):
-        try:
-            img = s.image if s.image is not None else read_image(s.image_path)
-        except DataError as exc:
-            if on_bad_image == "raise":
-                raise DataError(f"{exc} (use --on-bad-image skip to skip unreadable images)") from None
-            skipped_ids.append(s.id)
-            continue
-        out[i] = fit_to_square(img, size, keep_aspect=kind == "cell")
-        kept_rows.append(i)
+    path, index = folder / f"{key}.npy", folder / f"{key}.json"
+    cached = _read_index(path, index)
+    if cached is not None and (on_bad_image == "skip" or not cached.skipped):
+        return cached
+
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{key}.{os.getpid()}.tmp.npy"
-    np.save(tmp, out[kept_rows])
-    if skipped_ids:
-        meta.write_text("\n".join(skipped_ids))
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
+    kept, skipped = [], []
+    try:
+        for i, s in enumerate(tqdm(samples, desc=f"pixels {extraction} {size}px", unit="img", disable=not progress)):
+            try:
+                img = as_rgb8(s.image) if s.image is not None else read_image(s.image_path)
+            except DataError as exc:
+                if on_bad_image == "raise":
+                    raise DataError(f"sample {s.id}: {exc} (use --on-bad-image skip to skip it)") from None
+                skipped.append(s.id)
+                continue
+            out[i] = fit_to_square(img, size, keep_aspect=kind == "cell", pad=pad)
+            kept.append(i)
+        if not kept:
+            raise DataError(f"none of the {len(samples)} images could be read ({extraction}, {size} px)")
+        if skipped:  # compact the rows of readable images into a second file
+            tmp2 = folder / f".{key}.{os.getpid()}.tmp2.npy"
+            compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(len(kept), size, size, 3))
+            compact[:] = out[kept]
+            compact.flush()
+            del out, compact
+            tmp2.replace(tmp)
+        else:
+            out.flush()
+            del out
+        _write_json(index, {"ids": [ids[i] for i in kept], "skipped": skipped, "size": size, "key": key})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return PixelSet(ids=tuple(ids[i] for i in kept), path=path, skipped=tuple(skipped))
+
+
+def _read_index(path: Path, index: Path) -> PixelSet | None:
+    if not (path.is_file() and index.is_file()):
+        return None
+    try:
+        meta = json.loads(index.read_text())
+        n = np.load(path, mmap_mode="r").shape[0]
+    except (OSError, ValueError):
+        return None  # damaged or half-written by another process: rebuild
+    if n != len(meta["ids"]):
+        return None
+    return PixelSet(ids=tuple(meta["ids"]), path=path, skipped=tuple(meta["skipped"]))
+
+
+def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
     tmp.replace(path)
-    return PixelSet(path=path, ids=tuple(ids[i] for i in kept_rows), skipped=tuple(skipped_ids))
 
 
 @dataclass(frozen=True, kw_only=True)
 class AugmentConfig:
-    """Training-time augmentation (rotation-invariant cells and tissue): flips, 90° turns, colour jitter."""
+    """Training-time augmentation for rotation-invariant cells and tissue.
+
+    Random horizontal and vertical flips, random 90° turns, and per-image brightness (± fraction of the
+    0-255 range), contrast (factor in 1 ± ``contrast``) and hue (± fraction of the hue circle) jitter.
+    """
 
     enabled: bool = True
     flips: bool = True
@@ -116,6 +206,25 @@ class AugmentConfig:
     brightness: float = 0.08
     contrast: float = 0.15
     hue: float = 0.02
+
+    @classmethod
+    def from_param(cls, value: bool | Mapping[str, Any] | AugmentConfig) -> AugmentConfig:
+        """From a model's ``augment`` parameter: ``true``/``false`` or a table of the fields above."""
+        if isinstance(value, AugmentConfig):
+            return value
+        if isinstance(value, bool):
+            return cls(enabled=value)
+        if isinstance(value, Mapping):
+            allowed = {f.name for f in fields(cls)}
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                raise ConfigError(
+                    f"unknown augmentation option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+                )
+            return cls(**value)
+        raise ConfigError(
+            f"augment must be true, false or a table of {', '.join(f.name for f in fields(cls))}; got {value!r}"
+        )
 
 
 def make_dataset(
@@ -126,56 +235,91 @@ def make_dataset(
     training: bool,
     augment: AugmentConfig,
     seed: int,
+    preprocess: Callable[[Any], Any] | None = None,
+    indices: np.ndarray | None = None,
 ):
-    """A ``tf.data`` pipeline of float32 images in [0, 255]; shuffled and augmented only when ``training``.
+    """A batched, prefetched ``tf.data`` pipeline over rows of ``images`` (uint8, N × S × S × 3).
 
-    Augmentation uses stateless random ops seeded by (seed, element counter), so it is deterministic for a
-    seed and differs between epochs.
+    Yields float32 images in [0, 255] (then ``preprocess`` if given) and, when ``y`` is given, the rows
+    of ``y`` (aligned with ``images``). ``indices`` picks the rows to use, repeats allowed (over-sampling);
+    rows are gathered per batch, so a memory-mapped array is never copied whole. With ``training`` the
+    order is shuffled every epoch and ``augment`` is applied; otherwise rows come in order, unchanged.
+    Shuffling and augmentation are seeded: the same seed gives the same batches, epoch by epoch.
     """
     import tensorflow as tf
 
-    x = tf.data.Dataset.from_tensor_slices(np.asarray(images))
-    ds = x if y is None else tf.data.Dataset.zip((x, tf.data.Dataset.from_tensor_slices(np.asarray(y))))
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise DataError(f"images must be an N × S × S × 3 array, got shape {images.shape}")
+    if y is not None and len(y) != len(images):
+        raise DataError(f"{len(y)} labels for {len(images)} images")
+    idx = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    shape = images.shape[1:]
+
+    def gather(rows):
+        return np.ascontiguousarray(images[rows])
+
+    def load(rows):
+        x = tf.numpy_function(gather, [rows], tf.uint8, stateful=False)
+        x = tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32)
+        return x if y is None else (x, tf.gather(labels, rows))
+
+    labels = None if y is None else tf.constant(np.asarray(y))
+    ds = tf.data.Dataset.from_tensor_slices(idx)
     if training:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-        if augment.enabled:
-            counter = tf.data.Dataset.counter()
-            ds = tf.data.Dataset.zip((ds, counter)).map(
-                lambda item, n: _augment(item, n, seed, augment), num_parallel_calls=1, deterministic=True
-            )
-    if not training or not augment.enabled:
-        ds = ds.map(_to_float, num_parallel_calls=1, deterministic=True)
-    return ds.batch(batch_size).prefetch(2)
+        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training and augment.enabled:
+        # one random value per batch and epoch seeds the batch's stateless ops: deterministic for a seed
+        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, noise).map(
+            lambda item, r: _augment_batch(item, r, seed, augment),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    if preprocess is not None:
+        ds = ds.map(
+            (lambda x: preprocess(x)) if y is None else (lambda x, t: (preprocess(x), t)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _to_float(*item):
+def augment_batch(x, seed, config: AugmentConfig):
+    """Augment a float batch (B × S × S × 3, values 0-255) with the stateless seed ``seed`` (shape [2])."""
     import tensorflow as tf
-
-    if len(item) == 1:
-        return tf.cast(item[0], tf.float32)
-    return tf.cast(item[0], tf.float32), item[1]
-
-
-def _augment(item, n, seed, cfg: AugmentConfig):
-    import tensorflow as tf
-
-    img, label = item
-    img = tf.cast(img, tf.float32) / 255.0
-    s = tf.stack([tf.cast(seed, tf.int64), n])
 
     def sub(k):
-        return tf.random.experimental.stateless_fold_in(s, k)
+        return tf.random.experimental.stateless_fold_in(seed, k)
 
-    if cfg.flips:
-        img = tf.image.stateless_random_flip_left_right(img, sub(1))
-        img = tf.image.stateless_random_flip_up_down(img, sub(2))
-    if cfg.rot90:
-        k = tf.random.stateless_uniform([], sub(3), 0, 4, dtype=tf.int32)
-        img = tf.image.rot90(img, k)
-    if cfg.brightness:
-        img = tf.image.stateless_random_brightness(img, cfg.brightness, sub(4))
-    if cfg.contrast:
-        img = tf.image.stateless_random_contrast(img, 1 - cfg.contrast, 1 + cfg.contrast, sub(5))
-    if cfg.hue:
-        img = tf.image.stateless_random_hue(img, cfg.hue, sub(6))
-    return tf.clip_by_value(img, 0.0, 1.0) * 255.0, label
+    def per_image(k, low, high):
+        return tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], sub(k), low, high)
+
+    if config.rot90:
+        k = tf.random.stateless_uniform([tf.shape(x)[0]], sub(1), 0, 4, dtype=tf.int32)
+        turned = tf.stack([tf.image.rot90(x, i) for i in range(4)], axis=1)  # square images only
+        x = tf.gather(turned, k, axis=1, batch_dims=1)
+    if config.flips:
+        x = tf.image.stateless_random_flip_left_right(x, sub(2))
+        x = tf.image.stateless_random_flip_up_down(x, sub(3))
+    if config.hue:
+        hsv = tf.image.rgb_to_hsv(x / 255.0)
+        hue = tf.math.floormod(hsv[..., :1] + per_image(4, -config.hue, config.hue), 1.0)
+        x = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1)) * 255.0
+    if config.contrast:
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        x = (x - mean) * per_image(5, 1 - config.contrast, 1 + config.contrast) + mean
+    if config.brightness:
+        x = x + 255.0 * per_image(6, -config.brightness, config.brightness)
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def _augment_batch(item, r, seed, config: AugmentConfig):
+    import tensorflow as tf
+
+    s = tf.stack([tf.cast(seed, tf.int64), r])
+    if isinstance(item, tuple):
+        return augment_batch(item[0], s, config), item[1]
+    return augment_batch(item, s, config)

@@ -1,9 +1,25 @@
-"""Handcrafted cell features: pure functions image (+ mask) -> named values, and cached batch extraction."""
+"""Handcrafted cell features: pure functions image (+ mask) -> named values, and cached batch extraction.
 
-from features.registry import FEATURES  # isort: skip
+Families (``FEATURES``): morphology, haralick, lbp, intensity, nucleus; column prefixes ``morph_``,
+``haralick_``, ``lbp_``, ``int_`` and ``nuc_``.
+"""
+
+from features.registry import FEATURES, Family, register_family  # isort: skip
 from features import intensity, morphology, nucleus, texture  # noqa: F401  (register the families)
+from features.batch import extract_feature_set, feature_cache_path
 from features.config import FeatureConfig
-from features.extract import extract_features
+from features.extract import extract_features, feature_names
 from features.masks import cell_mask, nucleus_mask
 
-__all__ = ["FEATURES", "FeatureConfig", "cell_mask", "extract_features", "nucleus_mask"]
+__all__ = [
+    "FEATURES",
+    "Family",
+    "FeatureConfig",
+    "cell_mask",
+    "extract_feature_set",
+    "extract_features",
+    "feature_cache_path",
+    "feature_names",
+    "nucleus_mask",
+    "register_family",
+]

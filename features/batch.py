@@ -1,17 +1,25 @@
-"""Batch feature extraction: parallel processes, a progress bar, and a Parquet cache.
+"""Batch feature extraction: parallel processes, a progress bar, and an atomic Parquet cache.
 
-The cache key combines the data set fingerprint, the extraction, the feature configuration and the
-source code of this package, so editing feature code or changing the data invalidates it; a second
-call with the same inputs reads the cache and extracts nothing.
+The cache file is ``<cache_dir>/features/<key>.parquet`` with ``key`` the stable hash of the data set
+fingerprint, the extraction, the feature config, the data kind and :func:`code_version` (a hash of
+this package's source files, so editing feature code invalidates the cache). A second call with the
+same inputs reads the file and extracts nothing. The file holds a ``sample_id`` column and one float
+column per feature; its schema metadata (``cellbench.features``) holds the column order, the skipped
+sample ids (with the reasons) and the key. It is written to a temporary file and renamed, so a killed
+run never leaves a half-written cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -19,12 +27,17 @@ import numpy as np
 
 from bench.errors import ConfigError, DataError
 from bench.types import FeatureSet, Sample, stable_hash
-from features.config import FeatureConfig
+from features.config import FeatureConfig, check_kind
 
-PACKAGE_DIR = Path(__file__).parent
-CHUNK = 16
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+META_KEY = b"cellbench.features"
+BAD_IMAGE = ("raise", "skip")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
     """Hash of this package's source files: any change to feature code changes the cache key."""
     h = hashlib.blake2b(digest_size=8)
@@ -35,8 +48,9 @@ def code_version() -> str:
 
 
 def feature_cache_path(
-    *, cache_dir: Path, dataset_fingerprint: str, extraction: str, config: FeatureConfig, kind: str
+    *, cache_dir: str | os.PathLike, dataset_fingerprint: str, extraction: str, config: FeatureConfig, kind: str
 ) -> Path:
+    """Where :func:`extract_feature_set` caches the features of these inputs."""
     key = stable_hash(
         {
             "data": dataset_fingerprint,
@@ -56,130 +70,204 @@ def extract_feature_set(
     dataset_fingerprint: str,
     extraction: str,
     kind: Literal["cell", "patch"],
-    cache_dir: Path,
+    cache_dir: str | os.PathLike,
     n_jobs: int | None = None,
     on_bad_image: Literal["raise", "skip"] = "raise",
     progress: bool = True,
+    name: str | None = None,
 ) -> FeatureSet:
     """Features of every sample, from the cache when present.
 
+    Images come from ``Sample.image`` or ``Sample.image_path``; the mask from ``Sample.mask`` or
+    ``Sample.mask_path`` (non-zero = cell), else :func:`features.masks.cell_mask` for cells and the
+    whole image for patches.
+
     Parameters
     ----------
-    on_bad_image
-        ``"raise"``: an unreadable image stops extraction with a :class:`DataError` naming it and nothing
-        is cached. ``"skip"``: such samples are left out and their ids listed in ``FeatureSet.skipped``.
     n_jobs
-        Worker processes (default: all cores); 1 extracts in this process.
+        Worker processes (default: the cores this process may use), each single-threaded; 1 extracts in
+        this process.
+    on_bad_image
+        ``"raise"``: an unreadable image or mask (or an empty mask) stops extraction with a
+        :class:`DataError` naming it, and nothing is cached. ``"skip"``: such samples are left out, their
+        ids listed in ``FeatureSet.skipped`` (and in the cache).
+    name
+        Label of the progress bar (``features <name>``); defaults to the extraction and fingerprint.
+
+    Returns
+    -------
+    FeatureSet
+        Rows in the order of ``samples`` (skipped ones left out), columns as
+        :func:`features.extract.feature_names`.
     """
-    if on_bad_image not in ("raise", "skip"):
-        raise ConfigError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    if on_bad_image not in BAD_IMAGE:
+        raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE)}, got {on_bad_image!r}")
+    check_kind(kind)
+    if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
+        raise ConfigError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"duplicate sample ids: {', '.join(map(str, dup[:5]))}")
     path = feature_cache_path(
         cache_dir=cache_dir, dataset_fingerprint=dataset_fingerprint, extraction=extraction, config=config, kind=kind
     )
-    cached = _read_cache(path)
-    if cached is not None and (on_bad_image == "skip" or not cached.skipped):
-        return cached
+    cached = read_feature_cache(path)
+    if cached is not None and set(cached.ids) | set(cached.skipped) == set(ids):
+        if not (cached.skipped and on_bad_image == "raise"):
+            log.info("features %s: read %d samples from the cache %s", extraction, len(cached.ids), path)
+            return _reorder(cached, ids)
+    elif cached is not None:
+        log.info("features cache %s holds other samples; extracting again", path)
+
+    from features.extract import feature_names
+
+    names = feature_names(config)
     items = [(s.id, s.image_path, s.image, s.mask_path, s.mask) for s in samples]
-    results = _run(items, config=config, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {extraction}")
-    names: tuple[str, ...] | None = None
-    rows, ids, skipped = [], [], []
-    for sid, status, payload in results:
-        if status == "bad":
-            if on_bad_image == "raise":
-                raise DataError(f"{payload} (use --on-bad-image skip to skip unreadable images)")
-            skipped.append(sid)
-            continue
-        keys = tuple(payload)
-        if names is None:
-            names = keys
-        elif keys != names:
-            raise DataError(f"sample {sid}: feature columns differ from the first sample's")
-        rows.append(np.fromiter(payload.values(), dtype=np.float64, count=len(payload)))
-        ids.append(sid)
+    rows, kept, skipped, reasons = [], [], [], {}
+    results = _run(
+        items, config=config, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {name or extraction}"
+    )
+    try:
+        for sid, values, error in results:
+            if error is not None:
+                if on_bad_image == "raise":
+                    raise DataError(f"sample {sid}: {error} (use --on-bad-image skip to skip unreadable images)")
+                log.warning("features: skipped sample %s: %s", sid, error)
+                skipped.append(sid)
+                reasons[sid] = error
+                continue
+            rows.append(values)
+            kept.append(sid)
+    finally:
+        results.close()
     if not rows:
-        raise DataError(f"no readable images among {len(items)} samples")
-    fs = FeatureSet(key=path.stem, X=np.vstack(rows), names=names, ids=tuple(ids), skipped=tuple(skipped))
-    _write_cache(path, fs)
+        example = f" (e.g. {reasons[skipped[0]]})" if skipped else ""
+        raise DataError(f"no readable images among {len(items)} samples{example}")
+    fs = FeatureSet(key=path.stem, X=np.vstack(rows), names=names, ids=tuple(kept), skipped=tuple(skipped))
+    write_feature_cache(path, fs, reasons=reasons)
     return fs
 
 
-def _run(items, *, config, kind, n_jobs, progress, desc):
+def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
+    """The feature set cached at ``path``, or ``None`` when there is none (or it cannot be read)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {})[META_KEY])
+        names = tuple(meta["names"])
+        X = np.empty((table.num_rows, len(names)), np.float64)
+        for i, n in enumerate(names):
+            X[:, i] = table.column(n).to_numpy()
+        ids = tuple(table.column("sample_id").to_pylist())
+    except Exception as exc:  # a damaged or foreign file is a cache miss, not an error
+        log.warning("ignoring unreadable feature cache %s: %s", path, exc)
+        return None
+    return FeatureSet(key=path.stem, X=X, names=names, ids=ids, skipped=tuple(meta.get("skipped", ())))
+
+
+def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dict[str, str] | None = None) -> None:
+    """Write ``fs`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"sample_id": pa.array(list(fs.ids), pa.string())}
+    columns.update({n: pa.array(fs.X[:, i], pa.float64()) for i, n in enumerate(fs.names)})
+    meta = {
+        "key": fs.key,
+        "names": list(fs.names),
+        "skipped": list(fs.skipped),
+        "skipped_reasons": reasons or {},
+        "code_version": code_version(),
+    }
+    table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reorder(fs: FeatureSet, ids: list[str]) -> FeatureSet:
+    if list(fs.ids) == [i for i in ids if i in set(fs.ids)]:
+        return fs
+    row = {sid: r for r, sid in enumerate(fs.ids)}
+    order = [row[i] for i in ids if i in row]
+    kept = tuple(fs.ids[r] for r in order)
+    return FeatureSet(key=fs.key, X=fs.X[order], names=fs.names, ids=kept, skipped=fs.skipped)
+
+
+def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """Results in the order of ``items``, from this process or a pool of single-threaded workers."""
     from tqdm.auto import tqdm
 
-    n_jobs = n_jobs or len(os.sched_getaffinity(0))
-    bar = tqdm(total=len(items), desc=desc, unit="cell", disable=not progress, dynamic_ncols=True)
+    if n_jobs is None:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     try:
-        if n_jobs == 1 or len(items) < 2 * CHUNK:
+        if n_jobs == 1 or len(items) < 8:
             for item in items:
                 yield _extract_one(item, config, kind)
                 bar.update(1)
             return
         import multiprocessing
 
-        chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-        ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_single_thread) as pool:
-            for out in pool.map(_extract_chunk, chunks, [config] * len(chunks), [kind] * len(chunks)):
+        # chunks: a few per worker for load balance, large enough to amortise the transfers
+        size = max(1, min(64, len(items) // (4 * n_jobs)))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+        pool = ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=ctx, initializer=_init_worker)
+        try:
+            futures = [pool.submit(_extract_chunk, chunk, config, kind) for chunk in chunks]
+            for future in futures:
+                out = future.result()
                 yield from out
                 bar.update(len(out))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
 
-def _single_thread() -> None:
-    try:
-        import cv2
+def _init_worker() -> None:
+    """One thread per worker process: the pool already uses every core."""
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+    import cv2
 
-        cv2.setNumThreads(1)
+    cv2.setNumThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
     except ImportError:  # pragma: no cover
         pass
 
 
-def _extract_chunk(chunk, config, kind):
+def _extract_chunk(chunk, config: FeatureConfig, kind: str):
     return [_extract_one(item, config, kind) for item in chunk]
 
 
-def _extract_one(item, config: FeatureConfig, kind: str):
-    """``(id, "ok", {name: value})``, or ``(id, "bad", message)`` for an unreadable image or mask."""
+def _extract_one(item, config: FeatureConfig, kind: str) -> tuple[str, np.ndarray | None, str | None]:
+    """``(id, values, None)``, or ``(id, None, message)`` for an unreadable image or mask or an empty mask."""
     from datasets.io import read_image, read_mask
-    from features.extract import extract_features
+    from features.extract import feature_vector
 
     sid, image_path, image, mask_path, mask = item
     try:
-        img = image if image is not None else read_image(image_path)
+        if image is None:
+            if image_path is None:
+                raise DataError("the sample has neither an image nor an image path")
+            image = read_image(image_path)
         if mask is None and mask_path is not None:
             mask = read_mask(mask_path) > 0
-        return sid, "ok", extract_features(img, mask, config=config, kind=kind, sample=sid)
-    except DataError as exc:  # unreadable image or mask, empty mask
-        return sid, "bad", str(exc)
-
-
-def _write_cache(path: Path, fs: FeatureSet) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"sample_id": list(fs.ids), **{n: fs.X[:, i] for i, n in enumerate(fs.names)}})
-    meta = {b"cellbench": json.dumps({"skipped": list(fs.skipped), "key": fs.key}).encode()}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
-def _read_cache(path: Path) -> FeatureSet | None:
-    if not path.is_file():
-        return None
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(b"cellbench", b"{}"))
-    names = tuple(c for c in table.column_names if c != "sample_id")
-    X = np.column_stack([table.column(n).to_numpy() for n in names]) if names else np.zeros((table.num_rows, 0))
-    return FeatureSet(
-        key=path.stem,
-        X=X.astype(np.float64),
-        names=names,
-        ids=tuple(table.column("sample_id").to_pylist()),
-        skipped=tuple(meta.get("skipped", [])),
-    )
+        return sid, feature_vector(image, mask, config=config, kind=kind, sample=sid), None
+    except DataError as exc:
+        return sid, None, str(exc)

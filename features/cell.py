@@ -1,8 +1,8 @@
-"""A cell prepared once for every feature family: cropped to its mask, resized for texture."""
+"""A cell prepared once for every feature family: validated, downscaled if huge, cropped to its mask."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -10,59 +10,132 @@ import numpy as np
 from bench.errors import DataError
 
 
-@dataclass(eq=False)
 class Cell:
-    """One cell. ``full_mask`` is at full resolution; ``rgb``/``grey``/``mask`` at texture resolution."""
+    """One cell cropped to its mask's bounding box plus a margin.
 
-    full_mask: np.ndarray
-    rgb: np.ndarray
-    grey: np.ndarray
-    mask: np.ndarray
-    scale: float
-    _nucleus: np.ndarray | None = field(default=None, repr=False)
+    ``rgb``, ``grey`` and ``mask`` are at working resolution; ``full_mask`` is the same crop of the mask at
+    the input resolution (morphology is measured on it). ``px`` is the input pixels per working pixel
+    (1.0 unless the image was downscaled); lengths are multiplied by it, areas by its square.
+    Derived arrays (pixels inside the mask, nucleus mask, histograms) are computed once, on first use.
+    """
 
-    @property
+    def __init__(self, *, rgb: np.ndarray, mask: np.ndarray, full_mask: np.ndarray, px: float):
+        self.rgb, self.mask, self.full_mask, self.px = rgb, mask, full_mask, px
+
+    @cached_property
+    def grey(self) -> np.ndarray:
+        """ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B) as ``uint8``."""
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+
+    @cached_property
+    def n_pixels(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    @cached_property
+    def index(self) -> np.ndarray:
+        """Flat indices of the pixels inside the mask (row-major)."""
+        return np.flatnonzero(self.mask)
+
+    @cached_property
+    def rgb_pixels(self) -> np.ndarray:
+        """(N, 3) RGB values of the pixels inside the mask."""
+        return np.take(self.rgb.reshape(-1, 3), self.index, axis=0)
+
+    @cached_property
+    def grey_pixels(self) -> np.ndarray:
+        return np.take(self.grey.ravel(), self.index)
+
+    @cached_property
+    def grey_histogram(self) -> np.ndarray:
+        """256-bin histogram of the grey values inside the mask."""
+        return cv2.calcHist([self.grey], [0], self.mask.view(np.uint8), [256], [0, 256]).ravel()
+
+    @cached_property
+    def hem_pixels(self) -> np.ndarray:
+        """Haematoxylin optical density of the pixels inside the mask (as ``skimage.color.rgb2hed``)."""
+        from features.intensity import haematoxylin
+
+        return haematoxylin(self.rgb_pixels)
+
+    @cached_property
     def nucleus(self) -> np.ndarray:
-        """Nucleus mask at texture resolution (computed once)."""
-        if self._nucleus is None:
-            from features.masks import nucleus_mask
+        """Nucleus mask at working resolution (see :func:`features.masks.nucleus_mask`)."""
+        from features.masks import nucleus_mask
 
-            self._nucleus = nucleus_mask(self.rgb, self.mask)
-        return self._nucleus
+        return nucleus_mask(self.rgb, self.mask)
 
 
-def prepare_cell(image: np.ndarray, mask: np.ndarray | None, *, max_side: int, sample: str = "") -> Cell:
-    """Crop ``image`` to the mask's bounding box (1 px margin) and resize it for texture if large.
+def as_rgb(image: np.ndarray, *, sample: str = "") -> np.ndarray:
+    """``image`` as a contiguous RGB ``uint8`` array (grey is repeated, alpha dropped)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise DataError(f"sample {sample}: expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise DataError(f"sample {sample}: expected an RGB image (H, W, 3), got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DataError(f"sample {sample}: the image is empty (shape {image.shape})")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def prepare_cell(
+    image: np.ndarray, mask: np.ndarray, *, max_side: int | None, margin: int = 3, sample: str = ""
+) -> Cell:
+    """Downscale ``image`` if its longer side exceeds ``max_side``, then crop it to the mask.
+
+    The crop keeps ``margin`` pixels around the mask's bounding box (neighbourhood operators such as LBP
+    then see real pixels, not padding).
 
     Raises
     ------
     DataError
         If the mask is empty or its shape differs from the image's.
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise DataError(f"sample {sample}: expected an RGB image (H, W, 3), got shape {image.shape}")
-    if mask is None:
-        mask = np.ones(image.shape[:2], bool)
-    mask = np.asarray(mask) > 0
+    image = as_rgb(image, sample=sample)
+    mask = np.asarray(mask)
     if mask.shape != image.shape[:2]:
         raise DataError(f"sample {sample}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
+    mask = mask if mask.dtype == bool else mask > 0
+    full_box = _box(mask, margin)
+    if full_box is None:
         raise DataError(f"empty mask for sample {sample}: no cell pixels")
-    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[0])
-    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[1])
-    full_mask = mask[y0:y1, x0:x1]
-    rgb = image[y0:y1, x0:x1]
-    side = max(rgb.shape[:2])
-    scale = 1.0
-    small_mask = full_mask
-    if side > max_side:
-        scale = max_side / side
-        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        small_mask = cv2.resize(full_mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-        if not small_mask.any():
-            small_mask = np.ones(rgb.shape[:2], bool)
-    rgb = np.ascontiguousarray(rgb)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return Cell(full_mask=np.ascontiguousarray(full_mask), rgb=rgb, grey=grey, mask=small_mask, scale=scale)
+    y0, y1, x0, x1 = full_box
+    full_mask = np.ascontiguousarray(mask[y0:y1, x0:x1])
+    side = max(image.shape[:2])
+    if max_side is None or side <= max_side:
+        return Cell(rgb=np.ascontiguousarray(image[y0:y1, x0:x1]), mask=full_mask, full_mask=full_mask, px=1.0)
+    s = max_side / side
+    size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # area-averaged mask, kept where at least half a working pixel is cell (or any part, for tiny cells)
+    cover = cv2.resize(mask.view(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_AREA)
+    small_mask = cover >= 128
+    if not small_mask.any():
+        small_mask = cover > 0
+    box = _box(small_mask, margin)
+    if box is None:
+        raise DataError(f"sample {sample}: the cell vanishes when the image is downscaled to max_side={max_side}")
+    y0, y1, x0, x1 = box
+    return Cell(
+        rgb=np.ascontiguousarray(small[y0:y1, x0:x1]),
+        mask=np.ascontiguousarray(small_mask[y0:y1, x0:x1]),
+        full_mask=full_mask,
+        px=1.0 / s,
+    )
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (
+        max(int(rows[0]) - margin, 0),
+        min(int(rows[-1]) + margin + 1, h),
+        max(int(cols[0]) - margin, 0),
+        min(int(cols[-1]) + margin + 1, w),
+    )

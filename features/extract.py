@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
-from bench.errors import DataError
-from features.cell import prepare_cell
-from features.config import FeatureConfig
+from features.cell import Cell, as_rgb, prepare_cell
+from features.config import FeatureConfig, check_kind
 from features.masks import cell_mask
 from features.registry import FEATURES
+
+
+@lru_cache(maxsize=32)
+def feature_names(config: FeatureConfig) -> tuple[str, ...]:
+    """The columns ``config`` produces, in order (the same for every image)."""
+    return tuple(name for family in config.families for name in FEATURES[family].names(config))
 
 
 def extract_features(
@@ -23,24 +29,61 @@ def extract_features(
 ) -> dict[str, float]:
     """Every configured feature family for one cell or patch.
 
-    ``mask`` (non-zero = cell) defaults to :func:`features.masks.cell_mask` for cells and to the whole
-    image for patches. Columns are the same, in the same order, for every image under a config, and all
-    values are finite.
+    Parameters
+    ----------
+    image
+        RGB ``uint8`` array (H, W, 3); grey (H, W) is accepted.
+    mask
+        Non-zero = cell. Defaults to :func:`features.masks.cell_mask` for cells and to the whole image for
+        patches.
+    config
+        Defaults to ``FeatureConfig.for_kind(kind)``.
+    sample
+        Sample id, used in error messages.
+
+    Returns
+    -------
+    dict
+        :func:`feature_names` ``(config)`` -> value. Every value is finite: a NaN or infinity left by a
+        degenerate case (e.g. a one-pixel cell) is replaced by 0.
 
     Raises
     ------
     DataError
-        For an empty mask or a mask whose shape differs from the image's.
+        For an empty mask (``"empty mask for sample X: no cell pixels"``), a mask whose shape differs from
+        the image's, or an image that is not 8-bit grey/RGB.
     """
     config = config or FeatureConfig.for_kind(kind)
+    values = feature_vector(image, mask, config=config, kind=kind, sample=sample)
+    return dict(zip(feature_names(config), values.tolist()))
+
+
+def feature_vector(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    config: FeatureConfig,
+    kind: Literal["cell", "patch"] = "cell",
+    sample: str = "",
+) -> np.ndarray:
+    """As :func:`extract_features`, as a float64 array in :func:`feature_names` order."""
+    check_kind(kind)
+    image = as_rgb(image, sample=sample)
     if mask is None:
         mask = cell_mask(image) if kind == "cell" else np.ones(image.shape[:2], bool)
-    cell = prepare_cell(image, mask, max_side=config.max_side, sample=sample)
-    out: dict[str, float] = {}
-    for family in config.families:
-        out.update(FEATURES[family](cell, config))
-    values = np.fromiter(out.values(), dtype=np.float64, count=len(out))
-    if not np.isfinite(values).all():  # should not happen: every family guards its degenerate cases
-        bad = [k for k, v in zip(out, values) if not np.isfinite(v)]
-        raise DataError(f"sample {sample}: non-finite feature values {', '.join(bad[:5])}")
-    return out
+    cell = prepare_cell(image, mask, max_side=config.max_side, margin=max(config.lbp_radii) + 1, sample=sample)
+    return compute(cell, config)
+
+
+def compute(cell: Cell, config: FeatureConfig) -> np.ndarray:
+    """Every configured family on a prepared cell, in :func:`feature_names` order, non-finite -> 0."""
+    parts = []
+    for name in config.families:
+        family = FEATURES[name]
+        values = family(cell, config)
+        expected = family.names(config)
+        if tuple(values) != expected:  # a family bug, not bad data
+            raise RuntimeError(f"feature family {name!r} returned columns that differ from its names()")
+        parts.append(np.fromiter(values.values(), dtype=np.float64, count=len(expected)))
+    out = np.concatenate(parts)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)

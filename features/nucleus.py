@@ -1,46 +1,55 @@
-"""Nucleus vs cytoplasm features for stained white cells (nucleus from a colour threshold)."""
+"""Nucleus vs cytoplasm features for stained white cells (nucleus from :func:`features.masks.nucleus_mask`).
+
+``nuc_nc_ratio`` is the nucleus share of the cell area (nucleus / cell, in 0..1, finite even when no
+cytoplasm is seen). A cell without a detectable nucleus gets ``nuc_found`` 0 and zeros elsewhere;
+contrasts are 0 when the nucleus or the cytoplasm is empty. Areas and lengths are in input pixels.
+"""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from features.cell import Cell
 from features.config import FeatureConfig
-from features.morphology import shape_values
-from features.registry import FEATURES
+from features.morphology import scaled, shape_values
+from features.registry import register_family
 
-NUCLEUS_SHAPE = ("area", "solidity", "eccentricity", "circularity", "convexity")
+SHAPE = ("area", "perimeter", "solidity", "eccentricity", "circularity", "convexity", "major_axis", "minor_axis")
+NAMES = (
+    "nuc_found",
+    *(f"nuc_{k}" for k in SHAPE),
+    "nuc_nc_ratio",
+    "nuc_parts",
+    "nuc_grey_mean",
+    "nuc_grey_std",
+    "nuc_cyto_grey_mean",
+    "nuc_grey_contrast",
+    "nuc_hem_contrast",
+)
+MIN_PIXELS = 5
 
 
-@FEATURES.register("nucleus")
+@register_family("nucleus", names=lambda config: NAMES)
 def nucleus(cell: Cell, config: FeatureConfig) -> dict[str, float]:
-    """Nucleus size, N:C ratio, nucleus shape, number of lobes and nucleus-vs-cytoplasm contrast.
-
-    Areas are in full-resolution pixels. A cell without a detectable nucleus gets zeros (and
-    ``nuc_found`` 0), so columns stay finite and identical.
-    """
-    nuc, mask = cell.nucleus, cell.mask
-    cell_px = max(int(mask.sum()), 1)
-    nuc_px = int(nuc.sum())
-    out = {"nuc_found": float(nuc_px > 0)}
-    if nuc_px >= 5:
-        shape = shape_values(nuc)
-        import cv2
-
-        n_parts = cv2.connectedComponents(nuc.view(np.uint8))[0] - 1
-    else:
-        shape, n_parts = dict.fromkeys(NUCLEUS_SHAPE, 0.0), 0
-    for k in NUCLEUS_SHAPE:
-        out[f"nuc_{k}"] = float(shape[k]) / (cell.scale**2 if k == "area" else 1.0)
-    cyto = mask & ~nuc
-    grey = cell.grey.astype(np.float64)
-    nuc_mean = float(grey[nuc].mean()) if nuc_px else 0.0
-    cyto_mean = float(grey[cyto].mean()) if cyto.any() else nuc_mean
-    out["nuc_nc_ratio"] = nuc_px / cell_px
-    out["nuc_cyto_ratio"] = nuc_px / max(int(cyto.sum()), 1)
-    out["nuc_parts"] = float(n_parts)
-    out["nuc_mean_grey"] = nuc_mean
-    out["nuc_cyto_mean_grey"] = cyto_mean
-    out["nuc_contrast"] = cyto_mean - nuc_mean
-    out["nuc_grey_std"] = float(grey[nuc].std()) if nuc_px else 0.0
-    return out
+    """Nucleus size, N:C ratio, nucleus shape, number of parts and nucleus-vs-cytoplasm contrast."""
+    nuc = cell.nucleus
+    nuc_in = np.take(nuc.ravel(), cell.index)  # nucleus flags of the cell's pixels, as cell.grey_pixels
+    n_nuc = int(np.count_nonzero(nuc_in))
+    out = dict.fromkeys(NAMES, 0.0)
+    if n_nuc < MIN_PIXELS:
+        return out
+    shape = scaled(shape_values(nuc), cell.px)
+    out["nuc_found"] = 1.0
+    out.update({f"nuc_{k}": shape[k] for k in SHAPE})
+    out["nuc_nc_ratio"] = n_nuc / cell.n_pixels
+    out["nuc_parts"] = float(cv2.connectedComponents(nuc.view(np.uint8), connectivity=8)[0] - 1)
+    grey = cell.grey_pixels.astype(np.float64)
+    out["nuc_grey_mean"] = grey[nuc_in].mean()
+    out["nuc_grey_std"] = grey[nuc_in].std()
+    if n_nuc < cell.n_pixels:
+        hem = cell.hem_pixels
+        out["nuc_cyto_grey_mean"] = grey[~nuc_in].mean()
+        out["nuc_grey_contrast"] = out["nuc_cyto_grey_mean"] - out["nuc_grey_mean"]
+        out["nuc_hem_contrast"] = hem[nuc_in].mean() - hem[~nuc_in].mean()
+    return {k: float(v) for k, v in out.items()}

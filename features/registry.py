@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from bench.registry import Registry
@@ -33,10 +34,13 @@ FEATURES: Registry[Family] = Registry("feature family")
 
 
 def register_family(name: str, *, names: Callable[[FeatureConfig], tuple[str, ...]]):
-    """Register ``compute`` under ``name`` with the function that lists its column names."""
+    """Register ``compute`` under ``name`` with the function that lists its column names.
+
+    ``names`` is memoised per config (configs are frozen and hashable).
+    """
 
     def decorate(compute):
-        FEATURES.add(name, Family(name=name, compute=compute, names=names))
+        FEATURES.add(name, Family(name=name, compute=compute, names=lru_cache(maxsize=32)(names)))
         return compute
 
     return decorate

@@ -1,71 +1,55 @@
-"""Texture inside the cell: Haralick co-occurrence statistics (mahotas) and uniform LBP histograms (skimage)."""
+"""Texture families: Haralick co-occurrence statistics and uniform LBP histograms inside the cell."""
 
 from __future__ import annotations
 
-import mahotas
+from functools import lru_cache
+
 import numpy as np
-from skimage.feature import local_binary_pattern
 
 from features.cell import Cell
 from features.config import FeatureConfig
-from features.registry import FEATURES
-
-HARALICK_NAMES = (
-    "asm",
-    "contrast",
-    "correlation",
-    "variance",
-    "idm",
-    "sum_avg",
-    "sum_var",
-    "sum_entropy",
-    "entropy",
-    "diff_var",
-    "diff_entropy",
-    "imc1",
-    "imc2",
-)
+from features.haralick import NAMES as HARALICK_NAMES
+from features.haralick import cooccurrences, haralick_stack, mean_and_range, quantise
+from features.lbp import lbp_histogram
+from features.registry import register_family
 
 
-def quantise(grey: np.ndarray, mask: np.ndarray, levels: int) -> np.ndarray:
-    """Grey levels 1..levels inside the mask, 0 outside (so mahotas' ``ignore_zeros`` skips background).
-
-    The cell's own 1st-99th percentile range is stretched over the levels, which makes texture less
-    sensitive to overall stain intensity (that is measured by the intensity family).
-    """
-    inside = grey[mask]
-    lo, hi = np.percentile(inside, (1, 99)) if inside.size else (0, 255)
-    span = max(hi - lo, 1.0)
-    q = np.clip((grey.astype(np.float32) - lo) * ((levels - 1) / span), 0, levels - 1).astype(np.uint8) + 1
-    q[~mask] = 0
-    return q
+def lbp_points(radius: int) -> int:
+    """Sampling points of the LBP at ``radius``: 8 per unit of radius (8 at R=1, 16 at R=2)."""
+    return 8 * radius
 
 
-@FEATURES.register("haralick")
+@lru_cache(maxsize=32)
+def haralick_names(config: FeatureConfig) -> tuple[str, ...]:
+    return tuple(
+        f"haralick_d{d}_{name}_{stat}"
+        for d in config.haralick_distances
+        for stat in ("mean", "range")
+        for name in HARALICK_NAMES
+    )
+
+
+@lru_cache(maxsize=32)
+def lbp_names(config: FeatureConfig) -> tuple[str, ...]:
+    return tuple(f"lbp_p{lbp_points(r)}r{r}_u{b:02d}" for r in config.lbp_radii for b in range(lbp_points(r) + 2))
+
+
+@register_family("haralick", names=haralick_names)
 def haralick(cell: Cell, config: FeatureConfig) -> dict[str, float]:
-    """Haralick's 13 features over 4 directions at each distance: their mean and range."""
-    q = quantise(cell.grey, cell.mask, config.haralick_levels)
-    out: dict[str, float] = {}
-    for d in config.haralick_distances:
-        try:
-            values = mahotas.features.haralick(q, distance=d, ignore_zeros=True, return_mean_ptp=True)
-        except ValueError:  # a cell too small to have pixel pairs at this distance in some direction
-            values = np.zeros(2 * len(HARALICK_NAMES))
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        for i, name in enumerate(HARALICK_NAMES):
-            out[f"haralick_d{d}_{name}_mean"] = float(values[i])
-            out[f"haralick_d{d}_{name}_range"] = float(values[i + len(HARALICK_NAMES)])
-    return out
+    """Haralick's 13 features in 4 directions at each distance: their mean and range over directions.
+
+    Only directions with at least one pair of cell pixels count; a cell too thin for any pair at a
+    distance gets zeros for that distance.
+    """
+    q = quantise(cell.grey, cell.mask, levels=config.haralick_levels, histogram=cell.grey_histogram)
+    feats, valid = haralick_stack(cooccurrences(q, levels=config.haralick_levels, distances=config.haralick_distances))
+    per_distance = [mean_and_range(feats[i : i + 4], valid[i : i + 4]) for i in range(0, len(feats), 4)]
+    values = np.concatenate(per_distance)
+    return dict(zip(haralick_names(config), values.tolist()))
 
 
-@FEATURES.register("lbp")
+@register_family("lbp", names=lbp_names)
 def lbp(cell: Cell, config: FeatureConfig) -> dict[str, float]:
-    """Rotation-invariant uniform LBP histograms over the cell's pixels, one per (points, radius)."""
-    out: dict[str, float] = {}
-    for points, radius in config.lbp:
-        codes = local_binary_pattern(cell.grey, points, radius, method="uniform")[cell.mask].astype(np.int64)
-        hist = np.bincount(codes, minlength=points + 2).astype(float)
-        hist /= max(hist.sum(), 1.0)
-        for b, v in enumerate(hist):
-            out[f"lbp_p{points}r{radius}_u{b:02d}"] = float(v)
-    return out
+    """Rotation-invariant uniform LBP histograms (P = 8R points, P + 2 bins) over the cell's pixels."""
+    hists = [lbp_histogram(cell.grey, cell.mask, points=lbp_points(r), radius=r) for r in config.lbp_radii]
+    return dict(zip(lbp_names(config), np.concatenate(hists).tolist()))

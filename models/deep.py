@@ -1,9 +1,10 @@
 """Deep models on pixels: a custom CNN and ImageNet transfer backbones, trained per fold.
 
-Every model outputs **logits** (a final Dense layer named ``logits``); probabilities are the sigmoid or
-softmax of them, and Grad-CAM style explanations work on the logit. Preprocessing is part of the model,
-so a saved ``.keras`` model takes raw 0-255 RGB. TensorFlow is imported only when a deep model is
-built, never when this module is imported.
+Every model takes raw RGB in [0, 255] (each backbone's own preprocessing is a layer of the model, so a
+saved ``.keras`` file needs nothing else), ends in a linear Dense layer named ``logits`` (Grad-CAM works
+on it) and outputs probabilities from an Activation layer named ``probs`` (one sigmoid unit for binary
+tasks, softmax otherwise). TensorFlow is imported only when a model is built or trained, never when this
+module is imported, so registering the entries costs nothing on classical code paths.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from bench.errors import CellbenchError, ConfigError
 from models.classical import register_model
 
-TRAINING_DEFAULTS = {
+TRAINING_DEFAULTS: dict[str, Any] = {
     "size": 96,
     "max_epochs": 30,
     "batch_size": 32,
@@ -29,55 +31,67 @@ TRAINING_DEFAULTS = {
     "learning_rate": 1e-3,
     "augment": True,
 }
+WEIGHTS = ("imagenet", "random")
+DEEP_STRATEGIES = ("none", "class_weight", "oversample", "undersample", "focal", "threshold")
+
+
+class BatchTooLargeError(CellbenchError):
+    """A training or prediction batch did not fit in memory."""
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """A ``keras.applications`` backbone: constructor name, weight file, preprocessing mode."""
+    """A ``keras.applications`` backbone: constructor, ImageNet weight file, preprocessing, limits."""
 
-    app: str
-    module: str
+    app: str  # constructor in keras.applications
+    title: str
     weights_file: Callable[[Mapping[str, Any]], str]
-    preprocess: str  # "tf" ([-1, 1]), "torch" (ImageNet mean/std), "caffe" (BGR - mean), "none"
+    preprocess: Literal["tf", "torch", "caffe", "none"]  # as the backbone's own preprocess_input
+    finetune_layers: int  # layers unfrozen at the top for fine-tuning (BatchNorm excluded)
+    alpha: float | None = None  # default width multiplier (MobileNets)
     min_size: int = 32
-    title: str = ""
 
 
-def _mobilenet_v2_file(p):
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{p['alpha']:g}_224_no_top.h5"
+_MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+_MOBILENET_ALPHAS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
 
 
-def _mobilenet_file(p):
-    text = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(float(p["alpha"]))
-    if text is None:
-        raise ConfigError(f"MobileNet alpha must be one of 0.25, 0.5, 0.75, 1.0, got {p['alpha']}")
-    return f"mobilenet_{text}_224_tf_no_top.h5"
+def _mobilenet_v2_file(p: Mapping[str, Any]) -> str:
+    alpha = float(p["alpha"])
+    if alpha not in _MOBILENET_V2_ALPHAS:
+        raise ConfigError(f"MobileNetV2 alpha must be one of {', '.join(map(str, _MOBILENET_V2_ALPHAS))}; got {alpha}")
+    # Keras names the file by input size; the 224 px weights are convolutional and fit any size
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
 
 
-BACKBONES = {
-    "mobilenet_v2": Backbone("MobileNetV2", "mobilenet_v2", _mobilenet_v2_file, "tf", title="MobileNetV2"),
-    "mobilenet": Backbone("MobileNet", "mobilenet", _mobilenet_file, "tf", title="MobileNet"),
+def _mobilenet_file(p: Mapping[str, Any]) -> str:
+    alpha = float(p["alpha"])
+    if alpha not in _MOBILENET_ALPHAS:
+        raise ConfigError(f"MobileNet alpha must be one of {', '.join(map(str, _MOBILENET_ALPHAS))}; got {alpha}")
+    return f"mobilenet_{_MOBILENET_ALPHAS[alpha]}_224_tf_no_top.h5"
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone("MobileNetV2", "MobileNetV2", _mobilenet_v2_file, "tf", 30, alpha=0.35),
+    "mobilenet": Backbone("MobileNet", "MobileNet", _mobilenet_file, "tf", 12, alpha=0.25),
     "resnet50": Backbone(
-        "ResNet50",
-        "resnet50",
-        lambda p: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "caffe",
-        title="ResNet50",
+        "ResNet50", "ResNet50", lambda p: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "caffe", 33
     ),
-    "efficientnet_b0": Backbone(
-        "EfficientNetB0", "efficientnet", lambda p: "efficientnetb0_notop.h5", "none", title="EfficientNetB0"
-    ),
+    "efficientnet_b0": Backbone("EfficientNetB0", "EfficientNetB0", lambda p: "efficientnetb0_notop.h5", "none", 30),
     "densenet121": Backbone(
-        "DenseNet121",
-        "densenet",
-        lambda p: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "torch",
-        title="DenseNet121",
+        "DenseNet121", "DenseNet121", lambda p: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "torch", 50
     ),
 }
 
 
-def _register_deep(name: str, defaults: Mapping[str, Any], description: str) -> None:
+# ---------------------------------------------------------------------------------------------------- registry
+
+
+def _register(name: str, defaults: Mapping[str, Any], description: str) -> None:
+    def build(params: Mapping[str, Any], seed: int, n_classes: int = 2):
+        """The (untrained) Keras model; see :func:`build_model`."""
+        return build_model(name, params, n_classes=n_classes, seed=seed)[0]
+
     register_model(
         name,
         defaults={**TRAINING_DEFAULTS, **defaults},
@@ -85,205 +99,284 @@ def _register_deep(name: str, defaults: Mapping[str, Any], description: str) -> 
         description=description,
         kind="deep",
         input="pixels",
-    )(lambda params, seed, _n=name: _n)
+    )(build)
 
 
-_register_deep(
+_register(
     "cnn",
-    {"filters": [32, 64, 128, 256], "dense": 128, "dropout": 0.4},
-    "custom CNN: 4 conv blocks (32→256 filters), batch norm, dense + dropout",
+    {"filters": [32, 64, 128, 256], "dense": 128, "dropout": 0.3},
+    "custom CNN: 4 conv blocks (32→256 filters, batch norm, ReLU, max-pooling), dense + dropout",
 )
-_register_deep(
+_register(
     "cnn_tiny",
-    {"filters": [8, 16], "dense": 16, "dropout": 0.2, "max_epochs": 3, "size": 32},
-    "tiny CNN for smoke tests",
+    {"filters": [8, 16], "dense": 16, "dropout": 0.1, "size": 32, "max_epochs": 3},
+    "tiny custom CNN (2 conv blocks, 8→16 filters) for smoke tests",
 )
 for _key, _bb in BACKBONES.items():
-    _alpha = {"mobilenet_v2": {"alpha": 0.35}, "mobilenet": {"alpha": 0.25}}.get(_key, {})
-    _register_deep(
-        _key,
-        {**_alpha, "weights": "imagenet", "dropout": 0.2},
-        f"{_bb.title}, ImageNet weights, frozen backbone + trained head",
-    )
-    _register_deep(
+    _base = {"weights": "imagenet", "dropout": 0.2, **({"alpha": _bb.alpha} if _bb.alpha else {})}
+    _width = f" α={_bb.alpha}" if _bb.alpha else ""
+    _register(_key, _base, f"{_bb.title}{_width}, ImageNet weights, frozen backbone + trained head")
+    _register(
         f"{_key}_ft",
-        {**_alpha, "weights": "imagenet", "dropout": 0.2, "finetune_layers": 30, "finetune_lr": 1e-4},
-        f"{_bb.title}, ImageNet weights, head trained then the top layers fine-tuned",
+        {**_base, "finetune_layers": _bb.finetune_layers, "finetune_lr_factor": 0.1, "finetune_epochs": None},
+        f"{_bb.title}{_width}, ImageNet weights, head trained, then the top {_bb.finetune_layers} layers "
+        "fine-tuned at a 10× lower learning rate",
     )
 
 
 def is_transfer(name: str) -> bool:
+    """Whether ``name`` is an ImageNet transfer model (frozen or fine-tuned)."""
     return name.removesuffix("_ft") in BACKBONES
 
 
-def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
-    """Where the ImageNet weight file is: ``$KERAS_HOME/models`` or ``~/.keras/models``.
+def is_finetune(name: str) -> bool:
+    return name.endswith("_ft") and is_transfer(name)
 
-    Returns ``None`` when it is absent and ``CELLBENCH_ALLOW_DOWNLOAD=1`` lets Keras download it.
+
+def min_input_size(name: str, params: Mapping[str, Any]) -> int:
+    """The smallest input size ``name`` accepts (CNN: one pixel left after every pooling)."""
+    if is_transfer(name):
+        return BACKBONES[name.removesuffix("_ft")].min_size
+    return 2 ** len(params["filters"])
+
+
+def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
+    """The ImageNet weight file of a transfer model, looked up where Keras caches it.
+
+    The folder is ``$KERAS_HOME/models`` (``~/.keras/models`` when ``KERAS_HOME`` is unset). Returns
+    ``None`` when the file is absent and ``CELLBENCH_ALLOW_DOWNLOAD=1`` lets Keras download it.
 
     Raises
     ------
     CellbenchError
-        When the file is absent and downloading is not allowed (never train from random weights under a
-        transfer model's name).
+        When the file is absent and downloading is not allowed: a transfer model never trains from
+        random weights under its name (ask for ``weights = "random"`` explicitly).
     """
-    from bench.paths import REPO_ROOT
-
     bb = BACKBONES[name.removesuffix("_ft")]
     file = bb.weights_file(params)
-    homes = [
-        Path(os.environ["KERAS_HOME"]) if os.environ.get("KERAS_HOME") else None,
-        Path.home() / ".keras",
-        REPO_ROOT.parent / "shared" / "weights" / "keras",  # the development checkout's offline weights
-    ]
-    for home in [h for h in homes if h is not None]:
-        if (home / "models" / file).is_file():
-            return str(home / "models" / file)
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    path = home / "models" / file
+    if path.is_file():
+        return str(path)
     if os.environ.get("CELLBENCH_ALLOW_DOWNLOAD") == "1":
         return None
-    where = " or ".join(str(h / "models") for h in homes if h is not None)
     raise CellbenchError(
-        f"ImageNet weights for {bb.title} not found in {where} (file {file}); set KERAS_HOME to a folder whose "
-        "models/ holds it, or allow download with CELLBENCH_ALLOW_DOWNLOAD=1"
+        f"ImageNet weights for {bb.title} not found in {home / 'models'} (file {file}); set KERAS_HOME to a folder "
+        "whose models/ holds it, or allow download with CELLBENCH_ALLOW_DOWNLOAD=1"
     )
+
+
+# ---------------------------------------------------------------------------------------------------- models
 
 
 def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: int):
-    """The Keras model for ``name``: raw RGB in [0, 255] -> logits. Returns ``(model, backbone_or_None)``."""
+    """Build the Keras model for ``name``: raw RGB (size × size × 3, 0-255) -> class probabilities.
+
+    Returns
+    -------
+    (keras.Model, keras.Model | None)
+        The model and, for transfer models, the backbone inside it (``None`` for the custom CNNs).
+
+    Raises
+    ------
+    ConfigError
+        For an input size below the model's minimum, an unknown ``weights`` value or a bad ``alpha``.
+    CellbenchError
+        When ImageNet weights are asked for and cannot be had (see :func:`weights_path`).
+    """
     import keras
 
+    from models.classical import MODELS
+
+    if MODELS[name].kind != "deep":
+        raise ConfigError(f"{name!r} is not a deep model; deep models: {', '.join(deep_models())}")
+    if n_classes < 2:
+        raise ConfigError(f"n_classes must be at least 2, got {n_classes}")
     size = int(params["size"])
-    units = 1 if n_classes == 2 else n_classes
+    minimum = min_input_size(name, params)
+    if size < minimum:
+        raise ConfigError(
+            f"input size {size} px is below the minimum of {minimum} px for {name}; use size >= {minimum}"
+        )
     inputs = keras.Input((size, size, 3), name="image")
-    if name.startswith("cnn"):
-        x = keras.layers.Rescaling(1 / 255.0)(inputs)
-        for i, f in enumerate(params["filters"]):
-            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
-            x = keras.layers.Activation("relu", name=f"relu{i + 1}")(x)
-            x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dense(int(params["dense"]), activation="relu")(x)
-        x = keras.layers.Dropout(float(params["dropout"]), seed=seed)(x)
-        return keras.Model(inputs, keras.layers.Dense(units, name="logits")(x), name=name), None
+    backbone = None
+    if is_transfer(name):
+        backbone = _backbone(name, params, size)
+        x = preprocess_layers(BACKBONES[name.removesuffix("_ft")].preprocess)(inputs)
+        x = backbone(x, training=False)  # BatchNorm keeps ImageNet statistics, also when fine-tuning
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    else:
+        x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+        for i, filters in enumerate(params["filters"], start=1):
+            x = keras.layers.Conv2D(int(filters), 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+            # momentum 0.9, not Keras' 0.99: with few batches per epoch the moving statistics otherwise lag
+            # the weights, and the model collapses to constant predictions at validation time
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+            x = keras.layers.Activation("relu", name=f"relu{i}")(x)
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = keras.layers.Dense(int(params["dense"]), activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(float(params["dropout"]), seed=seed, name="dropout")(x)
+    logits = keras.layers.Dense(1 if n_classes == 2 else n_classes, name="logits")(x)
+    probs = keras.layers.Activation("sigmoid" if n_classes == 2 else "softmax", name="probs")(logits)
+    return keras.Model(inputs, probs, name=name), backbone
+
+
+def deep_models() -> list[str]:
+    from models.classical import MODELS
+
+    return [n for n in MODELS.names() if MODELS[n].kind == "deep"]
+
+
+def _backbone(name: str, params: Mapping[str, Any], size: int):
+    import keras
+
     bb = BACKBONES[name.removesuffix("_ft")]
-    if size < bb.min_size:
-        raise ConfigError(f"input size {size} is below {bb.title}'s minimum of {bb.min_size} px")
-    if params["weights"] not in ("imagenet", "random"):
-        raise ConfigError(f"weights must be 'imagenet' or 'random', got {params['weights']!r}")
-    weights = weights_path(name, params) if params["weights"] == "imagenet" else None
-    if params["weights"] == "imagenet" and weights is None:
-        weights = "imagenet"
-    kwargs = {"alpha": float(params["alpha"])} if "alpha" in params else {}
+    if params["weights"] not in WEIGHTS:
+        raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {params['weights']!r}")
+    kwargs = {"alpha": float(params["alpha"])} if bb.alpha else {}
+    if params["weights"] == "imagenet":
+        weights = weights_path(name, params) or "imagenet"
+    else:
+        weights = None
+        if bb.alpha:
+            bb.weights_file(params)  # validates alpha
     ctor = getattr(keras.applications, bb.app)
-    backbone = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs)
-    x = _preprocess(inputs, bb.preprocess)
-    x = backbone(x, training=False)  # BatchNorm statistics stay ImageNet's, also when fine-tuning
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(float(params["dropout"]), seed=seed)(x)
-    return keras.Model(inputs, keras.layers.Dense(units, name="logits")(x), name=name), backbone
+    return ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs)
 
 
-def _preprocess(x, mode: str):
+# ImageNet statistics used by keras.applications.imagenet_utils.preprocess_input
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def preprocess_layers(mode: Literal["tf", "torch", "caffe", "none"]):
+    """A layer (or identity) doing what the backbone's ``preprocess_input`` does to 0-255 RGB.
+
+    ``tf``: scale to [-1, 1]; ``torch``: scale to [0, 1], normalise with ImageNet mean/std; ``caffe``:
+    RGB -> BGR and subtract the ImageNet BGR mean (a frozen 1×1 linear map, so no custom layer is needed
+    to load a saved model); ``none``: the backbone preprocesses itself (EfficientNet).
+    """
     import keras
 
     if mode == "tf":
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
     if mode == "torch":
-        x = keras.layers.Rescaling(1 / 255.0)(x)
-        return keras.layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.229**2, 0.224**2, 0.225**2])(x)
+        return keras.Sequential(
+            [
+                keras.layers.Rescaling(1 / 255.0),
+                keras.layers.Normalization(mean=list(_TORCH_MEAN), variance=[s**2 for s in _TORCH_STD]),
+            ],
+            name="preprocess",
+        )
     if mode == "caffe":
-        x = ChannelReverse()(x)
-        return keras.layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0])(x)
-    return x
+        layer = keras.layers.Dense(3, trainable=False, name="preprocess")
+        layer.build((None, None, None, 3))
+        layer.set_weights([np.eye(3, dtype=np.float32)[::-1], -np.asarray(_CAFFE_MEAN_BGR, np.float32)])
+        return layer
+    if mode == "none":
+        return keras.layers.Identity(name="preprocess")
+    raise ConfigError(f"unknown preprocessing mode {mode!r}; allowed: tf, torch, caffe, none")
 
 
-_CHANNEL_REVERSE = None
+def set_phase(backbone, *, phase: Literal["head", "finetune"], finetune_layers: int = 0) -> None:
+    """Freeze the backbone (``head``) or unfreeze its top ``finetune_layers`` layers but BatchNorm (``finetune``)."""
+    import keras
+
+    if backbone is None:
+        return
+    if phase == "head":
+        backbone.trainable = False
+        return
+    if phase != "finetune":
+        raise ConfigError(f"unknown training phase {phase!r}; allowed: head, finetune")
+    if finetune_layers < 1:
+        raise ConfigError(f"finetune_layers must be at least 1, got {finetune_layers}")
+    backbone.trainable = True
+    cut = max(0, len(backbone.layers) - int(finetune_layers))
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def ChannelReverse():  # noqa: N802 - a layer factory; the class is defined lazily to keep TF out of imports
-    """A layer turning RGB into BGR (Caffe-style backbones), serialisable in ``.keras`` files."""
-    global _CHANNEL_REVERSE
-    if _CHANNEL_REVERSE is None:
-        import keras
+def compile_model(model, *, loss, learning_rate: float, n_classes: int) -> None:
+    """Compile with Adam and an ``accuracy`` metric (threshold 0.5 for the binary unit)."""
+    import keras
 
-        @keras.saving.register_keras_serializable(package="cellbench")
-        class _ChannelReverse(keras.layers.Layer):
-            def call(self, x):
-                return x[..., ::-1]
-
-        _CHANNEL_REVERSE = _ChannelReverse
-    return _CHANNEL_REVERSE()
+    metric = (
+        keras.metrics.BinaryAccuracy(name="accuracy")
+        if n_classes == 2
+        else keras.metrics.CategoricalAccuracy(name="accuracy")
+    )
+    model.compile(optimizer=keras.optimizers.Adam(float(learning_rate)), loss=loss, metrics=[metric])
 
 
-def setup_tensorflow(seed: int, *, threads: int | None = None) -> None:
-    """Seeds and deterministic ops for one job (bit-identical training on CPU for the same seed)."""
+def setup_tensorflow(seed: int) -> None:
+    """A fresh Keras session with every seed set and deterministic ops (bit-identical runs on CPU)."""
     import keras
     import tensorflow as tf
 
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # already initialised in this process
-            pass
-    keras.utils.set_random_seed(seed)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
 
 
-def _loss(strategy: str, n_classes: int, y_train: np.ndarray):
-    import keras
-
-    if strategy == "focal":
-        if n_classes == 2:
-            alpha = float(1 - np.mean(y_train))  # weight of the positive class: the rarer, the larger
-            return keras.losses.BinaryFocalCrossentropy(
-                apply_class_balancing=True, alpha=alpha, gamma=2.0, from_logits=True
-            )
-        return keras.losses.CategoricalFocalCrossentropy(gamma=2.0, from_logits=True)
-    if n_classes == 2:
-        return keras.losses.BinaryCrossentropy(from_logits=True)
-    return keras.losses.CategoricalCrossentropy(from_logits=True)
+# ---------------------------------------------------------------------------------------------------- training
 
 
-def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+def targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Training targets: a 0/1 column for the binary unit, one-hot rows otherwise."""
+    y = np.asarray(y, dtype=np.int64)
     return y.astype(np.float32).reshape(-1, 1) if n_classes == 2 else np.eye(n_classes, dtype=np.float32)[y]
 
 
-def _metric(n_classes: int):
-    import keras
-
-    return (
-        keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")
-        if n_classes == 2
-        else (keras.metrics.CategoricalAccuracy(name="accuracy"))
-    )
-
-
 def resample_indices(y: np.ndarray, strategy: str, *, seed: int) -> np.ndarray:
-    """Training positions after the pixel-level resampling strategies (balanced batches or under-sampling)."""
+    """Positions into ``y`` after resampling: ``oversample`` draws every class up to the largest with
+    replacement (balanced batches), ``undersample`` draws every class down to the smallest; other
+    strategies keep all positions. Seeded, and shuffled."""
+    y = np.asarray(y)
+    if strategy not in ("oversample", "undersample"):
+        return np.arange(len(y))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
-    if strategy == "oversample":
-        target = counts.max()
-        parts = [rng.choice(np.flatnonzero(y == c), target, replace=n < target) for c, n in zip(classes, counts)]
-    elif strategy == "undersample":
-        target = counts.min()
-        parts = [rng.choice(np.flatnonzero(y == c), target, replace=False) for c in classes]
-    else:
-        return np.arange(len(y))
+    target = counts.max() if strategy == "oversample" else counts.min()
+    parts = [
+        np.r_[np.flatnonzero(y == c), rng.choice(np.flatnonzero(y == c), target - n, replace=True)]
+        if strategy == "oversample"
+        else rng.choice(np.flatnonzero(y == c), target, replace=False)
+        for c, n in zip(classes, counts)
+    ]
     return rng.permutation(np.concatenate(parts))
 
 
-def probabilities(logits: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class probabilities from logits (sigmoid for one binary unit, softmax otherwise)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if n_classes == 2:
-        p = 1 / (1 + np.exp(-logits[:, 0]))
-        return np.c_[1 - p, p]
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Keras ``class_weight`` for the classes present in ``y``: n / (k · n_c) (scikit-learn's 'balanced')."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+def tune_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """The decision threshold on ``score`` (positive-class probability) with the best balanced accuracy.
+
+    ``y_true`` is 1 for the positive class. Among the ROC operating points the one maximising
+    (TPR + TNR) / 2 is chosen (ties: nearest 0.5), and the threshold set halfway to the next lower
+    score, so validation predictions are unchanged but the cut does not sit on a validation sample.
+    """
+    from sklearn.metrics import roc_curve
+
+    y_true = np.asarray(y_true).astype(int)
+    if len(np.unique(y_true)) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y_true, score, drop_intermediate=False)
+    finite = np.isfinite(thr)
+    fpr, tpr, thr = fpr[finite], tpr[finite], thr[finite]
+    bal = (tpr + 1 - fpr) / 2
+    best = np.flatnonzero(np.isclose(bal, bal.max()))
+    i = int(best[np.argmin(np.abs(thr[best] - 0.5))])
+    t = (thr[i] + thr[i + 1]) / 2 if i + 1 < len(thr) else thr[i]
+    return float(np.clip(t, 0.0, 1.0))
 
 
 def train_predict(
@@ -299,144 +392,207 @@ def train_predict(
     n_classes: int,
     positive: int | None,
     seed: int,
-    save_path: str | Path | None = None,
-    on_epoch: Callable[[int, dict], None] | None = None,
+    strategy_params: Mapping[str, Any] | None = None,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    save_path: str | os.PathLike | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``name`` on the training fold and predict the test fold.
+    """Train ``name`` on one training fold and predict its test fold.
 
-    Early stopping (after ``warmup`` epochs, best weights restored), ReduceLROnPlateau and threshold
-    tuning look only at the inner validation split (``inner`` holds positions within ``train_idx``).
+    ``images`` (N × S × S × 3 uint8, may be memory-mapped) and ``y`` (class indices) cover every sample;
+    ``train_idx``/``test_idx`` index them, and ``inner`` holds one (train, validation) split given as
+    positions within ``train_idx``. Early stopping (best weights restored, no stopping during the first
+    ``warmup`` epochs), ReduceLROnPlateau and threshold tuning see only that validation split, never the
+    test fold. Transfer ``_ft`` models train the head first, then unfreeze the top layers at a 10× lower
+    learning rate. ``max_epochs``/``batch_size`` override ``params``; ``on_epoch(epoch, logs)`` reports
+    progress (``logs["phase"]`` is ``head`` or ``finetune``).
 
     Returns
     -------
     dict
-        ``proba`` (n_test × n_classes), ``threshold``, ``fit_s``, ``predict_s``, ``history`` (per-epoch
-        loss, val_loss, accuracy, val_accuracy, lr; fine-tuning epochs appended) and ``epochs``.
+        ``proba`` (n_test × n_classes), ``threshold`` (0.5 unless tuned), ``fit_s``, ``predict_s``,
+        ``history`` (per-epoch ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``lr``; fine-tuning
+        epochs appended), ``epochs``, ``phases`` (epochs per phase), ``n_train`` (training fold),
+        ``n_fit`` (samples fitted on after resampling) and ``n_val``.
+
+    Raises
+    ------
+    ConfigError
+        For a strategy that does not apply, bad parameters or an inner split that is not one split.
+    BatchTooLargeError
+        When a batch does not fit in memory (the message names the batch size to lower).
     """
-    import keras
+    from bench.pixels import AugmentConfig
+    from models.classical import resolve_params
+    from models.imbalance import STRATEGIES
+    from models.losses import make_loss
+    from models.pipeline import applicable
 
-    from bench.pixels import AugmentConfig, make_dataset
-
-    setup_tensorflow(seed)
+    params = resolve_params(name, params)
+    if max_epochs is not None:
+        params["max_epochs"] = max_epochs
+    if batch_size is not None:
+        params["batch_size"] = batch_size
+    ok, why = applicable(name, strategy)
+    if not ok:
+        raise ConfigError(f"strategy {strategy!r} does not apply to model {name!r}: {why}")
+    STRATEGIES[strategy].resolve(strategy_params or {})
+    if strategy not in DEEP_STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} has no deep form; deep strategies: {', '.join(DEEP_STRATEGIES)}")
+    if strategy == "threshold" and positive is None:
+        raise ConfigError("threshold tuning applies to binary tasks only")
+    if len(inner) != 1:
+        raise ConfigError(f"deep models need exactly one inner (train, validation) split, got {len(inner)}")
+    y = np.asarray(y, dtype=np.int64)
+    train_idx, test_idx = np.asarray(train_idx), np.asarray(test_idx)
     ((tr_pos, va_pos),) = inner
-    fit_idx, val_idx = train_idx[tr_pos], train_idx[va_pos]
-    y_fit = y[fit_idx]
-    fit_idx = fit_idx[resample_indices(y_fit, strategy, seed=seed)]
+    fit_idx, val_idx = train_idx[np.asarray(tr_pos)], train_idx[np.asarray(va_pos)]
+    if len(fit_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(f"empty inner split ({len(fit_idx)} training, {len(val_idx)} validation samples)")
+    fit_idx = fit_idx[resample_indices(y[fit_idx], strategy, seed=seed)]
     y_fit = y[fit_idx]
     batch = int(params["batch_size"])
-    augment = AugmentConfig(enabled=bool(params["augment"]))
-    train_ds = make_dataset(
-        images[fit_idx], _targets(y_fit, n_classes), batch_size=batch, training=True, augment=augment, seed=seed
-    )
-    val_ds = make_dataset(
-        images[val_idx], _targets(y[val_idx], n_classes), batch_size=batch, training=False, augment=augment, seed=seed
-    )
-    class_weight = None
-    if strategy == "class_weight":
-        counts = np.bincount(y_fit, minlength=n_classes).astype(float)
-        class_weight = {c: float(len(y_fit) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
+    augment = AugmentConfig.from_param(params["augment"])
+
+    setup_tensorflow(seed)
+    t_fit = time.perf_counter()
     model, backbone = build_model(name, params, n_classes=n_classes, seed=seed)
-    if backbone is not None:
-        backbone.trainable = False
-    history: dict[str, list[float]] = {}
-    callbacks = _callbacks(params, on_epoch)
-    t0 = time.perf_counter()
-    loss = _loss(strategy, n_classes, y_fit)
-    model.compile(
-        optimizer=keras.optimizers.Adam(float(params["learning_rate"])), loss=loss, metrics=[_metric(n_classes)]
-    )
-    try:
-        h = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=int(params["max_epochs"]),
-            callbacks=callbacks,
-            class_weight=class_weight,
-            verbose=0,
-        )
-        _extend(history, h.history)
-        if name.endswith("_ft") and backbone is not None:
-            backbone.trainable = True
-            n = int(params["finetune_layers"])
-            for layer in backbone.layers[:-n]:
-                layer.trainable = False
-            for layer in backbone.layers[-n:]:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = False
-            model.compile(
-                optimizer=keras.optimizers.Adam(float(params["finetune_lr"])), loss=loss, metrics=[_metric(n_classes)]
-            )
+    data = _Data(images, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
+    train_ds, val_ds = data.make(fit_idx, training=True), data.make(val_idx, training=False)
+    loss = make_loss(strategy, n_classes=n_classes, y_train=y_fit)
+    class_weight = balanced_class_weight(y_fit, n_classes) if strategy == "class_weight" else None
+    history: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "lr")}
+    phases: dict[str, int] = {}
+    plan = [("head", float(params["learning_rate"]), int(params["max_epochs"]))]
+    if is_finetune(name):
+        ft_epochs = params["finetune_epochs"] if params["finetune_epochs"] is not None else params["max_epochs"]
+        plan.append(("finetune", float(params["learning_rate"]) * float(params["finetune_lr_factor"]), int(ft_epochs)))
+    with _oom_guard(name, batch):
+        for phase, lr, epochs in plan:
+            set_phase(backbone, phase=phase, finetune_layers=int(params.get("finetune_layers", 0)))
+            compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes)
             h = model.fit(
                 train_ds,
                 validation_data=val_ds,
-                epochs=int(params["max_epochs"]),
-                callbacks=_callbacks(params, on_epoch),
+                epochs=epochs,
+                callbacks=_callbacks(params, on_epoch, phase=phase, offset=len(history["loss"])),
                 class_weight=class_weight,
                 verbose=0,
             )
-            _extend(history, h.history)
-    except Exception as exc:
-        if type(exc).__name__ == "ResourceExhaustedError":
-            raise CellbenchError(
-                f"out of memory training {name} with batch size {batch}; lower batch_size in the suite's [deep]"
-            ) from None
-        raise
-    fit_s = time.perf_counter() - t0
-    threshold = 0.5
-    if strategy == "threshold" and positive is not None:
-        val_proba = probabilities(model.predict(val_ds, verbose=0), n_classes)
-        threshold = tune_threshold(y[val_idx], val_proba[:, positive], positive=positive)
-    t0 = time.perf_counter()
-    test_ds = make_dataset(images[test_idx], None, batch_size=batch, training=False, augment=augment, seed=seed)
-    proba = probabilities(model.predict(test_ds, verbose=0), n_classes)
-    predict_s = time.perf_counter() - t0
+            for k in history:
+                history[k].extend(float(v) for v in h.history.get(k, []))
+            phases[phase] = len(h.history.get("loss", []))
+        fit_s = time.perf_counter() - t_fit
+        threshold = 0.5
+        if strategy == "threshold":
+            val_proba = _proba(model.predict(val_ds, verbose=0), n_classes)
+            threshold = tune_threshold(y[val_idx] == positive, val_proba[:, positive])
+        t_pred = time.perf_counter()
+        proba = _proba(model.predict(data.make(test_idx, training=False, labels=False), verbose=0), n_classes)
+        predict_s = time.perf_counter() - t_pred
     if save_path is not None:
-        Path(save_path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(save_path).with_suffix(".tmp.keras")
-        model.save(tmp)
-        tmp.replace(save_path)
+        save_model(model, save_path)
     return {
         "proba": proba,
         "threshold": threshold,
         "fit_s": fit_s,
         "predict_s": predict_s,
         "history": history,
-        "epochs": len(history.get("loss", [])),
-        "n_train": len(fit_idx),
+        "epochs": len(history["loss"]),
+        "phases": phases,
+        "n_train": len(train_idx),
+        "n_fit": len(fit_idx),
         "n_val": len(val_idx),
     }
 
 
-def tune_threshold(y_val: np.ndarray, score: np.ndarray, *, positive: int) -> float:
-    """The decision threshold with the best balanced accuracy on the validation split."""
-    from sklearn.metrics import balanced_accuracy_score
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Save ``model`` as a ``.keras`` file, atomically (written beside it, then renamed)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ConfigError(f"model files end in .keras, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+    return path
 
-    candidates = np.unique(np.r_[0.5, np.quantile(score, np.linspace(0.02, 0.98, 49))])
-    truth = y_val == positive
-    scores = [balanced_accuracy_score(truth, score >= t) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
+
+@dataclass(frozen=True)
+class _Data:
+    images: np.ndarray
+    targets: np.ndarray
+    batch: int
+    augment: Any
+    seed: int
+
+    def make(self, idx: np.ndarray, *, training: bool, labels: bool = True):
+        from bench.pixels import make_dataset
+
+        return make_dataset(
+            self.images,
+            self.targets if labels else None,
+            indices=idx,
+            batch_size=self.batch,
+            training=training,
+            augment=self.augment,
+            seed=self.seed,
+        )
 
 
-def _callbacks(params, on_epoch):
+def _proba(raw: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class-probability columns from the model output (one sigmoid unit for binary tasks)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if n_classes == 2:
+        p = np.clip(raw[:, 0], 0.0, 1.0)
+        return np.c_[1 - p, p]
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+@contextmanager
+def _oom_guard(name: str, batch: int):
+    """Re-raise TensorFlow's out-of-memory error as one naming the batch size to lower."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as exc:
+        raise BatchTooLargeError(
+            f"out of memory running {name} with batch size {batch}; lower batch_size "
+            f"(e.g. batch_size = {max(1, batch // 2)} in the suite's [deep] table)"
+        ) from exc
+
+
+def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int) -> list:
     import keras
 
+    patience = int(params["patience"])
     cbs = [
+        _lr_logger(),  # before ReduceLROnPlateau: records the rate the epoch ran with
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
-            patience=int(params["patience"]),
+            patience=patience,
             restore_best_weights=True,
-            start_from_epoch=int(params["warmup"]),
+            start_from_epoch=int(params["warmup"]) if phase == "head" else 0,
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(1, int(params["patience"]) // 2)
-        ),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6),
     ]
     if on_epoch is not None:
-        cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, dict(logs or {}))))
+        cbs.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch(offset + epoch, {**(logs or {}), "phase": phase})
+            )
+        )
     return cbs
 
 
-def _extend(history: dict[str, list[float]], new: Mapping[str, Sequence[float]]) -> None:
-    for k, v in new.items():
-        key = "lr" if k in ("lr", "learning_rate") else k
-        history.setdefault(key, []).extend(float(x) for x in v)
+def _lr_logger():
+    import keras
+
+    class LearningRateLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return LearningRateLogger()
