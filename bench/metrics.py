@@ -95,3 +95,23 @@ def compute_metrics(
     result = {k: float(v) for k, v in out.items()}
     result["confusion_matrix"] = cm.tolist()
     return result
+
+
+def metric_function(name: str, *, positive: int | None, n_classes: int):
+    """A fast ``f(y_true, packed) -> float`` for bootstrapping, where ``packed[:, 0]`` holds the hard
+    predictions and ``packed[:, 1:]`` the class probabilities. Balanced accuracy and accuracy are
+    computed with numpy (thousands of replicates); other metrics go through :func:`compute_metrics`.
+    """
+
+    def balanced_accuracy(y, packed):
+        pred = packed[:, 0].astype(int)
+        recalls = [np.mean(pred[y == c] == c) for c in range(n_classes) if np.any(y == c)]
+        return float(np.mean(recalls)) if recalls else float("nan")
+
+    def accuracy(y, packed):
+        return float(np.mean(packed[:, 0].astype(int) == y))
+
+    def general(y, packed):
+        return float(compute_metrics(y, packed[:, 1:], packed[:, 0].astype(int), positive=positive)[name])
+
+    return {"balanced_accuracy": balanced_accuracy, "accuracy": accuracy}.get(name, general)

@@ -16,7 +16,7 @@ from bench.errors import ConfigError
 from bench.paths import cache_dir
 from bench.store import Store
 from bench.suite import Suite
-from bench.task import TaskData, save_task
+from bench.task import TaskData, load_task, save_task
 from bench.types import ImbalanceSpec, Job, ModelSpec
 
 log = logging.getLogger("cellbench")
@@ -312,6 +312,14 @@ def run_suite(
         for p in prepared:
             store.save_data_set(p.dataset, p.extraction, p.fingerprint, {**p.info, "plan_notes": notes})
             store.save_folds(p.folds, dataset=p.dataset, extraction=p.extraction)
+            task = load_task(str(p.task_path))
+            store.save_samples(
+                p.dataset,
+                p.extraction,
+                task.ids.tolist(),
+                task.groups.tolist() if task.groups is not None else [None] * len(task.ids),
+                [task.classes[i] for i in task.y],
+            )
         done = store.done_keys()
         todo = [(j, path) for j, path in items if j.key not in done]
         by_key = {j.key: j for j, _ in todo}

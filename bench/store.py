@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS data_sets (
     dataset TEXT NOT NULL, extraction TEXT NOT NULL, fingerprint TEXT NOT NULL, info TEXT NOT NULL,
     PRIMARY KEY (dataset, extraction));
+CREATE TABLE IF NOT EXISTS samples (
+    dataset TEXT NOT NULL, extraction TEXT NOT NULL, sample_id TEXT NOT NULL, grp TEXT, label TEXT NOT NULL,
+    PRIMARY KEY (dataset, extraction, sample_id));
 CREATE TABLE IF NOT EXISTS fold_sets (
     folds_key TEXT PRIMARY KEY, dataset TEXT NOT NULL, extraction TEXT NOT NULL, scheme TEXT NOT NULL,
     description TEXT NOT NULL, n_folds INTEGER NOT NULL);
@@ -137,6 +140,22 @@ class Store:
     def data_sets(self) -> dict[tuple[str, str], dict[str, Any]]:
         rows = self.conn.execute("SELECT dataset, extraction, fingerprint, info FROM data_sets").fetchall()
         return {(d, e): {"fingerprint": f, **json.loads(i)} for d, e, f, i in rows}
+
+    def save_samples(self, dataset: str, extraction: str, ids, groups, labels) -> None:
+        """Sample ids with their group (patient) and label, for patient-level statistics."""
+        with self._tx():
+            self.conn.execute("DELETE FROM samples WHERE dataset = ? AND extraction = ?", (dataset, extraction))
+            self.conn.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
+                ((dataset, extraction, i, g, lab) for i, g, lab in zip(ids, groups, labels)),
+            )
+
+    def samples(self, dataset: str, extraction: str) -> pd.DataFrame:
+        return pd.read_sql_query(
+            "SELECT sample_id, grp, label FROM samples WHERE dataset = ? AND extraction = ? ORDER BY sample_id",
+            self.conn,
+            params=(dataset, extraction),
+        )
 
     def save_folds(self, folds, *, dataset: str, extraction: str) -> None:
         """Save a fold set once; saving the same key again is a no-op."""
