@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import Any
 
 from bench.paths import REPO_ROOT
+from bench.types import canonical_json
 
 PACKAGES = (
     "cellbench",
@@ -65,8 +66,9 @@ def build_manifest(*, suite, fingerprints: dict[str, str], argv: list[str] | Non
     return {
         "suite": suite.name,
         "suite_file": suite.source,
-        "suite_sha256": hashlib.sha256(suite.text.encode()).hexdigest() if suite.text else None,
+        "suite_sha256": hashlib.sha256((suite.text or canonical_json(dict(suite.raw))).encode()).hexdigest(),
         "suite_text": suite.text,
+        "suite_raw": dict(suite.raw),
         "seed": suite.seed,
         "narrowing": dict(suite.narrowing),
         "cv": {"scheme": suite.cv_scheme, "folds": suite.folds, "repeats": suite.repeats},

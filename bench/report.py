@@ -352,7 +352,9 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         if st is not None:
             x = st.loc[(r["model"], r["strategy"])] if (r["model"], r["strategy"]) in st.index else {}
             best = s.stats.best == (r["model"], r["strategy"])
-            ci = f"{_fmt(x.get('ci_low'))}–{_fmt(x.get('ci_high'))}" if "ci_low" in x else "—"
+            ci = "—"
+            if "ci_low" in x and np.isfinite(x.get("ci_low", np.nan)):
+                ci = f"{_fmt(x.get('ci_low'))}–{_fmt(x.get('ci_high'))}"
             row += [
                 ci,
                 "best" if best else _p(x.get("t_p")),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,12 +65,11 @@ def reproduce(
     if not len(runs):
         raise ConfigError(f"no run recorded in {folder}; nothing to reproduce")
     manifest = json.loads(runs.manifest.iloc[-1])
-    text = manifest.get("suite_text") or ""
-    if not text:
-        raise ConfigError(f"the manifest in {folder} has no suite text; cannot reproduce")
-    raw = tomllib.loads(text)
+    raw = manifest.get("suite_raw")
+    if not raw:
+        raise ConfigError(f"the manifest in {folder} does not hold the suite; cannot reproduce")
     suite = parse_suite(raw, source=manifest.get("suite_file", "manifest"), default_name=manifest["suite"])
-    suite = replace(suite.narrow(**(manifest.get("narrowing") or {})), text=text)
+    suite = replace(suite.narrow(**(manifest.get("narrowing") or {})), text=manifest.get("suite_text") or "")
     out = Path(tempfile.mkdtemp(prefix="cellbench-repro-"))
     run_suite(suite, results_root=out, data_root=data_root, workers=workers, progress=progress, executor=executor)
     return out / suite.name, compare_stores(folder, out / suite.name)

@@ -331,7 +331,11 @@ def run_suite(
         bar = _progress(len(todo), f"jobs {suite.name}", progress)
         status = "interrupted"
         try:
-            for result in EXECUTORS[executor](todo, workers=workers, options=job_options, **(executor_options or {})):
+            extra_options = {"gpu_for_deep": suite.deep_gpu} if executor == "dask" else {}
+            results = EXECUTORS[executor](
+                todo, workers=workers, options=job_options, **extra_options, **(executor_options or {})
+            )
+            for result in results:
                 store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
                 ran += 1
                 failed += result.status != "ok"

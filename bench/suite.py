@@ -60,9 +60,11 @@ class Suite:
     deep: Mapping[str, Any] = field(default_factory=dict)  # training settings for every deep model
     deep_strategies: tuple[str, ...] | None = None  # strategies for deep models (default: ``strategies``)
     save_models: bool = False
+    deep_gpu: bool = False  # on Dask, deep jobs ask for a GPU worker resource
     source: str = ""
     text: str = ""
     narrowing: Mapping[str, Any] = field(default_factory=dict)  # command-line choices, kept for --reproduce
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the parsed suite table, kept for --reproduce
 
     def narrow(
         self,
@@ -151,7 +153,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     deep = _table(raw.get("deep", {}), f"{where} [deep]")
     from models.deep import TRAINING_DEFAULTS
 
-    _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models"}, f"{where} [deep]")
+    _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models", "gpu"}, f"{where} [deep]")
     explain = _table(raw.get("explain", {}), f"{where} [explain]")
     _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
     suite = Suite(
@@ -174,12 +176,14 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         primary_metric=raw.get("primary_metric"),
         metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
         features=_table(raw.get("features", {}), f"{where} [features]"),
-        deep={k: v for k, v in deep.items() if k not in ("strategies", "save_models")},
+        deep={k: v for k, v in deep.items() if k not in ("strategies", "save_models", "gpu")},
+        deep_gpu=bool(deep.get("gpu", False)),
         deep_strategies=tuple(_str_list(deep["strategies"], f"{where}: deep.strategies"))
         if "strategies" in deep
         else None,
         save_models=bool(deep.get("save_models", False)),
         source=source,
+        raw=dict(raw),
     )
     validate(suite)
     return suite

@@ -1,0 +1,57 @@
+"""Reproducibility: identical reruns, local vs Dask executors, seed sensitivity, --reproduce."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.repro import compare_stores, reproduce
+from bench.runner import run_suite
+from bench.suite import parse_suite
+
+
+def _suite(seed=0):
+    return parse_suite(
+        {
+            "name": "r",
+            "seed": seed,
+            "strategies": ["none", "smote"],
+            "cv": {"folds": 3},
+            "datasets": {"synthetic": {"n_patients": 9, "fields_per_patient": 2}},
+            "models": {
+                "logistic_regression": {},
+                "random_forest": {"n_estimators": 30},
+                "xgboost": {"n_estimators": 20},
+            },
+        },
+        source="test",
+    )
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("local")
+    run_suite(_suite(), results_root=root, workers=2, progress=False)
+    return root / "r"
+
+
+def test_rerun_in_a_fresh_folder_is_identical(local_run, tmp_path):
+    run_suite(_suite(), results_root=tmp_path, workers=1, progress=False)
+    assert compare_stores(local_run, tmp_path / "r") == []
+
+
+def test_a_changed_seed_is_noticed(local_run, tmp_path):
+    run_suite(_suite(seed=1), results_root=tmp_path, workers=2, progress=False)
+    diffs = compare_stores(local_run, tmp_path / "r")
+    assert diffs and any("only in" in d or "differ" in d for d in diffs)
+
+
+def test_dask_executor_gives_the_same_store(local_run, tmp_path):
+    pytest.importorskip("distributed")
+    run_suite(_suite(), results_root=tmp_path, workers=2, executor="dask", progress=False)
+    assert compare_stores(local_run, tmp_path / "r") == []
+
+
+def test_reproduce_from_the_manifest(local_run):
+    out, diffs = reproduce(local_run, data_root=None, workers=2, progress=False)
+    assert diffs == []
+    assert (out / "store.sqlite").is_file()
