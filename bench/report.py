@@ -420,7 +420,8 @@ def _render_comparisons(s: Section) -> list[str]:
             f"{c['classical'][0]} / {c['classical'][1]} ({_fmt(c.get('mean_a'))}) vs {c['deep'][0]} / {c['deep'][1]} "
             f"({_fmt(c.get('mean_b'))}): difference {_fmt(c.get('diff'))} {label}; corrected resampled t-test "
             f"p = {_p(c.get('t_p'))}; Bayesian correlated t-test P(classical better) = {_fmt(c.get('p_a_better'), 2)}, "
-            f"P(equivalent within ±{ROPE}) = {_fmt(c.get('p_rope'), 2)}, P(deep better) = {_fmt(c.get('p_b_better'), 2)}.",
+            f"P(equivalent within ±{ROPE}) = {_fmt(c.get('p_rope'), 2)}, "
+            f"P(deep better) = {_fmt(c.get('p_b_better'), 2)}.",
             "",
         ]
     v = s.strategy_vs_none
