@@ -334,8 +334,8 @@ def bootstrap_ci(
 def _cluster_draws(groups: np.ndarray, n_resamples: int, rng: np.random.Generator, *, chunk: int = 2_000_000):
     """Sample indices of ``n_resamples`` cluster resamples: draw as many groups as there are, with replacement.
 
-    Each sample is its own group when ``groups`` is None-like (see :func:`bootstrap_ci`). Resamples are drawn
-    in batches of about ``chunk`` indices so the work is vectorised without holding them all at once.
+    ``groups`` holds one sortable label per sample (``np.arange(n)`` for the ordinary bootstrap). Resamples
+    are drawn in batches of about ``chunk`` indices: vectorised, without holding all of them at once.
     """
     _, codes = np.unique(groups, return_inverse=True)
     order = np.argsort(codes, kind="stable")

@@ -133,12 +133,12 @@ class SyntheticConfig:
     def __post_init__(self):
         # TOML and JSON give lists; keep the tuple so the config stays hashable
         if isinstance(self.cells_per_field, list):
-            object.__setattr__(self, "cells_per_field", tuple(self.cells_per_field))
-        _check_int("seed", self.seed, low=0)
-        _check_int("n_patients", self.n_patients, low=2)
-        _check_int("fields_per_patient", self.fields_per_patient, low=1)
-        _check_int("field_size", self.field_size, low=128)
-        _check_int("crop_size", self.crop_size, low=MIN_CROP)
+            self._set("cells_per_field", tuple(self.cells_per_field))
+        _check_int(self, "seed", low=0)
+        _check_int(self, "n_patients", low=2)
+        _check_int(self, "fields_per_patient", low=1)
+        _check_int(self, "field_size", low=128)
+        _check_int(self, "crop_size", low=MIN_CROP)
         cpf = self.cells_per_field
         if not (isinstance(cpf, tuple) and len(cpf) == 2) or any(
             isinstance(v, bool) or not isinstance(v, int) for v in cpf
@@ -151,17 +151,13 @@ class SyntheticConfig:
                 f"{self.field_size}), got {cpf!r}"
             )
         if self.crop_size > self.field_size:
-            raise ConfigError(
-                f"crop_size must not exceed field_size ({self.field_size}), got {self.crop_size!r}"
-            )
-        _check_float("blast_fraction", self.blast_fraction, low=0.0, high=1.0, closed=(False, False))
-        _check_float(
-            "leukemic_blast_share", self.leukemic_blast_share, low=0.0, high=1.0, closed=(False, True)
-        )
-        _check_float("difficulty", self.difficulty, low=0.0, high=math.inf, closed=(False, False))
-        _check_float("patient_shift", self.patient_shift, low=0.0, high=10.0)
-        _check_float("noise", self.noise, low=0.0, high=10.0)
-        _check_float("rbc_density", self.rbc_density, low=0.0, high=0.8)
+            raise ConfigError(f"crop_size must not exceed field_size ({self.field_size}), got {self.crop_size!r}")
+        _check_float(self, "blast_fraction", low=0.0, high=1.0, closed=(False, False))
+        _check_float(self, "leukemic_blast_share", low=0.0, high=1.0, closed=(False, True))
+        _check_float(self, "difficulty", low=0.0, high=math.inf, closed=(False, False))
+        _check_float(self, "patient_shift", low=0.0, high=10.0)
+        _check_float(self, "noise", low=0.0, high=10.0)
+        _check_float(self, "rbc_density", low=0.0, high=0.8)
 
     @property
     def n_fields(self) -> int:
@@ -175,21 +171,34 @@ class SyntheticConfig:
         """Stable hash of the configuration and the generator version (names the cache folder)."""
         return stable_hash(self.canonical())
 
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
 
-def _check_int(name: str, value: Any, *, low: int) -> None:
+
+def _check_int(config: SyntheticConfig, name: str, *, low: int) -> None:
+    value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    config._set(name, int(value))
 
 
 def _check_float(
-    name: str, value: Any, *, low: float, high: float, closed: tuple[bool, bool] = (True, True)
+    config: SyntheticConfig,
+    name: str,
+    *,
+    low: float,
+    high: float,
+    closed: tuple[bool, bool] = (True, True),
 ) -> None:
+    value = getattr(config, name)
     ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value >= low if closed[0] else value > low) and (value <= high if closed[1] else value < high)
     if not ok:
         lo, hi = "[" if closed[0] else "(", "]" if closed[1] else ")"
         raise ConfigError(f"{name} must be a number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    # 1 and 1.0 must give the same fingerprint
+    config._set(name, float(value))
 
 
 def max_cells_per_field(field_size: int) -> int:
@@ -293,7 +302,7 @@ def expected_counts(config: SyntheticConfig) -> dict[str, int]:
     return {
         "normal": labels.count("normal"),
         "blast": labels.count("blast"),
-        "cells": len(labels),
+        "total": len(labels),
         "patients": config.n_patients,
         "leukemic_patients": len({p.patient for p in plans if p.leukemic}),
         "fields": len(plans),
@@ -375,7 +384,7 @@ def cell_look(rng: np.random.Generator, *, label: str, style: PatientStyle, limi
     return CellLook(
         label=label,
         atypia=float(t),
-        radius=float(np.clip((14.5 + 6.0 * a + n(0, 1.3)) * style.size_scale, 10.0, limit)),
+        radius=float(np.clip((14.5 + 6.0 * a + n(0, 1.3)) * style.size_scale, 11.0, limit)),
         nucleus_fraction=float(np.clip(0.74 + 0.09 * a + n(0, 0.04), 0.55, 0.93)),
         nucleus_offset=float(rng.uniform(0.0, 0.8)),
         cell_aspect=float(1.0 + abs(n(0, 0.07))),
@@ -677,9 +686,7 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def crop_window(
-    image: np.ndarray, *, x0: int, y0: int, size: int, fill: tuple[int, ...] | int
-) -> np.ndarray:
+def crop_window(image: np.ndarray, *, x0: int, y0: int, size: int, fill: tuple[int, ...] | int) -> np.ndarray:
     """The ``size`` square at (x0, y0) of ``image``; parts outside are filled with ``fill``."""
     h, w = image.shape[:2]
     out = np.empty((size, size, *image.shape[2:]), dtype=image.dtype)
@@ -741,6 +748,12 @@ def _discard(folder: Path, aside: Path) -> None:
         folder.rename(aside)
     except OSError:
         return  # another process moved or replaced it
+    if is_complete(aside):  # another process finished in between: put its folder back
+        try:
+            aside.rename(folder)
+            return
+        except OSError:
+            pass
     shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -835,7 +848,8 @@ def read_index(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-DEFAULT_COUNTS = {"normal": 493, "blast": 211}  # expected_counts(SyntheticConfig()); a test checks it
+# expected_counts(SyntheticConfig()); a test keeps them in step with the generator
+DEFAULT_COUNTS = {"normal": 517, "blast": 221, "total": 738, "patients": 40, "leukemic_patients": 15, "fields": 160}
 
 INFO = DatasetInfo(
     name="synthetic",

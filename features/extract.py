@@ -19,6 +19,11 @@ def feature_names(config: FeatureConfig) -> tuple[str, ...]:
     return tuple(name for family in config.families for name in FEATURES[family].names(config))
 
 
+@lru_cache(maxsize=4)
+def _default_config(kind: str) -> FeatureConfig:
+    return FeatureConfig.for_kind(check_kind(kind))
+
+
 def extract_features(
     image: np.ndarray,
     mask: np.ndarray | None = None,
@@ -53,7 +58,7 @@ def extract_features(
         For an empty mask (``"empty mask for sample X: no cell pixels"``), a mask whose shape differs from
         the image's, or an image that is not 8-bit grey/RGB.
     """
-    config = config or FeatureConfig.for_kind(kind)
+    config = config or _default_config(kind)
     values = feature_vector(image, mask, config=config, kind=kind, sample=sample)
     return dict(zip(feature_names(config), values.tolist()))
 

@@ -97,9 +97,10 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def haralick_stack(cmats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Haralick's 13 features of each (symmetric) matrix in a stack; also which matrices had any pairs.
+    """Haralick's 13 features of each symmetric matrix in a stack; also which matrices had any pairs.
 
-    Returns ``(features, valid)``: ``features`` is (n, 13) and is 0 for matrices without pairs.
+    Returns ``(features, valid)``: ``features`` is (n, 13) and is 0 for matrices without pairs. As the
+    matrices are symmetric, the row and column marginals (mahotas' px and py) are equal.
     """
     n, m, _ = cmats.shape
     total = cmats.sum(axis=(1, 2))
@@ -108,33 +109,29 @@ def haralick_stack(cmats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ij, inv_diff, plus, minus = _index(m)
     k = np.arange(m, dtype=np.float64)
     tk = np.arange(2 * m, dtype=np.float64)
-    p = flat.reshape(n, m, m)
-    px, py = p.sum(axis=1), p.sum(axis=2)
-    ux, uy = px @ k, py @ k
-    vx, vy = px @ k**2 - ux**2, py @ k**2 - uy**2
-    sxy = np.sqrt(np.maximum(vx, 0)) * np.sqrt(np.maximum(vy, 0))
+    px = flat.reshape(n, m, m).sum(axis=1)
+    ux = px @ k
+    vx = px @ k**2 - ux**2
     p_plus, p_minus = flat @ plus, flat @ minus
+    log_flat, log_px = _log2(flat), _log2(px)
     f = np.empty((n, 13))
     f[:, 0] = np.einsum("ij,ij->i", flat, flat)
     f[:, 1] = p_minus @ k**2
-    f[:, 2] = np.where(sxy > 0, (flat @ ij - ux * uy) / np.where(sxy > 0, sxy, 1.0), 1.0)
+    f[:, 2] = np.where(vx > 0, (flat @ ij - ux * ux) / np.where(vx > 0, vx, 1.0), 1.0)
     f[:, 3] = vx
     f[:, 4] = flat @ inv_diff
     f[:, 5] = p_plus @ tk
     f[:, 6] = p_plus @ tk**2 - f[:, 5] ** 2
     f[:, 7] = _entropy(p_plus)
-    f[:, 8] = _entropy(flat)
+    f[:, 8] = -np.einsum("ij,ij->i", flat, log_flat)
     f[:, 9] = p_minus.var(axis=1)
     f[:, 10] = _entropy(p_minus)
-    log_px, log_py = _log2(px), _log2(py)
-    hx, hy = -(px * log_px).sum(axis=1), -(py * log_py).sum(axis=1)
-    # HXY1 = -sum p(i,j) log2(px(i) py(j)) and HXY2 = -sum px(i) py(j) log2(px(i) py(j)), both expanded
-    # over the marginals (the same values as mahotas' m x m outer products, in O(m))
-    hxy1 = -(np.einsum("ij,ij->i", py, log_px) + np.einsum("ij,ij->i", px, log_py))
-    hxy2 = hx + hy
-    hmax = np.maximum(hx, hy)
-    f[:, 11] = (f[:, 8] - hxy1) / np.where(hmax > 0, hmax, 1.0)
-    f[:, 12] = np.sqrt(np.maximum(0.0, 1 - np.exp(-2.0 * (hxy2 - f[:, 8]))))
+    hx = -np.einsum("ij,ij->i", px, log_px)
+    # HXY1 = -sum p(i,j) log2(px(i) px(j)) = 2 HX and HXY2 = -sum px(i) px(j) log2(px(i) px(j)) = 2 HX
+    # for a symmetric p: mahotas' m x m outer products reduce to the marginal entropy
+    hxy = 2 * hx
+    f[:, 11] = (f[:, 8] - hxy) / np.where(hx > 0, hx, 1.0)
+    f[:, 12] = np.sqrt(np.maximum(0.0, 1 - np.exp(-2.0 * (hxy - f[:, 8]))))
     f[~valid] = 0.0
     return f, valid
 

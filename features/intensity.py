@@ -54,7 +54,9 @@ def float_stats(values: np.ndarray) -> np.ndarray:
     d = values - mean
     d2 = d * d
     var, m3, m4 = d2.mean(), (d2 * d).mean(), (d2 * d2).mean()
-    pct = np.percentile(values, PERCENTILES, method="inverted_cdf")
+    # numpy's "inverted_cdf" percentile: the value at sorted position ceil(p n) - 1
+    ranks = [max(int(np.ceil(p / 100 * values.size)) - 1, 0) for p in PERCENTILES]
+    pct = np.partition(values, ranks)[ranks]
     skew, kurt = _shape_moments(np.array([var]), np.array([m3]), np.array([m4]))
     return np.concatenate([[mean, np.sqrt(var)], pct, skew, kurt])
 

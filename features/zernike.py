@@ -55,15 +55,16 @@ def zernike_moments(weights: np.ndarray, *, radius: float, centre: tuple[float, 
     powers = np.empty((degree + 1, rho.size))
     powers[0] = 1.0
     turns = np.empty((degree + 1, rho.size), np.complex128)
-    turns[0] = 1.0
+    turns[0] = w
     unit = (x + 1j * y) / rho
     for k in range(1, degree + 1):
         np.multiply(powers[k - 1], rho, out=powers[k])
         np.multiply(turns[k - 1], unit, out=turns[k])
-    radial = _radial_coefficients(degree) @ powers  # (moments, N)
+    # A_nl = sum_i R_nl(rho_i) w_i exp(i l theta_i) = sum_k coef[nl, k] * (sum_i rho_i**k w_i exp(i l theta_i)):
+    # one (k, l) table of weighted sums (two real matrix products), then the polynomial coefficients
+    table = (powers @ turns.real.T) + 1j * (powers @ turns.imag.T)  # (degree + 1, degree + 1): [k, l]
     ls, ns = _orders_arrays(degree)
-    # (a complex @ float product takes numpy's slow generic path; complex @ complex uses BLAS)
-    values = (radial * turns[ls]) @ w.astype(np.complex128)
+    values = np.einsum("jk,kj->j", _radial_coefficients(degree), table[:, ls])
     return (ns + 1) / np.pi * np.abs(values)
 
 

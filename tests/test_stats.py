@@ -296,7 +296,7 @@ def test_mcnemar_without_discordant_pairs():
 
 
 def _accuracy(y_true, pred):
-    return float(np.mean(y_true == pred))
+    return np.count_nonzero(y_true == pred) / len(y_true)  # cheaper than np.mean in the 10⁵-call loop below
 
 
 def _clustered(rng, *, patients: int = 30, cells: int = 20):
@@ -311,12 +311,12 @@ def _clustered(rng, *, patients: int = 30, cells: int = 20):
 def test_bootstrap_coverage_cluster_vs_plain():
     rng = np.random.default_rng(2024)
     hits_cluster = hits_plain = 0
-    reps = 200
+    reps = 120
     for i in range(reps):
         y, pred, groups = _clustered(rng)
-        lo, hi, _ = S.bootstrap_ci(y, pred, _accuracy, groups=groups, n_resamples=500, seed=i)
+        lo, hi, _ = S.bootstrap_ci(y, pred, _accuracy, groups=groups, n_resamples=400, seed=i)
         hits_cluster += lo <= 0.8 <= hi
-        lo, hi, _ = S.bootstrap_ci(y, pred, _accuracy, n_resamples=500, seed=i)
+        lo, hi, _ = S.bootstrap_ci(y, pred, _accuracy, n_resamples=400, seed=i)
         hits_plain += lo <= 0.8 <= hi
     # Patients resampled: close to the nominal 95 %. Cells resampled: the interval ignores the patient
     # effect and is about half as wide as it should be, so it misses the truth far too often.
@@ -349,7 +349,7 @@ def test_bootstrap_cluster_draws_whole_patients_and_skips_undefined():
     def auc(t, s):
         return roc_auc_score(t, s) if len(np.unique(t)) == 2 else np.nan
 
-    lo, hi, point = S.bootstrap_ci(y, score, auc, groups=groups, n_resamples=300, seed=1)
+    lo, hi, point = S.bootstrap_ci(y, score, auc, groups=groups, n_resamples=100, seed=1)
     assert np.isfinite([lo, hi]).all() and lo <= point <= hi
     draws = list(S._cluster_draws(groups, 50, np.random.default_rng(0)))
     for idx in draws:
