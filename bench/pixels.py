@@ -207,6 +207,12 @@ class AugmentConfig:
     contrast: float = 0.15
     hue: float = 0.02
 
+    def __post_init__(self):
+        for name, top in (("brightness", 1.0), ("contrast", 1.0), ("hue", 0.5)):
+            value = getattr(self, name)
+            if not 0 <= value <= top:
+                raise ConfigError(f"augmentation {name} must be between 0 and {top}, got {value!r}")
+
     @classmethod
     def from_param(cls, value: bool | Mapping[str, Any] | AugmentConfig) -> AugmentConfig:
         """From a model's ``augment`` parameter: ``true``/``false`` or a table of the fields above."""
@@ -243,83 +249,82 @@ def make_dataset(
     Yields float32 images in [0, 255] (then ``preprocess`` if given) and, when ``y`` is given, the rows
     of ``y`` (aligned with ``images``). ``indices`` picks the rows to use, repeats allowed (over-sampling);
     rows are gathered per batch, so a memory-mapped array is never copied whole. With ``training`` the
-    order is shuffled every epoch and ``augment`` is applied; otherwise rows come in order, unchanged.
-    Shuffling and augmentation are seeded: the same seed gives the same batches, epoch by epoch.
+    order is reshuffled every epoch and ``augment`` is applied; otherwise rows come in order, unchanged.
+
+    Shuffling and augmentation are seeded by ``seed``: ``tf.data``'s seeded random stream gives every
+    batch of every epoch its own seed, from which :func:`augment_images` draws, so two runs with the same
+    seed see identical batches while each epoch sees new augmentations.
     """
     import tensorflow as tf
 
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
-        raise DataError(f"images must be an N × S × S × 3 array, got shape {images.shape}")
+        raise DataError(f"images must be an N × S × S × 3 uint8 array, got shape {images.shape}")
     if y is not None and len(y) != len(images):
         raise DataError(f"{len(y)} labels for {len(images)} images")
     idx = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(idx) == 0:
+        raise DataError("no images to feed (empty index)")
     shape = images.shape[1:]
-
-    def gather(rows):
-        return np.ascontiguousarray(images[rows])
-
-    def load(rows):
-        x = tf.numpy_function(gather, [rows], tf.uint8, stateful=False)
-        x = tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32)
-        return x if y is None else (x, tf.gather(labels, rows))
-
+    jitter = training and augment.enabled
     labels = None if y is None else tf.constant(np.asarray(y))
+
+    def gather(rows, batch_seed):
+        batch = np.ascontiguousarray(images[rows], dtype=np.uint8)
+        if jitter:
+            batch = augment_images(batch, rng=np.random.default_rng([seed, int(batch_seed) % 2**63]), config=augment)
+        return batch
+
+    def load(rows, batch_seed):
+        x = tf.numpy_function(gather, [rows, batch_seed], tf.uint8, stateful=False)
+        x = tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32)
+        if preprocess is not None:
+            x = preprocess(x)
+        return x if labels is None else (x, tf.gather(labels, rows))
+
     ds = tf.data.Dataset.from_tensor_slices(idx)
     if training:
         ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training and augment.enabled:
-        # one random value per batch and epoch seeds the batch's stateless ops: deterministic for a seed
-        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, noise).map(
-            lambda item, r: _augment_batch(item, r, seed, augment),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    if preprocess is not None:
-        ds = ds.map(
-            (lambda x: preprocess(x)) if y is None else (lambda x, t: (preprocess(x), t)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+    ds = ds.batch(batch_size)
+    # one seeded random value per batch, new each epoch (rerandomised per iteration, deterministic per seed)
+    noise = (
+        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        if jitter
+        else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
+    )
+    ds = tf.data.Dataset.zip(ds, noise).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augment_batch(x, seed, config: AugmentConfig):
-    """Augment a float batch (B × S × S × 3, values 0-255) with the stateless seed ``seed`` (shape [2])."""
-    import tensorflow as tf
-
-    def sub(k):
-        return tf.random.experimental.stateless_fold_in(seed, k)
-
-    def per_image(k, low, high):
-        return tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], sub(k), low, high)
-
-    if config.rot90:
-        k = tf.random.stateless_uniform([tf.shape(x)[0]], sub(1), 0, 4, dtype=tf.int32)
-        turned = tf.stack([tf.image.rot90(x, i) for i in range(4)], axis=1)  # square images only
-        x = tf.gather(turned, k, axis=1, batch_dims=1)
-    if config.flips:
-        x = tf.image.stateless_random_flip_left_right(x, sub(2))
-        x = tf.image.stateless_random_flip_up_down(x, sub(3))
-    if config.hue:
-        hsv = tf.image.rgb_to_hsv(x / 255.0)
-        hue = tf.math.floormod(hsv[..., :1] + per_image(4, -config.hue, config.hue), 1.0)
-        x = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1)) * 255.0
-    if config.contrast:
-        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        x = (x - mean) * per_image(5, 1 - config.contrast, 1 + config.contrast) + mean
-    if config.brightness:
-        x = x + 255.0 * per_image(6, -config.brightness, config.brightness)
-    return tf.clip_by_value(x, 0.0, 255.0)
+_GREY_AXIS_CROSS = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]]) / np.sqrt(3)
 
 
-def _augment_batch(item, r, seed, config: AugmentConfig):
-    import tensorflow as tf
+def augment_images(batch: np.ndarray, *, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """Randomly flip, turn by 90° and colour-jitter each image of a uint8 batch (B × S × S × 3).
 
-    s = tf.stack([tf.cast(seed, tf.int64), r])
-    if isinstance(item, tuple):
-        return augment_batch(item[0], s, config), item[1]
-    return augment_batch(item, s, config)
+    Colour jitter is one affine map per image (OpenCV ``transform``, saturating): a hue rotation about
+    the grey axis, a contrast factor about the image's mean colour and a brightness shift.
+    """
+    n = len(batch)
+    turns = rng.integers(0, 4, n) if config.rot90 else np.zeros(n, int)
+    flips = rng.integers(0, 2, (n, 2)).astype(bool) if config.flips else np.zeros((n, 2), bool)
+    r = rng.uniform(-1.0, 1.0, (n, 3))
+    colour = bool(config.hue or config.contrast or config.brightness)
+    out = np.empty_like(batch)
+    for i in range(n):
+        img = batch[i]
+        if colour:
+            theta = 2 * np.pi * config.hue * r[i, 0]
+            rot = np.cos(theta) * np.eye(3) + np.sin(theta) * _GREY_AXIS_CROSS + (1 - np.cos(theta)) / 3
+            factor = 1 + config.contrast * r[i, 1]
+            mean = np.asarray(cv2.mean(img)[:3])
+            shift = (1 - factor) * rot @ mean + 255 * config.brightness * r[i, 2]
+            img = cv2.transform(img, np.c_[factor * rot, shift])
+        img = np.rot90(img, turns[i])
+        if flips[i, 0]:
+            img = img[:, ::-1]
+        if flips[i, 1]:
+            img = img[::-1]
+        out[i] = img
+    return out

@@ -27,6 +27,7 @@ _TOP_KEYS = {
     "imbalance_sweep",
     "features",
     "deep",
+    "explain",
 }
 _CV_KEYS = {"scheme", "folds", "repeats"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}

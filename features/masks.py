@@ -22,6 +22,8 @@ Tissue patches use the whole image as their mask (see :func:`features.extract.ex
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -60,7 +62,7 @@ def cell_mask(image: np.ndarray) -> np.ndarray:
     if found.mean() < MIN_CELL:
         return np.ones((h, w), bool)
     found = fill_holes(found)
-    r = round(DILATE * np.sqrt(found.sum() / np.pi))
+    r = round(DILATE * math.sqrt(np.count_nonzero(found) / math.pi))
     if r > 0:
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         found = cv2.dilate(found.view(np.uint8), disc) > 0
@@ -123,13 +125,13 @@ def _stained_region(channel: np.ndarray) -> np.ndarray | None:
     cells from background instead), the threshold is raised to Otsu's within the upper class, twice
     at most.
     """
-    values = channel.ravel()
-    t = -1.0
-    for _ in range(3):
-        upper = values[values > t]
-        if upper.size < 2 or upper.min() == upper.max():
-            return None
-        t, _ = cv2.threshold(upper.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    t, _ = cv2.threshold(channel, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    for attempt in range(3):
+        if attempt:
+            upper = channel[channel > t]
+            if upper.size < 2 or upper.min() == upper.max():
+                return None
+            t, _ = cv2.threshold(upper.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         region = _nearest_centre(channel > t)
         if region is None:
             return None

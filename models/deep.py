@@ -152,12 +152,15 @@ def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
         When the file is absent and downloading is not allowed: a transfer model never trains from
         random weights under its name (ask for ``weights = "random"`` explicitly).
     """
+    from bench.paths import REPO_ROOT
+
     bb = BACKBONES[name.removesuffix("_ft")]
     file = bb.weights_file(params)
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
-    path = home / "models" / file
-    if path.is_file():
-        return str(path)
+    # a development checkout keeps small offline weights in ../shared/weights/keras
+    for folder in (home / "models", REPO_ROOT.parent / "shared" / "weights" / "keras" / "models"):
+        if (folder / file).is_file():
+            return str(folder / file)
     if os.environ.get("CELLBENCH_ALLOW_DOWNLOAD") == "1":
         return None
     raise CellbenchError(
@@ -316,6 +319,7 @@ def setup_tensorflow(seed: int) -> None:
     import tensorflow as tf
 
     keras.backend.clear_session()
+    tf.get_logger().setLevel("ERROR")  # a new model per fold would otherwise warn about retracing
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
 
@@ -478,6 +482,7 @@ def train_predict(
                 epochs=epochs,
                 callbacks=_callbacks(params, on_epoch, phase=phase, offset=len(history["loss"])),
                 class_weight=class_weight,
+                shuffle=False,  # the tf.data pipeline shuffles, seeded
                 verbose=0,
             )
             for k in history:

@@ -30,6 +30,7 @@ def _suite(**over):
         "datasets": {"synthetic": dict(SMALL)},
         "models": {"logistic_regression": {}, "knn": {}, "dummy": {}, "random_forest": {"n_estimators": 20}},
         "imbalance_sweep": {"ratios": ["1:1", "1:4"], "strategies": ["none"], "models": ["logistic_regression"]},
+        "explain": {"models": ["random_forest"]},
     }
     raw.update(over)
     return parse_suite(raw, source="test")
@@ -51,6 +52,8 @@ def test_run_stores_every_job_and_writes_a_leaderboard(finished):
     assert "patient-disjoint" in text
     assert "knn × class_weight: not run" in text
     assert "Imbalance sweep" in text
+    assert "Which cell features drive the classical models" in text and "random_forest / none" in text
+    assert "95% CI" in text and "corrected resampled t-test" in text
     with Store.open(results / "t", write=False) as store:
         jobs = store.jobs()
         assert len(jobs) == summary.planned and set(jobs.status) == {"ok"}
@@ -163,3 +166,9 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     assert len(rows) == 2 * 4 * 3 and len({k for k, _ in rows}) == len(rows)
     assert {s for _, s in rows} == {"ok"}
     assert len(n_pred) == len(rows)
+    # the resumed store equals an uninterrupted run's: same metrics, predictions and leaderboard
+    from bench.repro import compare_stores
+
+    fresh = [*cmd[:cmd.index("--results") + 1], str(tmp_path / "fresh"), "--jobs", "2", "--quiet"]
+    assert subprocess.run(fresh, cwd=REPO, env=env, capture_output=True).returncode == 0
+    assert compare_stores(tmp_path / "r" / "kill", tmp_path / "fresh" / "kill") == []

@@ -10,9 +10,10 @@ def test_builtin_suites_load():
         assert s.models and s.datasets
 
 
-def test_quick_suite_has_the_seven_classical_models_and_five_strategies():
+def test_quick_suite_has_the_seven_classical_models_five_strategies_and_two_deep_models():
     s = load_suite("quick")
-    assert set(s.models) == {"random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"}
+    classical = {"random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"}
+    assert set(s.models) == classical | {"cnn", "mobilenet_v2"}
     assert {"none", "class_weight", "oversample", "undersample", "smote"} <= set(s.strategies)
 
 
