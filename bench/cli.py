@@ -64,6 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("a", help="first results folder, e.g. results/smoke")
     cmp.add_argument("b", help="second results folder")
 
+    pr = sub.add_parser(
+        "predict",
+        help="class and probability per image from a saved fold model",
+        description="Predict new images with a fold model saved by a run with `save_models = true`. Classical "
+        "models extract the handcrafted features first, deep models fit the pixels to their input size, both "
+        "as in training.",
+    )
+    pr.add_argument(
+        "--model",
+        required=True,
+        help="a saved model file (<results>/<suite>/models/<job key>.keras|.joblib) or a results folder "
+        "(e.g. results/quick) together with --job",
+    )
+    pr.add_argument("--job", help="job key (or a unique prefix) of the saved model in the results folder")
+    pr.add_argument("--masks", nargs="+", metavar="MASK", help="cell masks, one per image (classical cell models)")
+    pr.add_argument("--csv", help="also write the predictions to this CSV file")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+
     ds = sub.add_parser("datasets", help="list data sets, where their data was found and their counts")
     ds.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show NAME")
     ds.add_argument("name", nargs="?", help="data set name for `show`")
@@ -101,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         check_datasets_package()
         if getattr(args, "cache", None):
             os.environ["CELLBENCH_CACHE"] = str(Path(args.cache).resolve())
-        commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "datasets": cmd_datasets, "compare": cmd_compare}
+        commands = {
+            "run": cmd_run,
+            "leaderboard": cmd_leaderboard,
+            "datasets": cmd_datasets,
+            "compare": cmd_compare,
+            "predict": cmd_predict,
+        }
         return commands[args.command](args)
     except CellbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -162,6 +186,21 @@ def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
             print(f"  - {d}")
         return 1
     print(f"{a} and {b} are identical (jobs, metrics, predictions and leaderboards; timings excluded)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from tabulate import tabulate
+
+    from bench.predict import find_saved, predict_images
+
+    saved = find_saved(args.model, job=args.job)
+    table = predict_images(saved, args.images, masks=args.masks)
+    print(f"model: {saved.describe()} ({saved.path})")
+    print(tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"predictions: {args.csv}")
     return 0
 
 

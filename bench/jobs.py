@@ -31,7 +31,8 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
     coords = {**job.coordinates(), "folds_key": job.folds_key}
     try:
         task = load_task(str(task_path))
-        out = _run_classical(job, task) if job.model.kind == "classical" else _run_deep(job, task, options or {})
+        runner = _run_classical if job.model.kind == "classical" else _run_deep
+        out = runner(job, task, options or {})
     except Exception as exc:  # recorded, not fatal: the run goes on
         message = str(exc) if isinstance(exc, CellbenchError) else f"{type(exc).__name__}: {exc}"
         detail = "" if isinstance(exc, CellbenchError) else traceback.format_exc(limit=6)
@@ -58,7 +59,7 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
     )
 
 
-def _run_classical(job: Job, task) -> dict[str, Any]:
+def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     from bench.cv import inner_split
     from models import fit_predict
     from models.imbalance import sweep_subsample
@@ -96,12 +97,18 @@ def _run_classical(job: Job, task) -> dict[str, Any]:
             "permutation": permutation_importances(out["model"], task.X[test], task.y[test], names=names, seed=seed),
             "native": native_importances(out["model"], names=names),
         }
-    out.pop("model")
+    fitted = out.pop("model")
+    if options.get("save_dir"):
+        from bench.predict import model_file, save_classical, write_card
+
+        path = save_classical(fitted, model_file(options["save_dir"], job))
+        write_card(path, job=job, task=task, threshold=out["threshold"])
     return {**out, "test": test, "n_train": len(train), "extra": extra}
 
 
 def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     from bench.cv import inner_split
+    from bench.predict import model_file, write_card
     from models.deep import train_predict
     from models.imbalance import sweep_subsample
 
@@ -127,7 +134,9 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
         n_classes=len(task.classes),
         positive=task.positive,
         seed=seed,
-        save_path=f"{save_dir}/{job.key}.keras" if save_dir else None,
+        save_path=model_file(save_dir, job) if save_dir else None,
     )
+    if save_dir:
+        write_card(model_file(save_dir, job), job=job, task=task, threshold=out["threshold"])
     extra = {"history": out.pop("history"), "epochs": out.pop("epochs"), "n_val": out.pop("n_val")}
     return {**out, "test": test, "extra": extra}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from bench.paths import cache_dir
 from bench.store import Store
 from bench.suite import Suite
 from bench.task import TaskData, load_task, save_task
-from bench.types import ImbalanceSpec, Job, ModelSpec
+from bench.types import ImbalanceSpec, Job, ModelSpec, canonical_json
 
 log = logging.getLogger("cellbench")
 
@@ -194,6 +194,8 @@ def _prepare_one(
         classes=classes,
         positive=positive,
         pixels=pixels or None,
+        kind=dataset.info.kind,
+        feature_config=canonical_json(asdict(config)) if need_features else "",
     )
     task_path = save_task(task, cache_dir() / "tasks")
     counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}

@@ -28,6 +28,7 @@ _TOP_KEYS = {
     "features",
     "deep",
     "explain",
+    "save_models",
 }
 _CV_KEYS = {"scheme", "folds", "repeats"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}
@@ -60,7 +61,7 @@ class Suite:
     features: Mapping[str, Any] = field(default_factory=dict)
     deep: Mapping[str, Any] = field(default_factory=dict)  # training settings for every deep model
     deep_strategies: tuple[str, ...] | None = None  # strategies for deep models (default: ``strategies``)
-    save_models: bool = False
+    save_models: bool = False  # keep every fold's fitted model under <results>/models/ (for predict/explain)
     deep_gpu: bool = False  # on Dask, deep jobs ask for a GPU worker resource
     source: str = ""
     text: str = ""
@@ -182,7 +183,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         deep_strategies=tuple(_str_list(deep["strategies"], f"{where}: deep.strategies"))
         if "strategies" in deep
         else None,
-        save_models=bool(deep.get("save_models", False)),
+        save_models=_bool(raw.get("save_models", deep.get("save_models", False)), f"{where}: save_models"),
         source=source,
         raw=dict(raw),
     )
@@ -257,6 +258,12 @@ def _str_list(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of names, got {value!r}")
     return list(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
 
 
 def _int(value: Any, where: str) -> int:

@@ -28,6 +28,8 @@ class TaskData:
     classes: tuple[str, ...]
     positive: int | None
     pixels: dict[int, str] | None = None  # input size -> cached pixel array (rows aligned with ``ids``)
+    kind: str = "cell"  # "cell" or "patch": how images were fitted to pixels and which features apply
+    feature_config: str = ""  # canonical JSON of the FeatureConfig the columns of ``X`` came from
 
     def images(self, size: int) -> np.ndarray:
         if not self.pixels or size not in self.pixels:
@@ -49,6 +51,8 @@ def save_task(task: TaskData, folder: Path) -> Path:
         "classes": np.asarray(task.classes, dtype=str),
         "positive": np.asarray(-1 if task.positive is None else task.positive),
         "feature_names": np.asarray(task.feature_names, dtype=str),
+        "kind": np.asarray(task.kind),
+        "feature_config": np.asarray(task.feature_config),
     }
     if task.groups is not None:
         arrays["groups"] = task.groups.astype(str)
@@ -90,4 +94,6 @@ def load_task(path: str) -> TaskData:
             classes=tuple(z["classes"].tolist()),
             positive=None if positive < 0 else positive,
             pixels={int(k.split("_")[1]): str(z[k]) for k in z.files if k.startswith("pixels_")} or None,
+            kind=str(z["kind"]) if "kind" in z.files else "cell",
+            feature_config=str(z["feature_config"]) if "feature_config" in z.files else "",
         )

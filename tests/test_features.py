@@ -277,6 +277,14 @@ def _kw(tmp_path, **over):
     return {**kw, **over}
 
 
+def test_parallel_extraction_equals_serial(tmp_path):
+    samples = _write_samples(tmp_path, 40)
+    serial = extract_feature_set(samples, **_kw(tmp_path, cache_dir=tmp_path / "a", n_jobs=1))
+    parallel = extract_feature_set(samples, **_kw(tmp_path, cache_dir=tmp_path / "b", n_jobs=2))
+    assert serial.ids == parallel.ids
+    np.testing.assert_array_equal(serial.X, parallel.X)
+
+
 def test_cache_second_call_extracts_nothing(tmp_path, monkeypatch):
     import features.batch
 

@@ -1,0 +1,215 @@
+"""Saved fold models and prediction on new images.
+
+With ``save_models = true`` in a suite, every job keeps its fitted model under
+``<results>/<suite>/models/<job key>.keras`` (deep) or ``.joblib`` (classical pipeline: scaler, sampler,
+estimator), beside a ``<job key>.json`` card that says how to feed it: classes, positive class, decision
+threshold, data kind, feature configuration and columns (classical) or input size (deep).
+:func:`predict_images` reads images, extracts features or fits pixels the way training did, and returns
+the class and its probability per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import ConfigError, DataError
+from bench.types import Job
+
+CARD_FORMAT = 1
+MODEL_SUFFIXES = (".keras", ".joblib")
+
+
+def model_file(folder: str | os.PathLike, job: Job) -> Path:
+    """Where a job's fitted model is saved."""
+    return Path(folder) / f"{job.key}{'.keras' if job.model.kind == 'deep' else '.joblib'}"
+
+
+def write_card(model_path: str | os.PathLike, *, job: Job, task, threshold: float) -> Path:
+    """Write the JSON card beside a saved model (atomically)."""
+    path = Path(model_path).with_suffix(".json")
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "job": job.key,
+        "coordinates": job.coordinates(),
+        "model": job.model.canonical(),
+        "file": Path(model_path).name,
+        "classes": list(task.classes),
+        "positive": task.positive,
+        "threshold": float(threshold),
+        "kind": task.kind,
+    }
+    if job.model.kind == "deep":
+        card["size"] = int(job.model.params["size"])
+    else:
+        card["feature_config"] = json.loads(task.feature_config) if task.feature_config else None
+        card["feature_names"] = list(task.feature_names)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(card, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def save_classical(pipeline, path: str | os.PathLike) -> Path:
+    """Pickle a fitted classical pipeline with joblib (written beside it, then renamed)."""
+    import joblib
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.joblib")
+    joblib.dump(pipeline, tmp)
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class SavedModel:
+    """A saved fold model and its card."""
+
+    path: Path
+    card: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.card["model"]["kind"]
+
+    def describe(self) -> str:
+        c = self.card["coordinates"]
+        return (
+            f"{self.card['job'][:12]}  {c['dataset']}/{c['extraction']}  {c['model']} × {c['imbalance']}"
+            f"  ratio {c['ratio']}  fold {c['fold']}"
+        )
+
+
+def find_saved(spec: str | os.PathLike, *, job: str | None = None) -> SavedModel:
+    """The saved model named by ``spec``: a model file, or a results folder with ``job`` (a key prefix).
+
+    Raises
+    ------
+    ConfigError
+        When nothing or more than one model matches (the message lists the saved models to choose from).
+    """
+    p = Path(spec)
+    if p.is_file():
+        if p.suffix not in MODEL_SUFFIXES:
+            raise ConfigError(f"{p} is not a saved model; model files end in {' or '.join(MODEL_SUFFIXES)}")
+        return _load_card(p)
+    if not p.is_dir():
+        raise ConfigError(f"no saved model or results folder at {p}")
+    folder = p / "models" if (p / "models").is_dir() else p
+    saved = [_load_card(f) for f in sorted(folder.iterdir()) if f.suffix in MODEL_SUFFIXES]
+    if not saved:
+        raise ConfigError(
+            f"no saved models in {folder}; run the suite with `save_models = true` to keep each fold's model"
+        )
+    matches = [s for s in saved if job is None or s.card["job"].startswith(job)]
+    if len(matches) == 1:
+        return matches[0]
+    listing = "\n".join(f"  {s.describe()}" for s in saved[:50]) + ("\n  ..." if len(saved) > 50 else "")
+    what = f"no saved model's job key starts with {job!r}" if job is not None and not matches else (
+        f"{len(matches)} saved models match; choose one with --job KEY (a key prefix)"
+    )
+    raise ConfigError(f"{what} in {folder}:\n{listing}")
+
+
+def _load_card(path: Path) -> SavedModel:
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        raise ConfigError(f"saved model {path} has no card {card_path.name} beside it; it cannot be fed safely")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"unreadable model card {card_path}: {exc}") from None
+    if card.get("format") != CARD_FORMAT:
+        raise ConfigError(f"model card {card_path} has format {card.get('format')!r}; this version reads {CARD_FORMAT}")
+    return SavedModel(path=path, card=card)
+
+
+def predict_images(
+    saved: SavedModel, images: Sequence[str | os.PathLike], *, masks: Sequence[str | os.PathLike] | None = None
+) -> pd.DataFrame:
+    """Class and probability per image, prepared as the model's training data were.
+
+    ``masks`` (cell masks, non-zero = cell; classical cell models only) align with ``images``; without
+    them the cell is found by the same colour-based mask the features use.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``image``, ``class``, ``probability`` (of that class) and ``proba_<class>`` for every class.
+    """
+    from bench.metrics import predict_labels
+    from datasets.io import read_image, read_mask
+
+    card = saved.card
+    if not images:
+        raise ConfigError("no images given to predict")
+    if masks is not None and len(masks) != len(images):
+        raise ConfigError(f"{len(masks)} masks for {len(images)} images; give one mask per image or none")
+    if masks is not None and saved.kind == "deep":
+        raise ConfigError("masks apply to classical models on cell features; deep models read the pixels only")
+    arrays = [read_image(p) for p in images]
+    if saved.kind == "deep":
+        proba = _deep_proba(saved, arrays)
+    else:
+        cell_masks = [read_mask(m) > 0 for m in masks] if masks is not None else [None] * len(arrays)
+        proba = _classical_proba(saved, arrays, cell_masks, [str(p) for p in images])
+    classes = list(card["classes"])
+    labels = predict_labels(proba, positive=card["positive"], threshold=card["threshold"])
+    out = pd.DataFrame(
+        {
+            "image": [str(p) for p in images],
+            "class": [classes[i] for i in labels],
+            "probability": proba[np.arange(len(labels)), labels],
+        }
+    )
+    for c, name in enumerate(classes):
+        out[f"proba_{name}"] = proba[:, c]
+    return out
+
+
+def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
+    import joblib
+
+    from features import FeatureConfig
+    from features.extract import feature_names, feature_vector
+    from models.pipeline import _full_proba
+
+    card = saved.card
+    if not card.get("feature_config"):
+        raise ConfigError(f"model card of {saved.path} has no feature configuration")
+    config = FeatureConfig(**card["feature_config"])
+    if list(feature_names(config)) != list(card["feature_names"]):
+        raise ConfigError(
+            f"the features this version of cellbench computes for {saved.path.name} differ from those it was "
+            "trained on; retrain it with this version"
+        )
+    X = np.stack(
+        [feature_vector(img, m, config=config, kind=card["kind"], sample=n) for img, m, n in zip(images, masks, names)]
+    )
+    pipeline = joblib.load(saved.path)
+    return _full_proba(pipeline, X, len(card["classes"]))
+
+
+def _deep_proba(saved: SavedModel, images) -> np.ndarray:
+    import keras
+
+    from bench.pixels import fit_to_square
+    from models.deep import _proba
+
+    card = saved.card
+    size = int(card["size"])
+    batch = np.stack([fit_to_square(img, size, keep_aspect=card["kind"] == "cell") for img in images])
+    try:
+        model = keras.saving.load_model(saved.path, compile=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot load saved model {saved.path}: {exc}") from None
+    raw = model.predict(batch.astype(np.float32), verbose=0, batch_size=32)
+    return _proba(raw, len(card["classes"]))

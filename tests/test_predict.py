@@ -1,0 +1,105 @@
+"""Saved fold models and `python -m bench predict`: the same probabilities as the stored test predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.errors import ConfigError
+from bench.predict import find_saved, predict_images
+from bench.runner import run_suite
+from bench.store import Store
+from bench.suite import parse_suite
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    suite = parse_suite(
+        {
+            "name": "p",
+            "seed": 0,
+            "save_models": True,
+            "strategies": ["none", "threshold"],
+            "cv": {"folds": 2},
+            "datasets": {"synthetic": {"n_patients": 8, "fields_per_patient": 2}},
+            "models": {"logistic_regression": {}, "cnn_tiny": {}},
+            "deep": {"max_epochs": 1, "size": 32, "strategies": ["none"]},
+        },
+        source="test",
+    )
+    summary = run_suite(suite, results_root=results, workers=1, progress=False)
+    assert summary.failed == 0
+    folder = results / "p"
+    with Store.open(folder, write=False) as store:
+        jobs, preds = store.jobs(), store.predictions()
+    from datasets import load_dataset
+
+    samples = {s.id: s for s in load_dataset("synthetic", n_patients=8, fields_per_patient=2).samples}
+    return folder, jobs, preds, samples
+
+
+def _job(jobs, model, strategy="none"):
+    row = jobs[(jobs.model == model) & (jobs.imbalance == strategy) & (jobs.fold == 0)].iloc[0]
+    return row.key
+
+
+def _stored(preds, key, ids):
+    """Stored predictions of job ``key`` for ``ids``: y_pred and the positive (blast, index 1) probability."""
+    p = preds[preds.job_key == key].set_index("sample_id").loc[ids]
+    return p.assign(proba_blast=[v[1] for v in p.proba])
+
+
+def _ids(preds, key, n=6):
+    return preds[preds.job_key == key].sample_id.tolist()[:n]
+
+
+@pytest.mark.parametrize(("model", "strategy"), [("logistic_regression", "none"), ("logistic_regression", "threshold")])
+def test_classical_fold_model_reproduces_its_test_predictions(saved_run, model, strategy):
+    folder, jobs, preds, samples = saved_run
+    key = _job(jobs, model, strategy)
+    saved = find_saved(folder, job=key[:10])
+    assert saved.path.suffix == ".joblib" and saved.card["feature_names"]
+    ids = _ids(preds, key)
+    out = predict_images(
+        saved, [samples[i].image_path for i in ids], masks=[samples[i].mask_path for i in ids]
+    )
+    stored = _stored(preds, key, ids)
+    np.testing.assert_allclose(out["proba_blast"], stored["proba_blast"], atol=1e-9)
+    assert list(out["class"]) == [saved.card["classes"][k] for k in stored["y_pred"]]
+
+
+def test_deep_fold_model_reproduces_its_test_predictions(saved_run):
+    folder, jobs, preds, samples = saved_run
+    key = _job(jobs, "cnn_tiny")
+    saved = find_saved(folder / "models" / f"{key}.keras")
+    assert saved.card["size"] == 32
+    ids = _ids(preds, key)
+    out = predict_images(saved, [samples[i].image_path for i in ids])
+    np.testing.assert_allclose(out["proba_blast"], _stored(preds, key, ids)["proba_blast"], atol=1e-5)
+
+
+def test_predict_command_prints_classes_and_writes_csv(saved_run, tmp_path, capsys):
+    folder, jobs, preds, samples = saved_run
+    key = _job(jobs, "logistic_regression")
+    image = next(iter(samples.values())).image_path
+    csv = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(folder), "--job", key[:12], "--csv", str(csv), str(image)]) == 0
+    out = capsys.readouterr().out
+    assert image.name in out and "proba_blast" in out and csv.is_file()
+
+
+def test_ambiguous_or_missing_models_are_refused_with_the_list(saved_run, tmp_path):
+    folder, *_ = saved_run
+    with pytest.raises(ConfigError, match="choose one with --job") as err:
+        find_saved(folder)
+    assert "logistic_regression × threshold" in str(err.value)
+    with pytest.raises(ConfigError, match="no saved model's job key starts with 'zzz'"):
+        find_saved(folder, job="zzz")
+    with pytest.raises(ConfigError, match="no saved models"):
+        find_saved(tmp_path)
+    with pytest.raises(ConfigError, match="not a saved model"):
+        bad = tmp_path / "x.txt"
+        bad.write_text("x")
+        find_saved(bad)
