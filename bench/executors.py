@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from bench.errors import ConfigError
 from bench.jobs import run_job
@@ -15,6 +17,7 @@ from bench.types import Job, JobResult
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 WorkItem = tuple[Job, str]  # (job, task file path)
+JobFunction = Callable[[Job, str, "dict | None"], JobResult]
 
 
 def default_workers() -> int:
@@ -22,46 +25,68 @@ def default_workers() -> int:
 
 
 def run_local(
-    items: Sequence[WorkItem], *, workers: int | None = None, options: dict | None = None, **_ignored
+    items: Sequence[WorkItem],
+    *,
+    workers: int | None = None,
+    options: dict | None = None,
+    fn: JobFunction = run_job,
+    **_ignored,
 ) -> Iterator[JobResult]:
     """Run jobs in a process pool (or in this process when ``workers == 1``), yielding results as they finish.
 
     Each worker uses one BLAS/OpenMP thread, so ``workers`` processes use ``workers`` cores. A worker that
-    dies (killed, out of memory) breaks the pool: the jobs it held are retried once in a fresh pool, and a
-    job lost twice is returned as an error result.
+    dies (killed, out of memory) breaks the pool and every job it held: those jobs run again in a fresh
+    pool. Only a job that was running when its worker died counts the loss (a marker file says which were
+    running); a job lost twice is returned as an error result. ``fn`` runs one job (tests replace it).
     """
     workers = workers or default_workers()
     if workers < 1:
         raise ConfigError(f"--jobs must be at least 1, got {workers}")
     if workers == 1 or len(items) <= 1:
         for job, path in items:
-            yield run_job(job, path, options)
+            yield fn(job, path, options)
         return
     for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
     pending = list(items)
     attempts: dict[str, int] = {}
-    while pending:
-        broken: list[WorkItem] = []
-        ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_job, job, path, options): (job, path) for job, path in pending}
-            todo = set(futures)
-            while todo:
-                done, todo = wait(todo, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = futures[fut]
-                    try:
-                        yield fut.result()
-                    except BrokenProcessPool:
-                        broken.append(item)
-        pending = []
-        for job, path in broken:
-            attempts[job.key] = attempts.get(job.key, 0) + 1
-            if attempts[job.key] >= 2:
-                yield lost_result(job, "the worker running this job died twice (killed or out of memory)")
-            else:
-                pending.append((job, path))
+    with tempfile.TemporaryDirectory(prefix="cellbench-running-") as marks:
+        while pending:
+            broken: list[WorkItem] = []
+            ctx = multiprocessing.get_context("forkserver")
+            with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+                futures = {
+                    pool.submit(_run_marked, fn, job, path, options, marks): (job, path) for job, path in pending
+                }
+                todo = set(futures)
+                while todo:
+                    done, todo = wait(todo, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        item = futures[fut]
+                        try:
+                            yield fut.result()
+                        except BrokenProcessPool:
+                            broken.append(item)
+            pending = []
+            for job, path in broken:
+                mark = Path(marks) / f"{job.key}.running"
+                if mark.exists():  # it was running when a worker died
+                    mark.unlink()
+                    attempts[job.key] = attempts.get(job.key, 0) + 1
+                if attempts.get(job.key, 0) >= 2:
+                    yield lost_result(job, "the worker running this job died twice (killed or out of memory)")
+                else:
+                    pending.append((job, path))
+
+
+def _run_marked(fn: JobFunction, job: Job, path: str, options: dict | None, marks: str) -> JobResult:
+    """Run ``fn`` with a marker file present while it runs (left behind if the process is killed)."""
+    mark = Path(marks) / f"{job.key}.running"
+    mark.touch()
+    try:
+        return fn(job, path, options)
+    finally:
+        mark.unlink(missing_ok=True)
 
 
 def lost_result(job: Job, why: str) -> JobResult:
@@ -77,6 +102,7 @@ def run_dask(
     scheduler: str | None = None,
     gpu_for_deep: bool = False,
     options: dict | None = None,
+    fn: JobFunction = run_job,
 ) -> Iterator[JobResult]:
     """Run jobs on a Dask cluster, yielding results as they finish.
 
@@ -85,7 +111,7 @@ def run_dask(
     is started. Jobs are pure functions of their spec and the task file. A worker lost mid-job makes the
     scheduler retry the job once on another worker; a job lost twice comes back as an error result.
     Deep jobs ask for a ``GPU`` worker resource when ``gpu_for_deep`` is set (start such workers with
-    ``dask worker ADDRESS --resources GPU=1``).
+    ``dask worker ADDRESS --resources GPU=1``). ``fn`` runs one job (tests replace it).
     """
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
@@ -109,7 +135,7 @@ def run_dask(
             futures = {}
             for job, path in items:
                 resources = {"GPU": 1} if gpu_for_deep and job.model.kind == "deep" else None
-                fut = client.submit(run_job, job, path, options, key=f"job-{job.key}", pure=False, resources=resources)
+                fut = client.submit(fn, job, path, options, key=f"job-{job.key}", pure=False, resources=resources)
                 futures[fut] = job
             for fut in as_completed(futures):
                 job = futures[fut]

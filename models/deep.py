@@ -117,6 +117,12 @@ for _key, _bb in BACKBONES.items():
     _width = f" α={_bb.alpha}" if _bb.alpha else ""
     _register(_key, _base, f"{_bb.title}{_width}, ImageNet weights, frozen backbone + trained head")
     _register(
+        f"{_key}_scratch",
+        {**_base, "weights": "random"},
+        f"{_bb.title}{_width}, random initialisation, every layer trained from scratch (compare with {_key} to "
+        "see what ImageNet brings)",
+    )
+    _register(
         f"{_key}_ft",
         {**_base, "finetune_layers": _bb.finetune_layers, "finetune_lr_factor": 0.1, "finetune_epochs": None},
         f"{_bb.title}{_width}, ImageNet weights, head trained, then the top {_bb.finetune_layers} layers "
@@ -124,9 +130,14 @@ for _key, _bb in BACKBONES.items():
     )
 
 
+def backbone_name(name: str) -> str:
+    """The ``BACKBONES`` key of a model name: ``mobilenet_v2_ft`` and ``mobilenet_v2_scratch`` -> ``mobilenet_v2``."""
+    return name.removesuffix("_ft").removesuffix("_scratch")
+
+
 def is_transfer(name: str) -> bool:
-    """Whether ``name`` is an ImageNet transfer model (frozen or fine-tuned)."""
-    return name.removesuffix("_ft") in BACKBONES
+    """Whether ``name`` is built on a ``keras.applications`` backbone (frozen, fine-tuned or from scratch)."""
+    return backbone_name(name) in BACKBONES
 
 
 def is_finetune(name: str) -> bool:
@@ -136,7 +147,7 @@ def is_finetune(name: str) -> bool:
 def min_input_size(name: str, params: Mapping[str, Any]) -> int:
     """The smallest input size ``name`` accepts (CNN: one pixel left after every pooling)."""
     if is_transfer(name):
-        return BACKBONES[name.removesuffix("_ft")].min_size
+        return BACKBONES[backbone_name(name)].min_size
     return 2 ** len(params["filters"])
 
 
@@ -154,7 +165,7 @@ def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
     """
     from bench.paths import REPO_ROOT
 
-    bb = BACKBONES[name.removesuffix("_ft")]
+    bb = BACKBONES[backbone_name(name)]
     file = bb.weights_file(params)
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
     # a development checkout keeps small offline weights in ../shared/weights/keras
@@ -205,8 +216,11 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     backbone = None
     if is_transfer(name):
         backbone = _backbone(name, params, size)
-        x = preprocess_layers(BACKBONES[name.removesuffix("_ft")].preprocess)(inputs)
-        x = backbone(x, training=False)  # BatchNorm keeps ImageNet statistics, also when fine-tuning
+        x = preprocess_layers(BACKBONES[backbone_name(name)].preprocess)(inputs)
+        if params["weights"] == "imagenet":
+            x = backbone(x, training=False)  # BatchNorm keeps ImageNet statistics, also when fine-tuning
+        else:
+            x = backbone(x)  # from scratch: BatchNorm learns its statistics
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     else:
         x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
@@ -234,7 +248,7 @@ def deep_models() -> list[str]:
 def _backbone(name: str, params: Mapping[str, Any], size: int):
     import keras
 
-    bb = BACKBONES[name.removesuffix("_ft")]
+    bb = BACKBONES[backbone_name(name)]
     if params["weights"] not in WEIGHTS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {params['weights']!r}")
     kwargs = {"alpha": float(params["alpha"])} if bb.alpha else {}
@@ -282,11 +296,22 @@ def preprocess_layers(mode: Literal["tf", "torch", "caffe", "none"]):
     raise ConfigError(f"unknown preprocessing mode {mode!r}; allowed: tf, torch, caffe, none")
 
 
-def set_phase(backbone, *, phase: Literal["head", "finetune"], finetune_layers: int = 0) -> None:
-    """Freeze the backbone (``head``) or unfreeze its top ``finetune_layers`` layers but BatchNorm (``finetune``)."""
+def set_phase(
+    backbone, *, phase: Literal["head", "finetune"], finetune_layers: int = 0, from_scratch: bool = False
+) -> None:
+    """Freeze the backbone (``head``) or unfreeze its top ``finetune_layers`` layers but BatchNorm (``finetune``).
+
+    A backbone trained ``from_scratch`` (random initialisation) is trainable in every phase: freezing random
+    weights would measure random features, not the architecture.
+    """
     import keras
 
     if backbone is None:
+        return
+    if from_scratch:
+        backbone.trainable = True
+        for layer in backbone.layers:
+            layer.trainable = True
         return
     if phase == "head":
         backbone.trainable = False
@@ -474,7 +499,12 @@ def train_predict(
         plan.append(("finetune", float(params["learning_rate"]) * float(params["finetune_lr_factor"]), int(ft_epochs)))
     with _oom_guard(name, batch):
         for phase, lr, epochs in plan:
-            set_phase(backbone, phase=phase, finetune_layers=int(params.get("finetune_layers", 0)))
+            set_phase(
+                backbone,
+                phase=phase,
+                finetune_layers=int(params.get("finetune_layers", 0)),
+                from_scratch=params.get("weights") == "random",
+            )
             compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes)
             h = model.fit(
                 train_ds,

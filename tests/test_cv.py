@@ -86,3 +86,13 @@ def test_inner_split_is_group_aware_and_inside_the_training_fold():
     assert not set(groups[tr]) & set(groups[va])
     assert len(np.unique(y[va])) == 2
     assert len(set(tr) | set(va)) == len(y)
+
+
+def test_inner_split_stays_group_disjoint_when_every_patient_has_one_class():
+    # as in C-NMC: leukaemic patients hold only blasts, healthy subjects only normal cells
+    groups = np.repeat([f"p{i}" for i in range(10)], 5)
+    y = np.repeat([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 5)
+    for seed in range(20):
+        [(tr, va)] = inner_split(y, groups, seed=seed)
+        assert not set(groups[tr]) & set(groups[va]), seed
+        assert len(np.unique(y[va])) == 2 and len(np.unique(y[tr])) == 2, seed

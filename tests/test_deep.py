@@ -20,9 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO.parent / "shared" / "weights" / "keras"
 MOBILENET_V2_FILE = WEIGHTS / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 MOBILENET_FILE = WEIGHTS / "models" / "mobilenet_2_5_224_tf_no_top.h5"
-DEEP = ["cnn", "cnn_tiny"] + [
-    f"{b}{s}" for b in ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0", "densenet121") for s in ("", "_ft")
-]
+BACKBONE_NAMES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0", "densenet121")
+DEEP = ["cnn", "cnn_tiny"] + [f"{b}{s}" for b in BACKBONE_NAMES for s in ("", "_ft", "_scratch")]
 
 
 def blobs(n: int = 48, size: int = 16, *, n_classes: int = 2, seed: int = 0):
@@ -413,3 +412,5 @@ def test_set_phase_unfreezes_only_the_top_layers_without_batch_norm():
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
     assert trainable and all(backbone.layers.index(layer) >= len(backbone.layers) - 10 for layer in trainable)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    set_phase(backbone, phase="head", from_scratch=True)  # random weights: the whole backbone trains
+    assert backbone.trainable and all(layer.trainable for layer in backbone.layers)

@@ -33,3 +33,23 @@ def test_multiclass_metrics_and_single_class_fold_give_nan_not_error():
     assert np.isfinite(m["roc_auc"])
     one = compute_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]), np.array([1, 0]), positive=1)
     assert np.isnan(one["roc_auc"]) and one["recall"] == 0.5
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("name", ["balanced_accuracy", "accuracy", "f1_weighted", "f1_macro", "mcc"])
+def test_fast_bootstrap_metrics_equal_compute_metrics(name, n_classes):
+    from bench.metrics import metric_function
+
+    rng = np.random.default_rng(n_classes)
+    positive = 1 if n_classes == 2 else None
+    fn = metric_function(name, positive=positive, n_classes=n_classes)
+    for trial in range(40):
+        n = int(rng.integers(3, 30))
+        y = rng.integers(0, n_classes, n)
+        proba = rng.dirichlet(np.ones(n_classes), n)
+        # sometimes a constant predictor or a class missing from y: the zero-division rules must agree too
+        pred = np.full(n, trial % n_classes) if trial % 7 == 0 else predict_labels(proba, positive=positive)
+        if trial % 5 == 0:
+            y[y == n_classes - 1] = 0
+        expected = compute_metrics(y, proba, pred, positive=positive)[name]
+        assert fn(y, np.c_[pred, proba]) == pytest.approx(expected, abs=1e-12), (trial, y, pred)

@@ -1,0 +1,35 @@
+"""Across data sets: Friedman + Nemenyi with a CD diagram once two independent data sets are in one store."""
+
+from __future__ import annotations
+
+from bench.report import write_leaderboard
+from bench.runner import run_suite
+from bench.store import Store
+from bench.suite import parse_suite
+from tests.conftest import SHARED_DATA, shared
+
+
+def test_two_data_sets_give_friedman_nemenyi_and_a_cd_diagram(tmp_path):
+    shared("allidb2")
+    suite = parse_suite(
+        {
+            "name": "two",
+            "seed": 0,
+            "strategies": ["none"],
+            "cv": {"folds": 3},
+            "datasets": {"synthetic": {"n_patients": 10, "fields_per_patient": 2}, "allidb2": {}},
+            "models": {"logistic_regression": {}, "naive_bayes": {}, "knn": {}, "dummy": {}},
+        },
+        source="test",
+    )
+    summary = run_suite(suite, results_root=tmp_path, data_root=SHARED_DATA, workers=2, progress=False)
+    assert summary.failed == 0
+    text = summary.leaderboard.read_text()
+    assert "Friedman test over 2 independent (data set × extraction) blocks and 4 model × strategy rows" in text
+    assert "Nemenyi critical difference" in text and "average rank" in text
+    assert "![critical difference diagram](figures/" in text
+    assert any((summary.results_dir / "figures").glob("*cd*.png"))
+    # regenerated from the store alone: byte-identical
+    with Store.open(summary.results_dir, write=False) as store:
+        again = write_leaderboard(store, out_dir=summary.results_dir).read_text()
+    assert again == text
