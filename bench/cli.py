@@ -33,6 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategies", type=_csv, help="comma-separated imbalance strategies instead of the suite's")
     run.add_argument("--folds", type=int, help="number of CV folds (overrides the suite; ignored for predefined folds)")
     run.add_argument("--seed", type=int, help="suite seed (overrides the suite)")
+    run.add_argument(
+        "--max-per-class",
+        type=int,
+        metavar="N",
+        help="quick run: keep at most N samples per class of each data set (whole patients/slides, seeded)",
+    )
+    run.add_argument(
+        "--max-groups",
+        type=int,
+        metavar="N",
+        help="quick run: keep N patients/slides of each data set, whole (seeded by the suite seed)",
+    )
+    run.add_argument(
+        "--test-data",
+        metavar="PATH",
+        help="an external test set for the one data set run: a folder read by the same adapter; models are "
+        "cross-validated on the development data, refit on all of it and scored once on PATH",
+    )
     run.add_argument("--jobs", type=int, help="worker processes [all cores]")
     run.add_argument(
         "--executor",
@@ -82,11 +100,86 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--csv", help="also write the predictions to this CSV file")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
 
+    ex = sub.add_parser(
+        "explain",
+        help="CAM gallery of a deep fold model (Grad-CAM, HiResCAM, guided variants), linked from the leaderboard",
+        description="Maps of a deep model's class logit for correctly and wrongly classified test cells of one "
+        "fold, a model-randomisation sanity check and, where nucleus masks exist, the share of each map's energy "
+        "in the nucleus. Uses the fold model a run saved (save_models = true), else retrains that fold exactly "
+        "as the run did and saves it. Writes <results>/<suite>/figures/explain-*.png and .json.",
+    )
+    ex.add_argument("--suite", default="quick", help="built-in suite name or a .toml path [quick]")
+    ex.add_argument("--dataset", required=True, help="data set name (need not be in the suite)")
+    ex.add_argument("--model", required=True, type=_csv, help="deep model(s), comma-separated, e.g. cnn,mobilenet_v2")
+    ex.add_argument("--strategy", default="none", help="imbalance strategy of the job to explain [none]")
+    ex.add_argument(
+        "--extraction", type=_csv, help="extraction(s), comma-separated [every one the suite lists for the data set]"
+    )
+    ex.add_argument("--fold", type=int, default=0, help="CV fold whose model and test cells are shown [0]")
+    ex.add_argument(
+        "--method",
+        default="all",
+        help="gradcam, hirescam, guided-backprop, guided-gradcam, guided-hirescam (comma-separated) or all [all]",
+    )
+    ex.add_argument("--n", type=int, default=4, help="correctly and wrongly classified cells shown per class [4]")
+    ex.add_argument(
+        "--target",
+        choices=("predicted", "true"),
+        default="predicted",
+        help="class whose logit is explained [predicted]",
+    )
+    ex.add_argument("--layer", help="target layer name or path [the output of the last convolutional block]")
+    _common(ex)
+
     ds = sub.add_parser("datasets", help="list data sets, where their data was found and their counts")
-    ds.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show NAME")
-    ds.add_argument("name", nargs="?", help="data set name for `show`")
+    ds.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "show", "verify"),
+        default="list",
+        help="list (default), show NAME (its card) or verify NAME (read everything, compare with the card)",
+    )
+    ds.add_argument("name", nargs="?", help="data set name for `show` and `verify`")
+    ds.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option for `verify` (repeatable), e.g. --option center_crop=32 --option 'splits=[\"test\"]'",
+    )
+    ds.add_argument("--quiet", action="store_true", help="no progress bar")
     ds.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
     ds.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE)")
+
+    xt = sub.add_parser(
+        "extract",
+        help="cut the cells of a field data set (manual: from the annotations; segmentation: found automatically) "
+        "into a folder: crops, masks, index.csv, extraction.json (quality) and an overlay figure",
+    )
+    xt.add_argument("--dataset", required=True, help="field data set, e.g. allidb1, bccd, zheng2018, synthetic")
+    xt.add_argument("--method", required=True, choices=("manual", "segmentation"), help="how cells are extracted")
+    xt.add_argument("--out", required=True, help="output folder (new, empty, or a previous export)")
+    xt.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extraction parameter over the data set's defaults (repeatable), e.g. --param cell_diameter=120",
+    )
+    xt.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option (repeatable)"
+    )
+    xt.add_argument(
+        "--on-bad-annotation",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on a bad annotation (unreadable file or line, outside the image, a field without any): stop with "
+        "its name (raise), or skip it and count it (skip) [raise]",
+    )
+    xt.add_argument("--jobs", type=int, help="worker processes for the fields [1]")
+    xt.add_argument("--quiet", action="store_true", help="no progress bar")
+    xt.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
+    xt.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE)")
     return p
 
 
@@ -125,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             "datasets": cmd_datasets,
             "compare": cmd_compare,
             "predict": cmd_predict,
+            "explain": cmd_explain,
+            "extract": cmd_extract,
         }
         return commands[args.command](args)
     except CellbenchError as exc:
@@ -152,7 +247,14 @@ def cmd_run(args) -> int:
         return _report_diffs(Path(args.reproduce), out, diffs)
 
     suite = load_suite(args.suite).narrow(
-        datasets=args.datasets, models=args.models, strategies=args.strategies, folds=args.folds, seed=args.seed
+        datasets=args.datasets,
+        models=args.models,
+        strategies=args.strategies,
+        folds=args.folds,
+        seed=args.seed,
+        test_data=str(Path(args.test_data).expanduser().resolve()) if args.test_data else None,
+        max_per_class=args.max_per_class,
+        max_groups=args.max_groups,
     )
     summary = run_suite(
         suite,
@@ -204,6 +306,33 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from bench.explain import explain_suite
+
+    galleries = explain_suite(
+        suite=args.suite,
+        dataset=args.dataset,
+        models=args.model,
+        strategy=args.strategy,
+        extractions=args.extraction,
+        fold=args.fold,
+        methods=args.method,
+        results_root=args.results,
+        data_root=data_root(args.data_root),
+        n=args.n,
+        target=args.target,
+        target_layer=args.layer,
+        progress=not args.quiet,
+    )
+    for g in galleries:
+        s = g.summary
+        print(f"{s['model']} / {s['strategy']} on {s['dataset']}/{s['extraction']} fold {s['fold']} "
+              f"({s['model_source']['how']} model, target layer {s['target_layer']}): {g.png}")
+        if not (g.png.parent.parent / "store.sqlite").is_file():
+            print("  no result store in this folder: run the suite there to list the gallery in its leaderboard")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from bench.report import write_leaderboard
     from bench.store import Store
@@ -221,12 +350,19 @@ def cmd_datasets(args) -> int:
     from datasets import DATASETS, load_dataset, locate
 
     root = data_root(args.data_root)
-    if args.action == "show":
+    if args.action in ("show", "verify"):
         if not args.name:
-            raise CellbenchError(f"`datasets show` needs a name; known data sets: {', '.join(DATASETS.names())}")
-        info = DATASETS[args.name].info
-        rows = [(k, v if not isinstance(v, (tuple, dict)) else str(v)) for k, v in info.as_dict().items()]
-        print(tabulate(rows, tablefmt="github", headers=["field", "value"]))
+            known = ", ".join(DATASETS.names())
+            raise CellbenchError(f"`datasets {args.action}` needs a name; known data sets: {known}")
+        if args.action == "verify":
+            from datasets.verify import parse_options, verify
+
+            report = verify(args.name, data_root=root, progress=not args.quiet, **parse_options(args.option))
+            print(report.render())
+            return 1 if report.problems else 0
+        from datasets.cards import render_card
+
+        print(render_card(DATASETS[args.name].info))
         return 0
     rows = []
     for name, entry in DATASETS.items():
@@ -254,4 +390,30 @@ def cmd_datasets(args) -> int:
     print(tabulate(rows, headers=["name", "kind", "data", "samples", "classes / groups", "title"], tablefmt="github"))
     if root is None:
         print("\nReal data sets are looked for under --data-root or $CELLBENCH_DATA (none given).")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from tabulate import tabulate
+
+    from bench.extraction_report import overlay_figure
+    from datasets import DATASETS, load_dataset
+    from datasets.extraction import export_extraction, run_extraction, summary_rows
+    from datasets.verify import parse_options
+
+    options = parse_options(args.option)
+    if DATASETS[args.dataset].needs_data:
+        options.setdefault("on_bad_annotation", args.on_bad_annotation)
+    dataset = load_dataset(args.dataset, data_root=data_root(args.data_root), **options)
+    extracted = run_extraction(
+        args.method, dataset, options=parse_options(args.param), progress=not args.quiet, n_jobs=args.jobs
+    )
+    out = export_extraction(extracted, Path(args.out))
+    overlays = {args.method: extracted.info.get("overlay", [])}
+    figure = overlay_figure(overlays, out / "overlay.png") if overlays[args.method] else None
+    print(tabulate(summary_rows(extracted.info), tablefmt="github", headers=["", args.dataset]))
+    for note in dataset.notes:
+        print(f"- {note}")
+    print(f"\n{len(extracted.samples)} cells written to {out / 'cells'} (index: {out / 'index.csv'}; quality and "
+          f"parameters: {out / 'extraction.json'}" + (f"; overlay: {figure}" if figure else "") + ")")
     return 0

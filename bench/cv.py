@@ -7,7 +7,7 @@ a group appears on both sides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,14 +66,20 @@ def make_folds(
     repeats: int = 1,
     seed: int = 0,
     context: str = "",
+    duplicates: Sequence[str | None] | None = None,
 ) -> Folds:
     """Compute folds for samples with class indices ``y``.
+
+    ``duplicates`` gives each sample's content key (e.g. a hash of its pixels; ``None`` = unknown): samples
+    with the same key are kept on the same side of every k-fold split, by merging their groups (or, without
+    groups, the copies themselves) into one unit of the group-aware splitter. Predefined folds are kept as
+    released.
 
     Raises
     ------
     DataError
         If there are too few samples or groups for ``n_splits``, a training part would hold a single
-        class, or a group would appear on both sides of a split.
+        class, or a group (or, for k-fold schemes, an image with a copy) would appear on both sides of a split.
     """
     y = np.asarray(y)
     ids = tuple(ids)
@@ -86,6 +92,7 @@ def make_folds(
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     grp = np.asarray(groups, dtype=object) if has_groups else None
     where = f" in {context}" if context else ""
+    dup = _duplicate_units(duplicates, grp, len(y)) if duplicates is not None and scheme != "predefined" else None
 
     tests: list[np.ndarray] = []
     if scheme == "predefined":
@@ -98,6 +105,10 @@ def make_folds(
         description = f"predefined folds ({', '.join(sorted(set(labels)))}) from the data set's release"
     else:
         for rep in range(repeats):
+            if dup is not None:  # copies of one image (and their groups) form one unit of the splitter
+                units = dup if scheme == "group_kfold" else _duplicate_units(duplicates, None, len(y))
+                tests.extend(_kfold(y, units, n_splits, seed + rep, where))
+                continue
             tests.extend(_kfold(y, grp if scheme == "group_kfold" else None, n_splits, seed + rep, where))
         if scheme == "group_kfold":
             description = (
@@ -119,6 +130,8 @@ def make_folds(
                 "repeats": repeats,
                 "seed": seed,
                 "predefined": None if not has_predefined else [str(p) for p in predefined],
+                # only when copies exist, so the keys of folds without duplicates stay as they were
+                **({"duplicates": stable_hash(dup.tolist())} if dup is not None else {}),
             },
         ),
         scheme=scheme,
@@ -128,8 +141,44 @@ def make_folds(
         n_splits=n_splits,
         repeats=repeats,
     )
-    check_folds(folds, y=y, groups=grp, context=context)
+    if dup is not None:
+        folds = replace(folds, description=folds.description + "; copies of an image kept on one side")
+    check_folds(folds, y=y, groups=grp, context=context, duplicates=duplicates if dup is not None else None)
     return folds
+
+
+def _duplicate_units(duplicates: Sequence[str | None], groups: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Each sample's unit for a group-aware splitter: connected components of "same group" and "same content".
+
+    Returns ``None`` when no content key is shared by two samples (nothing to merge).
+    """
+    keys = list(duplicates)
+    if len(keys) != n:
+        raise DataError(f"{len(keys)} content keys for {n} samples")
+    seen: dict[str, int] = {}
+    pairs = []
+    for i, k in enumerate(keys):
+        if k is None:
+            continue
+        if k in seen:
+            pairs.append((seen[k], i))
+        else:
+            seen[k] = i
+    if not pairs:
+        return None
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, cols = [a for a, _ in pairs], [b for _, b in pairs]
+    if groups is not None:  # link every sample to the first sample of its group
+        first: dict[object, int] = {}
+        for i, g in enumerate(groups):
+            j = first.setdefault(g, i)
+            if j != i:
+                rows.append(j)
+                cols.append(i)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _kfold(y, groups, n_splits, seed, where) -> list[np.ndarray]:
@@ -154,8 +203,19 @@ def _kfold(y, groups, n_splits, seed, where) -> list[np.ndarray]:
     return [test for _, test in splitter.split(np.zeros(len(y)), y)]
 
 
-def check_folds(folds: Folds, *, y: np.ndarray, groups: np.ndarray | None, context: str = "") -> None:
-    """The leakage guard and the single-class guard; raise a DataError naming the fold and group."""
+def check_folds(
+    folds: Folds,
+    *,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    context: str = "",
+    duplicates: Sequence[str | None] | None = None,
+) -> None:
+    """The leakage guard and the single-class guard; raise a DataError naming the fold and group.
+
+    With ``duplicates`` (content keys per sample) an image whose copy sits on the other side is leakage too.
+    """
+    keys = np.asarray(duplicates, dtype=object) if duplicates is not None else None
     where = f" in {context}" if context else ""
     for f in range(len(folds)):
         train, test = folds.train_test(f)
@@ -175,6 +235,15 @@ def check_folds(folds: Folds, *, y: np.ndarray, groups: np.ndarray | None, conte
                     f"leakage{where}: group {name!r} appears in both the training and the test part of fold {f} "
                     f"({len(shared)} shared group(s))"
                 )
+        if keys is not None:
+            copies = {k for k in keys[train] if k is not None} & {k for k in keys[test] if k is not None}
+            if copies:
+                k = sorted(copies)[0]
+                a, b = (folds.ids[i] for i in (train[keys[train] == k][0], test[keys[test] == k][0]))
+                raise DataError(
+                    f"leakage{where}: identical images {a!r} (training) and {b!r} (test) in fold {f} "
+                    f"({len(copies)} image(s) with a copy on the other side)"
+                )
 
 
 def inner_split(
@@ -184,16 +253,22 @@ def inner_split(
 
     Used for threshold tuning and early stopping: the test fold is never looked at.
     """
+    import warnings
+
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
+    def both_sides(tr, va) -> bool:
+        return len(np.unique(y[va])) >= 2 and len(np.unique(y[tr])) >= 2
 
     n_splits = max(2, round(1 / val_fraction))
     if groups is not None and len(set(groups)) >= n_splits:
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        tr, va = next(splitter.split(np.zeros(len(y)), y, groups))
-    else:
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
-        tr, va = next(splitter.split(np.zeros(len(y)), y))
-    if len(np.unique(y[va])) < 2 or len(np.unique(y[tr])) < 2:
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
-        tr, va = next(splitter.split(np.zeros(len(y)), y))
+        with warnings.catch_warnings():  # "least populated class has only k members": expected on small folds
+            warnings.simplefilter("ignore", UserWarning)
+            # the first group-disjoint split with both classes on each side (patients often hold one class)
+            for tr, va in splitter.split(np.zeros(len(y)), y, groups):
+                if both_sides(tr, va):
+                    return [(np.sort(tr), np.sort(va))]
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+    tr, va = next(splitter.split(np.zeros(len(y)), y))
     return [(np.sort(tr), np.sort(va))]

@@ -44,23 +44,44 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
             timings={"total_s": time.perf_counter() - t_start},
             extra={"traceback": detail} if detail else {},
         )
-    test, proba, threshold = out["test"], out["proba"], out.get("threshold", 0.5)
-    y_true = task.y[test]
-    y_pred = predict_labels(proba, positive=task.positive, threshold=threshold)
-    metrics = compute_metrics(y_true, proba, y_pred, positive=task.positive)
-    preds = pd.DataFrame({"sample_id": task.ids[test], "y_true": y_true, "y_pred": y_pred})
-    for c, name in enumerate(task.classes):
-        preds[f"proba_{name}"] = proba[:, c]
+    test, threshold = out["test"], out.get("threshold", 0.5)
+    preds, metrics = score_predictions(task, test, out["proba"], threshold=threshold)
     timings = {k: float(out[k]) for k in ("fit_s", "predict_s") if k in out}
     timings["total_s"] = time.perf_counter() - t_start
     extra = {"threshold": threshold, "n_train": int(out["n_train"]), "n_test": len(test), **out.get("extra", {})}
+    external_preds = None
+    if "external" in out:  # the fold model's predictions of the external test set (bench.external)
+        from bench.external import finite
+
+        rows = out["external"]
+        external_preds, ext_metrics = score_predictions(task, rows, out["external_proba"], threshold=threshold)
+        extra["external"] = {"metrics": finite(ext_metrics), "n": len(rows)}
     return JobResult(
-        key=job.key, coordinates=coords, status="ok", metrics=metrics, predictions=preds, timings=timings, extra=extra
+        key=job.key,
+        coordinates=coords,
+        status="ok",
+        metrics=metrics,
+        predictions=preds,
+        timings=timings,
+        extra=extra,
+        external_predictions=external_preds,
     )
+
+
+def score_predictions(task, rows: np.ndarray, proba: np.ndarray, *, threshold: float) -> tuple[pd.DataFrame, dict]:
+    """Per-sample predictions (sample_id, y_true, y_pred, proba_<class>) and metrics of ``task``'s ``rows``."""
+    y_true = task.y[rows]
+    y_pred = predict_labels(proba, positive=task.positive, threshold=threshold)
+    metrics = compute_metrics(y_true, proba, y_pred, positive=task.positive)
+    preds = pd.DataFrame({"sample_id": task.ids[rows], "y_true": y_true, "y_pred": y_pred})
+    for c, name in enumerate(task.classes):
+        preds[f"proba_{name}"] = proba[:, c]
+    return preds, metrics
 
 
 def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     from bench.cv import inner_split
+    from bench.external import external_positions, split_external_proba
     from models import fit_predict
     from models.imbalance import sweep_subsample
 
@@ -68,6 +89,7 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
         raise CellbenchError("no features were extracted for this task")
     seed = derive_seed(job.seed, job.key)
     train, test = task.split(job.fold)
+    ext = external_positions(job, task)  # a CV job's fold model also predicts the external test set
     if job.ratio:
         if task.positive is None:
             raise CellbenchError("the imbalance sweep applies to binary tasks only")
@@ -80,7 +102,7 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
         job.imbalance.name,
         X_train=task.X[train],
         y_train=y_train,
-        X_test=task.X[test],
+        X_test=task.X[np.concatenate([test, ext])],
         seed=seed,
         n_classes=len(task.classes),
         positive=task.positive,
@@ -97,6 +119,7 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
             "permutation": permutation_importances(out["model"], task.X[test], task.y[test], names=names, seed=seed),
             "native": native_importances(out["model"], names=names),
         }
+    out = split_external_proba(out, len(test), ext)
     fitted = out.pop("model")
     if options.get("save_dir"):
         from bench.predict import model_file, save_classical, write_card
@@ -108,12 +131,14 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
 
 def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     from bench.cv import inner_split
+    from bench.external import external_positions, split_external_proba
     from bench.predict import model_file, write_card
     from models.deep import train_predict
     from models.imbalance import sweep_subsample
 
     seed = derive_seed(job.seed, job.key)
     train, test = task.split(job.fold)
+    ext = external_positions(job, task)  # a CV job's fold model also predicts the external test set
     if job.ratio:
         if task.positive is None:
             raise CellbenchError("the imbalance sweep applies to binary tasks only")
@@ -129,7 +154,7 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
         images=images,
         y=task.y,
         train_idx=train,
-        test_idx=test,
+        test_idx=np.concatenate([test, ext]),
         inner=inner,
         n_classes=len(task.classes),
         positive=task.positive,
@@ -138,5 +163,6 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     )
     if save_dir:
         write_card(model_file(save_dir, job), job=job, task=task, threshold=out["threshold"])
+    out = split_external_proba(out, len(test), ext)
     extra = {"history": out.pop("history"), "epochs": out.pop("epochs"), "n_val": out.pop("n_val")}
     return {**out, "test": test, "extra": extra}

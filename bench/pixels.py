@@ -9,6 +9,7 @@ they are. TensorFlow is imported only by :func:`make_dataset`.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -25,6 +26,7 @@ PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
 KINDS = ("cell", "patch")
 PADS = ("border", "zeros")
 MIN_SIZE, MAX_SIZE = 8, 1024
+RELEASE_ROWS = 4096  # rows written between releases of the output's pages (bounded resident memory)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,7 +148,8 @@ def pixel_cache(
     try:
         for i, s in enumerate(tqdm(samples, desc=f"pixels {extraction} {size}px", unit="img", disable=not progress)):
             try:
-                img = as_rgb8(s.image) if s.image is not None else read_image(s.image_path)
+                ref = s.image_source if s.image_source is not None else s.image_path
+                img = as_rgb8(s.image) if s.image is not None else read_image(ref)
             except DataError as exc:
                 if on_bad_image == "raise":
                     raise DataError(f"sample {s.id}: {exc} (use --on-bad-image skip to skip it)") from None
@@ -154,12 +157,17 @@ def pixel_cache(
                 continue
             out[i] = fit_to_square(img, size, keep_aspect=kind == "cell", pad=pad)
             kept.append(i)
+            if (i + 1) % RELEASE_ROWS == 0:
+                _release(out)
         if not kept:
             raise DataError(f"none of the {len(samples)} images could be read ({extraction}, {size} px)")
         if skipped:  # compact the rows of readable images into a second file
             tmp2 = folder / f".{key}.{os.getpid()}.tmp2.npy"
             compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(len(kept), size, size, 3))
-            compact[:] = out[kept]
+            for a in range(0, len(kept), RELEASE_ROWS):  # in blocks: out[kept] at once would copy it all to RAM
+                compact[a : a + RELEASE_ROWS] = out[kept[a : a + RELEASE_ROWS]]
+                _release(compact)
+                _release(out)
             compact.flush()
             del out, compact
             tmp2.replace(tmp)
@@ -171,6 +179,15 @@ def pixel_cache(
     finally:
         tmp.unlink(missing_ok=True)
     return PixelSet(ids=tuple(ids[i] for i in kept), path=path, skipped=tuple(skipped))
+
+
+def _release(array: np.memmap) -> None:
+    """Write a memory-mapped array's dirty pages to its file and drop them from this process's resident set,
+    so that caching 262,144 patches never holds the whole array in memory (the data stay in the file)."""
+    array.flush()
+    mapping = getattr(array, "_mmap", None)  # numpy keeps the mmap object here; absent on a view
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _read_index(path: Path, index: Path) -> PixelSet | None:

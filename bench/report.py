@@ -18,6 +18,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.comparisons import ALPHA, ROPE, SectionStats, across_datasets, paired_test, section_stats
+from bench.external_report import ExternalSection, current_jobs, render_external, summarise_external
 from bench.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS
 
 SHOWN = ("balanced_accuracy", "f1_weighted", "roc_auc", "pr_auc", "mcc", "recall", "specificity", "brier")
@@ -43,6 +44,8 @@ class Section:
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     importance: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
+    external: ExternalSection | None = None  # the external test table, where the data set has a test set
+    explanations: list[dict[str, Any]] = field(default_factory=list)  # CAM galleries (bench.explain)
 
     @property
     def slug(self) -> str:
@@ -58,6 +61,7 @@ class Leaderboard:
     friedman: Any = None
     extraction_pairs: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
+    extraction: Any = None  # bench.extraction_report.ExtractionSummary: quality, same cells, end to end
 
 
 def summarise(store, *, with_stats: bool = True) -> Leaderboard:
@@ -65,9 +69,12 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
     runs = store.runs()
     manifest = json.loads(runs["manifest"].iloc[-1]) if len(runs) else {}
     jobs = store.jobs()
+    refits = jobs[jobs.fold < 0]  # refits scored on an external test set (bench.external), not CV folds
+    jobs = jobs[jobs.fold >= 0]
     board = Leaderboard(suite=manifest.get("suite", ""), manifest=manifest, runs=runs)
     for (dataset, extraction), info in sorted(store.data_sets().items()):
         sub = jobs[(jobs.dataset == dataset) & (jobs.extraction == extraction)]
+        sub = current_jobs(sub, info)  # leaves out jobs run with another external test set
         primary = info.get("primary_metric", "balanced_accuracy")
         ok = sub[sub.status == "ok"]
         errors = sub[sub.status != "ok"][["model", "imbalance", "ratio", "fold", "error"]].sort_values(
@@ -109,10 +116,23 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
             )
             section.strategy_vs_none = _strategy_vs_none(table, natural, primary)
             section.classical_vs_deep = _classical_vs_deep(table, natural, primary)
+        if info.get("external"):
+            section.external = summarise_external(
+                store,
+                info=info,
+                cv_ok=natural,
+                refits=refits[(refits.dataset == dataset) & (refits.extraction == extraction)],
+                table=table,
+                primary=primary,
+                with_stats=with_stats,
+            )
         board.sections.append(section)
     if with_stats:
         board.friedman = _friedman(board.sections)
         board.extraction_pairs = _extraction_pairs(board.sections, jobs)
+    from bench.extraction_report import summarise_extraction
+
+    board.extraction = summarise_extraction(board.sections)
     return board
 
 
@@ -155,6 +175,7 @@ def _importances(ok: pd.DataFrame) -> dict[str, pd.DataFrame]:
         native = [e["importance"]["native"] for e in grp.extra if e["importance"].get("native")]
         df = pd.DataFrame({"perm_mean": perm.mean(), "perm_std": perm.std(ddof=1), "folds": perm.notna().sum()})
         df["native_mean"] = pd.DataFrame(native).mean() if native else np.nan
+        df["native_std"] = pd.DataFrame(native).std(ddof=1) if len(native) > 1 else np.nan
         df["family"] = [feature_family(n) for n in df.index]
         out[f"{model} / {strategy}"] = df.sort_values(["perm_mean", "native_mean"], ascending=False)
     return out
@@ -213,11 +234,24 @@ def _classical_vs_deep(table: pd.DataFrame, ok: pd.DataFrame, primary: str) -> d
     return {"classical": a, "deep": b, **(t or {})}
 
 
+EXTRACTION_ORDER = ("given", "manual", "segmentation")
+
+
 def _friedman(sections: list[Section]):
+    """Friedman/Nemenyi over data sets: one block per data set.
+
+    Two extractions of one data set come from the same images, so they are not independent blocks: a data
+    set with several contributes the first of ``given``, ``manual``, ``segmentation`` (the others are
+    compared with it in their own paired section).
+    """
+    def order(s: Section) -> int:
+        return EXTRACTION_ORDER.index(s.extraction) if s.extraction in EXTRACTION_ORDER else len(EXTRACTION_ORDER)
+
     blocks = {}
-    for s in sections:
-        if s.table.empty:
-            continue
+    chosen: dict[str, Section] = {}
+    for s in sorted((s for s in sections if not s.table.empty), key=order):
+        chosen.setdefault(s.dataset, s)
+    for s in chosen.values():
         done = s.table[s.table.folds_ok == s.table.folds]
         blocks[f"{s.dataset} / {s.extraction}"] = pd.Series(
             done[f"{s.primary}_mean"].to_numpy(), index=[f"{m} / {st}" for m, st in zip(done.model, done.strategy)]
@@ -278,6 +312,9 @@ def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
     for s in board.sections:
         out += _render_section(s, timings=timings)
     out += _render_across(board)
+    from bench.extraction_report import render_extraction
+
+    out += render_extraction(board.extraction, timings=timings)
     out += [
         "---",
         "Scores are means ± standard deviations over the test folds; every model of a data set and extraction ran "
@@ -372,6 +409,8 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             + ", ".join(f"{m} / {st_}: {_p(p)}" for m, st_, p in zip(w.model, w.strategy, w.wilcoxon_p)),
             "",
         ]
+    if s.external is not None:
+        lines += render_external(s.external, shown=SHOWN, n_dev=info.get("n_samples"))
     lines += _render_figures(s)
     lines += _render_comparisons(s)
     if s.sweep is not None and len(s.sweep):
@@ -387,6 +426,10 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             lines += [f"![imbalance sweep]({s.figures['sweep']})", ""]
     if s.importance:
         lines += _render_importance(s.importance)
+    if s.explanations:
+        from bench.explain import render_galleries
+
+        lines += render_galleries(s.explanations, s.importance)
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores and tests", ""]
         rows = [
@@ -466,15 +509,24 @@ def _render_importance(importance: dict[str, pd.DataFrame], top: int = 10) -> li
         "### Which cell features drive the classical models",
         "",
         "Permutation importance: mean drop of balanced accuracy on the test fold when a feature is shuffled "
-        "(± std over folds); native: XGBoost gain or forest impurity decrease, normalised to sum 1. "
-        "Family totals sum the positive permutation importances.",
+        "(± std over folds); native: XGBoost gain (mean gain of the splits on the feature) or forest impurity "
+        "decrease, normalised to sum 1 per fold (± std over folds). Family totals sum the positive permutation "
+        "importances (native totals in brackets); *best per family* names each family's top feature.",
         "",
     ]
     for name, df in importance.items():
         fam = df.perm_mean.clip(lower=0).groupby(df.family).sum().sort_values(ascending=False)
-        lines += [f"**{name}** — by family: " + ", ".join(f"{k} {v:.3f}" for k, v in fam.items()), ""]
+        nat = df.native_mean.groupby(df.family).sum() if df.native_mean.notna().any() else None
+        lines += [
+            f"**{name}** — by family: "
+            + ", ".join(f"{k} {v:.3f}" + (f" [{nat[k]:.3f}]" if nat is not None else "") for k, v in fam.items()),
+            "",
+            "Best per family: "
+            + ", ".join(f"{fm} `{g.index[0]}` ({g.perm_mean.iloc[0]:.3f})" for fm, g in df.groupby("family")),
+            "",
+        ]
         rows = [
-            [i + 1, feat, r.family, _pm(r.perm_mean, r.perm_std), _fmt(r.native_mean)]
+            [i + 1, feat, r.family, _pm(r.perm_mean, r.perm_std), _pm(r.native_mean, r.get("native_std"))]
             for i, (feat, r) in enumerate(df.head(top).iterrows())
         ]
         lines += [
@@ -543,6 +595,9 @@ def draw_figures(board: Leaderboard, out_dir: Path) -> None:
 
     fig_dir = Path(out_dir) / "figures"
     for s in board.sections:
+        from bench.explain import find_galleries
+
+        s.explanations = find_galleries(fig_dir, s.slug)
         if s.stats is None or s.table.empty:
             continue
         top = [(m, st) for m, st in zip(s.table.model, s.table.strategy) if (m, st) in s.stats.pooled][:TOP_CURVES]
@@ -583,6 +638,9 @@ def draw_figures(board: Leaderboard, out_dir: Path) -> None:
             figures.cd_diagram(f.avg_ranks, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=f.nemenyi_p, alpha=f.alpha),
             out_dir,
         )
+    from bench.extraction_report import draw_extraction_figures
+
+    draw_extraction_figures(board.extraction, Path(out_dir))  # manual vs segmented outlines on a few fields
 
 
 def _rel(path: Path, base: Path) -> str:

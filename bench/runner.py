@@ -60,8 +60,10 @@ def prepare(
     progress: bool = True,
 ) -> list[Prepared]:
     """Load every data set, extract, compute features (cached) and folds (shared by every model)."""
+    from bench.external import describe_prepared, load_external, split_external
     from datasets import DATASETS, load_dataset, locate
-    from datasets.extraction import EXTRACTIONS
+    from datasets.extraction import replace_fingerprint, run_extraction, split_options
+    from datasets.subsample import subsample_dataset
     from models import MODELS
 
     if on_bad_image not in ("raise", "skip"):
@@ -73,25 +75,52 @@ def prepare(
         options = dict(options)
         extractions = options.pop("extractions", ["given"])
         optional = options.pop("optional", False)
+        test = options.pop("test", None)  # an external test set: see bench.external
+        max_per_class = options.pop("max_per_class", suite.max_per_class)  # quick-run subsample
+        max_groups = options.pop("max_groups", suite.max_groups)
+        options, extraction_options = split_options(options)  # [datasets.NAME.manual|segmentation] tables
         if optional and DATASETS[name].needs_data and locate(name, data_root) is None:
             log.info("data set %s not found under %s: skipped (optional in this suite)", name, data_root)
             continue
         dataset = load_dataset(name, data_root=data_root, **options)
+        dataset = subsample_dataset(dataset, max_per_class=max_per_class, max_groups=max_groups, seed=suite.seed)
+        source = load_external(name, test, data_root=data_root) if test is not None else None
         for extraction in extractions:
-            samples = EXTRACTIONS[extraction](dataset)
+            extracted = run_extraction(
+                extraction, dataset, options=extraction_options.get(extraction), progress=progress, n_jobs=workers
+            )
+            samples = extracted.samples
+            # cells cut from fields: caches key on the extraction (its parameters), not only on the data
+            arm = replace_fingerprint(dataset, extracted) if extracted.fingerprint != dataset.fingerprint else dataset
+            part = None
+            if source is not None:  # refuses overlapping patients or images before any feature is computed
+                part = split_external(
+                    source,
+                    arm,
+                    extraction,
+                    samples,
+                    extraction_options=extraction_options.get(extraction),
+                    n_jobs=workers,
+                    progress=progress,
+                )
             out.append(
                 _prepare_one(
                     suite,
-                    dataset,
+                    part.dataset if part else arm,
                     extraction,
-                    samples,
+                    part.samples if part else samples,
                     need_features=need_features,
                     pixel_sizes=sizes,
                     on_bad_image=on_bad_image,
                     workers=workers,
                     progress=progress,
+                    external_ids=part.external_ids if part else frozenset(),
                 )
             )
+            if part is not None:
+                describe_prepared(out[-1], part)
+            if extracted.info:  # counts, parameters, detection quality, overlay outlines (see bench.extraction_report)
+                out[-1].info["extraction"] = extracted.info
     if not out:
         raise ConfigError(f"suite {suite.name}: none of its data sets ({', '.join(suite.datasets)}) was found")
     return out
@@ -112,9 +141,20 @@ def model_spec(suite: Suite, name: str) -> ModelSpec:
 
 
 def _prepare_one(
-    suite, dataset, extraction, samples, *, need_features, pixel_sizes, on_bad_image, workers, progress
+    suite,
+    dataset,
+    extraction,
+    samples,
+    *,
+    need_features,
+    pixel_sizes,
+    on_bad_image,
+    workers,
+    progress,
+    external_ids: frozenset[str] = frozenset(),
 ) -> Prepared:
     from bench.pixels import pixel_cache
+    from datasets.content import find_duplicates
     from features import FeatureConfig
     from features.batch import extract_feature_set
 
@@ -168,20 +208,28 @@ def _prepare_one(
             ids = list(ps.ids)
         pixels[size] = str(ps.path)
     kept = [by_id[i] for i in ids]
+    n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
     y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
     groups = [s.group for s in kept]
     has_groups = all(g is not None for g in groups)
-    predefined = [s.meta.get("fold") for s in kept]
+    predefined = [s.meta.get("fold") for s in kept[:n_dev]]
+    # identical images (by decoded pixels, cached per data version) stay on one side of every split
+    dups = find_duplicates(
+        kept[:n_dev], fingerprint=dataset.fingerprint, extraction=extraction, cache_dir=cache_dir(), progress=progress
+    )
+    if dups.n_sets:
+        notes.append(dups.note())
     folds = make_folds(
-        ids=ids,
-        y=y,
-        groups=groups if has_groups else None,
+        ids=ids[:n_dev],
+        y=y[:n_dev],
+        groups=groups[:n_dev] if has_groups else None,
         predefined=predefined if all(p is not None for p in predefined) else None,
         scheme=suite.cv_scheme,
         n_splits=suite.folds,
         repeats=suite.repeats,
         seed=suite.seed,
         context=context,
+        duplicates=dups.keys if dups.n_sets else None,
     )
     positive = index[dataset.positive_class] if dataset.positive_class is not None and len(classes) == 2 else None
     task = TaskData(
@@ -196,9 +244,10 @@ def _prepare_one(
         pixels=pixels or None,
         kind=dataset.info.kind,
         feature_config=canonical_json(asdict(config)) if need_features else "",
+        external=np.arange(n_dev, len(ids)) if external_ids else None,
     )
     task_path = save_task(task, cache_dir() / "tasks")
-    counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
+    counts = {c: int((y[:n_dev] == i).sum()) for i, c in enumerate(classes)}
     info = {
         "title": dataset.info.title,
         "kind": dataset.info.kind,
@@ -206,9 +255,9 @@ def _prepare_one(
         "classes": list(classes),
         "positive_class": dataset.positive_class,
         "primary_metric": suite.primary_metric or dataset.info.primary_metric,
-        "n_samples": len(ids),
+        "n_samples": n_dev,
         "class_counts": counts,
-        "n_groups": len(set(groups)) if has_groups else None,
+        "n_groups": len(set(groups[:n_dev])) if has_groups else None,
         "group_kind": dataset.info.group_kind if has_groups else None,
         "cv": folds.description,
         "cv_scheme": folds.scheme,
@@ -301,6 +350,7 @@ def run_suite(
 ) -> RunSummary:
     """Run ``suite``, skipping jobs already stored as ``ok``, and regenerate its leaderboard."""
     from bench.executors import EXECUTORS
+    from bench.external import add_external_jobs
     from bench.manifest import build_manifest
     from bench.report import write_leaderboard
 
@@ -311,6 +361,7 @@ def run_suite(
     with Store.open(folder) as store:  # takes the lock before any work
         prepared = prepare(suite, data_root=data_root, on_bad_image=on_bad_image, workers=workers, progress=progress)
         items, notes = plan(suite, prepared)
+        items = add_external_jobs(items, prepared)  # fold models score the external set; one refit per row
         for p in prepared:
             store.save_data_set(p.dataset, p.extraction, p.fingerprint, {**p.info, "plan_notes": notes})
             store.save_folds(p.folds, dataset=p.dataset, extraction=p.extraction)

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS predictions (
 """
 
 
+def external_predictions_key(job_key: str) -> str:
+    """Where a CV job's fold model stores its predictions of the external test set (see bench.external)."""
+    return f"{job_key}@external"
+
+
 class StoreError(ConfigError):
     """The results folder holds something that is not a usable cellbench store, or is locked."""
 
@@ -191,7 +196,9 @@ class Store:
         c = result.coordinates
         preds = result.predictions
         with self._tx():
-            self.conn.execute("DELETE FROM predictions WHERE job_key = ?", (result.key,))
+            self.conn.execute(
+                "DELETE FROM predictions WHERE job_key IN (?, ?)", (result.key, external_predictions_key(result.key))
+            )
             self.conn.execute(
                 "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -217,17 +224,24 @@ class Store:
                     time.time(),
                 ),
             )
-            if preds is not None and len(preds):
-                proba_cols = [col for col in preds.columns if col.startswith("proba_")]
-                self.conn.executemany(
-                    "INSERT INTO predictions VALUES (?, ?, ?, ?, ?)",
-                    (
-                        (result.key, sid, int(yt), int(yp), canonical_json([round(float(v), 8) for v in pr]))
-                        for sid, yt, yp, pr in zip(
-                            preds["sample_id"], preds["y_true"], preds["y_pred"], preds[proba_cols].to_numpy()
-                        )
-                    ),
+            for key, table in (
+                (result.key, preds),
+                (external_predictions_key(result.key), result.external_predictions),
+            ):
+                if table is not None and len(table):
+                    self._insert_predictions(key, table)
+
+    def _insert_predictions(self, key: str, preds: pd.DataFrame) -> None:
+        proba_cols = [col for col in preds.columns if col.startswith("proba_")]
+        self.conn.executemany(
+            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?)",
+            (
+                (key, sid, int(yt), int(yp), canonical_json([round(float(v), 8) for v in pr]))
+                for sid, yt, yp, pr in zip(
+                    preds["sample_id"], preds["y_true"], preds["y_pred"], preds[proba_cols].to_numpy()
                 )
+            ),
+        )
 
     def jobs(self, *, status: str | None = None) -> pd.DataFrame:
         query = "SELECT * FROM jobs" + (" WHERE status = ?" if status else "") + " ORDER BY key"

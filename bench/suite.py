@@ -63,6 +63,8 @@ class Suite:
     deep_strategies: tuple[str, ...] | None = None  # strategies for deep models (default: ``strategies``)
     save_models: bool = False  # keep every fold's fitted model under <results>/models/ (for predict/explain)
     deep_gpu: bool = False  # on Dask, deep jobs ask for a GPU worker resource
+    max_per_class: int | None = None  # quick-run subsample of every data set (see datasets.subsample)
+    max_groups: int | None = None
     source: str = ""
     text: str = ""
     narrowing: Mapping[str, Any] = field(default_factory=dict)  # command-line choices, kept for --reproduce
@@ -76,11 +78,17 @@ class Suite:
         strategies: Sequence[str] | None = None,
         folds: int | None = None,
         seed: int | None = None,
+        test_data: str | None = None,
+        max_per_class: int | None = None,
+        max_groups: int | None = None,
     ) -> Suite:
         """The suite with command-line choices applied.
 
         Data sets, models and strategies named here replace the suite's lists (options and parameters
-        the suite gives for them are kept); names are checked against the registries.
+        the suite gives for them are kept); names are checked against the registries. ``test_data`` is a
+        folder that becomes the (only) data set's external test set (see :mod:`bench.external`).
+        ``max_per_class`` / ``max_groups`` subsample every data set deterministically and group-wise
+        (:mod:`datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
         """
         changes: dict[str, Any] = {}
         if datasets:
@@ -97,7 +105,18 @@ class Suite:
             changes["folds"] = folds
         if seed is not None:
             changes["seed"] = seed
+        if test_data is not None:
+            from bench.external import with_test_data
+
+            changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
         given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
+        if test_data is not None:
+            given["test_data"] = str(test_data)
+        from datasets.subsample import check_limit
+
+        for key, value in (("max_per_class", max_per_class), ("max_groups", max_groups)):
+            if value is not None:
+                changes[key] = given[key] = check_limit(f"--{key.replace('_', '-')}", value)
         narrowing = {
             **self.narrowing,
             **{
@@ -194,7 +213,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
 def validate(suite: Suite) -> None:
     """Check every name against its registry and every value against its allowed range."""
     from datasets import DATASETS
-    from datasets.extraction import EXTRACTIONS
+    from datasets.extraction import EXTRACTIONS, check_suite_options
     from models import MODELS, STRATEGIES
     from models.imbalance import parse_ratio
 
@@ -206,6 +225,10 @@ def validate(suite: Suite) -> None:
     for name, opts in suite.datasets.items():
         DATASETS[name]
         EXTRACTIONS.check(opts.get("extractions", ["given"]))
+        check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
+    from bench.external import check_suite
+
+    check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
     MODELS.check(suite.models)
     STRATEGIES.check(suite.strategies)
     STRATEGIES.check(suite.sweep_strategies)

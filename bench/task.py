@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import CellbenchError
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class TaskData:
@@ -30,6 +32,7 @@ class TaskData:
     pixels: dict[int, str] | None = None  # input size -> cached pixel array (rows aligned with ``ids``)
     kind: str = "cell"  # "cell" or "patch": how images were fitted to pixels and which features apply
     feature_config: str = ""  # canonical JSON of the FeatureConfig the columns of ``X`` came from
+    external: np.ndarray | None = None  # positions of an external test set: in no fold, never trained on
 
     def images(self, size: int) -> np.ndarray:
         if not self.pixels or size not in self.pixels:
@@ -37,9 +40,17 @@ class TaskData:
         return np.load(self.pixels[size], mmap_mode="r")
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
-        test = self.tests[fold]
+        """(training, test) positions of ``fold``; fold -1 is the whole development set vs the external set."""
+        if fold < 0:
+            if self.external is None:
+                raise CellbenchError("this task has no external test set, so there is no refit (fold -1)")
+            test = self.external
+        else:
+            test = self.tests[fold]
         mask = np.ones(len(self.ids), bool)
         mask[test] = False
+        if self.external is not None:
+            mask[self.external] = False
         return np.flatnonzero(mask), test
 
 
@@ -58,6 +69,8 @@ def save_task(task: TaskData, folder: Path) -> Path:
         arrays["groups"] = task.groups.astype(str)
     if task.X is not None:
         arrays["X"] = np.ascontiguousarray(task.X, dtype=np.float64)
+    if task.external is not None:
+        arrays["external"] = task.external.astype(np.int64)
     for size, path in (task.pixels or {}).items():
         arrays[f"pixels_{size}"] = np.asarray(str(path))
     for f, t in enumerate(task.tests):
@@ -96,4 +109,5 @@ def load_task(path: str) -> TaskData:
             pixels={int(k.split("_")[1]): str(z[k]) for k in z.files if k.startswith("pixels_")} or None,
             kind=str(z["kind"]) if "kind" in z.files else "cell",
             feature_config=str(z["feature_config"]) if "feature_config" in z.files else "",
+            external=z["external"] if "external" in z.files else None,
         )

@@ -44,9 +44,12 @@ class Sample:
     """One cell or patch.
 
     ``label`` is a class name from the data set's ``classes``; ``group`` is the patient, slide or field
-    id where the data say it, else ``None`` (never invented). Pixels come from ``image_path`` or
-    ``image``; an optional cell mask from ``mask_path`` or ``mask`` (non-zero = cell). ``meta`` holds
-    adapter-specific values, e.g. ``meta["fold"]`` for a predefined fold.
+    id where the data say it, else ``None`` (never invented). Pixels come from ``image``, else
+    ``image_source`` (a lazy reader such as one row of an HDF5 file or a centre crop of a file, see
+    :class:`datasets.io.ImageSource`; readers pass it to :func:`datasets.io.read_image`), else
+    ``image_path``; an optional cell mask from ``mask_path`` or ``mask`` (non-zero = cell). ``meta`` holds
+    adapter-specific values, e.g. ``meta["fold"]`` for a predefined fold and ``meta["split"]`` for the
+    release's own train/validation/test split.
     """
 
     id: str
@@ -57,6 +60,7 @@ class Sample:
     mask_path: Path | None = None
     mask: np.ndarray | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    image_source: Any = None  # datasets.io.ImageSource; typed loosely to keep datasets out of this module
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -99,6 +103,7 @@ class DatasetInfo:
     licence: str
     citation: str
     expected_counts: Mapping[str, int] = field(default_factory=dict)
+    expected_split_counts: Mapping[str, int] = field(default_factory=dict)  # per release split (train/val/test)
     group_kind: str | None = None  # "patient", "slide", "field" or None when unknown
     image_size: str = ""
     layout: str = ""
@@ -133,9 +138,15 @@ class Dataset:
         return bool(self.samples) and all(s.meta.get("fold") is not None for s in self.samples)
 
     def class_counts(self) -> dict[str, int]:
+        """Samples per class; for a data set of whole fields only, annotated cells per class."""
         counts = dict.fromkeys(self.classes, 0)
         for s in self.samples:
             counts[s.label] = counts.get(s.label, 0) + 1
+        if not self.samples:
+            for f in self.fields:
+                for a in f.annotations:
+                    if a.label in counts:
+                        counts[a.label] += 1
         return counts
 
 
@@ -195,10 +206,14 @@ class Job:
     data_fingerprint: str = ""
     folds_key: str = ""
     explain: bool = False
+    external: str = ""  # key of an external test set the job also scores (see bench.external); fold -1: refit
 
     def canonical(self) -> dict[str, Any]:
-        # the suite name is left out: the same computation in two suites is the same job
+        # the suite name is left out: the same computation in two suites is the same job; optional keys
+        # appear only when set, so the keys of jobs without them stay as they were
         extra = {"explain": True} if self.explain else {}
+        if self.external:
+            extra["external"] = self.external
         return {
             **extra,
             "dataset": self.dataset,
@@ -244,3 +259,4 @@ class JobResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    external_predictions: Any = None  # a fold model's predictions of the external test set, same columns

@@ -168,6 +168,8 @@ def make_dataset(info: DatasetInfo, root: Path, samples: Iterable[Sample], *, no
 # -- the generic class-per-folder adapter -----------------------------------------------------------
 
 GROUPS_FILE = "groups.csv"
+LABELS_FILE = "labels.csv"
+LABEL_MODES = ("auto", "folders", "csv")
 
 INFO = DatasetInfo(
     name="folder",
@@ -178,6 +180,9 @@ INFO = DatasetInfo(
         "An optional groups.csv (columns filename,group; filename relative to the root or bare) gives the "
         "patient or slide of each image, which makes CV patient-grouped; without it CV is image-level. "
         "For two classes the positive class is positive_class= or else the last class. "
+        "Instead of class folders, a labels.csv (columns filename,label and optionally group; filename relative "
+        "to the root or bare) may give each image's class, images anywhere under the root (labels='csv'; the "
+        "default labels='auto' uses labels.csv when it has those columns). "
         "It has no fixed home: run with --datasets folder --data-root PATH, PATH holding the class folders."
     ),
     task="multiclass",
@@ -191,14 +196,22 @@ INFO = DatasetInfo(
     citation="cite the source of your images",
     group_kind=None,
     image_size="any",
-    layout="<root>/<class>/<image> (png, jpg, bmp, tif), optional <root>/groups.csv with columns filename,group",
+    layout=(
+        "<root>/<class>/<image> (png, jpg, bmp, tif), optional <root>/groups.csv with columns filename,group; "
+        "or images under <root> with <root>/labels.csv, columns filename,label[,group]"
+    ),
     download="none: put one folder per class under a folder and pass it with --data-root PATH",
     folder_names=("folder",),
 )
 
 
 def detect(path: Path) -> bool:
-    """True when a sub-folder of ``path`` holds image files directly (looks at a few names)."""
+    """True when a sub-folder of ``path`` holds image files directly (looks at a few names), or ``labels.csv``
+    with columns filename,label lies beside images."""
+    if _csv_columns(path / LABELS_FILE) >= {"filename", "label"}:
+        return any(e.is_file() and is_image(e.name) for e in entries(path, limit=200)) or any(
+            any(e.is_file() and is_image(e.name) for e in entries(sub, limit=50)) for sub in subdirs(path, limit=200)
+        )
     for sub in subdirs(path, limit=200):
         if any(e.is_file() and is_image(e.name) for e in entries(sub, limit=50)):
             return True
@@ -212,9 +225,10 @@ def load(
     on_bad_label: str = "raise",
     classes: Sequence[str] | None = None,
     positive_class: str | None = None,
+    labels: str = "auto",
     **options,
 ) -> Dataset:
-    """Load ``<root>/<class>/<image>``.
+    """Load ``<root>/<class>/<image>``, or images labelled by ``<root>/labels.csv``.
 
     Parameters
     ----------
@@ -226,16 +240,22 @@ def load(
         Class folders to use, in order (default: every sub-folder, sorted); others are ignored.
     positive_class
         The positive class of a two-class set (default: the last class).
+    labels
+        ``"folders"`` (class folders), ``"csv"`` (``labels.csv``) or ``"auto"`` (default: ``labels.csv`` when it
+        has columns filename,label, else class folders).
 
     Raises
     ------
     DataError
-        For fewer than two class folders, an empty class folder, a bad ``groups.csv``.
+        For fewer than two class folders, an empty class folder, a bad ``groups.csv``; with ``labels.csv``, a
+        row naming no image or an image without a row (or skipped with ``on_bad_label="skip"``).
     ConfigError
         For unknown options, or ``classes``/``positive_class`` that do not fit.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("classes", "positive_class"))
+    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("classes", "positive_class", "labels"))
     root = check_root(INFO.name, root)
+    if _labels_mode(root, labels) == "csv":
+        return _load_labels_csv(root, on_bad_label=on_bad_label, classes=classes, positive_class=positive_class)
     found = [d.name for d in subdirs(root)]
     names = _class_names(root, found, classes)
     positive = _positive(names, positive_class)
@@ -347,3 +367,113 @@ def _read_groups(path: Path, root: Path, images: list[Path], bad: BadFiles) -> t
     # rows for images of unused class folders (classes=) or removed images are harmless: a note only
     notes = [f"{GROUPS_FILE}: {len(unknown)} row(s) name no image used, e.g. {', '.join(unknown[:3])}"]
     return groups, notes if unknown else []
+
+
+# -- images labelled by labels.csv ------------------------------------------------------------------
+
+
+def _csv_columns(path: Path) -> set[str]:
+    """The header of a CSV file as a set of stripped names (empty when absent or unreadable)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return {c.strip() for c in next(csv.reader(f), [])}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
+def _labels_mode(root: Path, labels: str) -> str:
+    if labels not in LABEL_MODES:
+        raise ConfigError(f"data set 'folder': labels={labels!r} is not allowed; use one of {', '.join(LABEL_MODES)}")
+    path = root / LABELS_FILE
+    if labels == "csv":
+        if not path.is_file():
+            raise DataError(f"labels='csv' but {path} does not exist (columns filename,label[,group])")
+        return "csv"
+    if labels == "auto" and _csv_columns(path) >= {"filename", "label"}:
+        return "csv"
+    return "folders"
+
+
+def _load_labels_csv(
+    root: Path, *, on_bad_label: str, classes: Sequence[str] | None, positive_class: str | None
+) -> Dataset:
+    """Images anywhere under ``root`` with their class (and optionally group) from ``labels.csv``."""
+    path = root / LABELS_FILE
+    images = list(walk_images(root))
+    by_rel = {relpath(p, root): p for p in images}
+    by_name: dict[str, list[Path]] = {}
+    for p in images:
+        by_name.setdefault(p.name, []).append(p)
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if not {"filename", "label"} <= set(columns):
+            raise DataError(f"{path}: needs columns filename,label[,group]; found {','.join(columns) or 'none'}")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    with_group = "group" in columns
+    bad = BadFiles(on_bad_label, root)
+    labelled: dict[Path, tuple[str, str | None, int]] = {}
+    for line, row in enumerate(rows, start=2):
+        name, label = row["filename"].replace("\\", "/"), row["label"]
+        if not name and not label:
+            continue
+        matches = [by_rel[name]] if name in by_rel else by_name.get(name, [])
+        if not matches:
+            bad(path, "row without image", f"{path} line {line}: {name!r} names no image under {root}")
+            continue
+        if len(matches) > 1:
+            raise DataError(
+                f"{path} line {line}: {name!r} names {len(matches)} images "
+                f"({', '.join(relpath(m, root) for m in matches)}); give the path relative to {root}"
+            )
+        if not label:
+            raise DataError(f"{path} line {line}: empty label for {name!r}")
+        group = row.get("group") or None
+        if with_group and group is None:
+            raise DataError(f"{path} line {line}: empty group for {name!r} (fill every cell of the group column)")
+        if matches[0] in labelled:
+            raise DataError(f"{path} line {line}: {name!r} is listed again (first on line {labelled[matches[0]][2]})")
+        labelled[matches[0]] = (label, group, line)
+    for p in images:
+        if p not in labelled:
+            bad(p, "image without row", f"{p}: no row in {path}; add '{relpath(p, root)},<label>'")
+    found = sorted({label for label, _, _ in labelled.values()})
+    names = _csv_classes(path, found, classes)
+    notes = [f"labels from {LABELS_FILE}"]
+    if ignored := sorted(set(found) - set(names)):
+        notes.append(f"{LABELS_FILE} labels not used as classes: {', '.join(ignored)}")
+    groups: dict[Path, str] | None = None
+    if with_group:
+        groups = {p: g for p, (_, g, _) in labelled.items()}
+    elif (root / GROUPS_FILE).is_file():
+        groups, group_notes = _read_groups(root / GROUPS_FILE, root, list(labelled), bad)
+        notes += group_notes
+    else:
+        notes.append("no group column or groups.csv: no patient ids, image-level CV")
+    samples = [
+        Sample(id=sample_id(p, root), label=label, group=groups.get(p) if groups is not None else None, image_path=p)
+        for p, (label, _, _) in labelled.items()
+        if label in names and (groups is None or p in groups)
+    ]
+    info = replace(
+        INFO,
+        classes=names,
+        positive_class=_positive(names, positive_class),
+        task="binary" if len(names) == 2 else "multiclass",
+        default_cv="group_kfold" if groups is not None else "stratified_kfold",
+        group_kind="patient" if groups is not None else None,
+    )
+    return make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
+
+
+def _csv_classes(path: Path, found: list[str], classes: Sequence[str] | None) -> tuple[str, ...]:
+    if classes is None:
+        if len(found) < 2:
+            raise DataError(f"{path} gives {len(found)} class(es) ({', '.join(found) or 'none'}); at least two needed")
+        return tuple(found)
+    if isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ConfigError(f"classes= must list at least two distinct labels; got {classes!r}")
+    for name in classes:
+        if name not in found:
+            raise DataError(f"class {name!r} not found in {path}; labels there: {', '.join(found) or 'none'}")
+    return tuple(classes)

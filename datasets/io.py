@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,17 +15,19 @@ from bench.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path | ImageSource) -> np.ndarray:
     """Read an image as an RGB ``uint8`` array of shape (H, W, 3).
 
     Grey images are repeated to three channels, an alpha channel is dropped and 16-bit images are
-    scaled to 8 bits.
+    scaled to 8 bits. ``path`` may be an :class:`ImageSource` (one image inside a larger file).
 
     Raises
     ------
     DataError
         If the file is missing, empty or not a readable image.
     """
+    if isinstance(path, ImageSource):
+        return path.read()
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
@@ -78,3 +83,172 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(buf.tobytes())
     tmp.replace(path)
+
+
+# -- lazy image sources: one image of a larger file, read only when needed -----------------------------
+
+
+class ImageSource(ABC):
+    """A lazy reference to one image's pixels, cheap to keep for every sample and to send to worker processes.
+
+    :func:`read_image` accepts a source wherever it accepts a path, so feature extraction and the pixel
+    cache read it like a file.
+    """
+
+    @abstractmethod
+    def read(self) -> np.ndarray:
+        """The image as RGB ``uint8`` (H, W, 3); a :class:`DataError` naming the file if it cannot be read."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the pixels come from, for messages (e.g. ``x.h5[12]``)."""
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+@dataclass(frozen=True, slots=True)
+class H5Row(ImageSource):
+    """Row ``index`` of the HDF5 dataset ``key`` in ``file`` (N × H × W × C or N × H × W), optionally
+    centre-cropped to ``crop`` × ``crop`` pixels. Open files are cached per process (:func:`h5_file`)."""
+
+    file: Path
+    key: str
+    index: int
+    crop: int | None = None
+
+    def read(self) -> np.ndarray:
+        data = h5_dataset(self.file, self.key)
+        try:
+            img = np.asarray(data[self.index])
+        except (OSError, ValueError, IndexError) as exc:
+            raise DataError(f"cannot read {self.describe()}: {exc}") from None
+        img = to_rgb8(img, self.describe())
+        return center_crop(img, self.crop, self.describe()) if self.crop else img
+
+    def describe(self) -> str:
+        return f"{self.file}[{self.key}][{self.index}]"
+
+
+@dataclass(frozen=True, slots=True)
+class FileCrop(ImageSource):
+    """The centre ``crop`` × ``crop`` pixels of the image file ``path``."""
+
+    path: Path
+    crop: int
+
+    def read(self) -> np.ndarray:
+        return center_crop(read_image(self.path), self.crop, str(self.path))
+
+    def describe(self) -> str:
+        return f"{self.path} (centre {self.crop}x{self.crop})"
+
+
+def image_ref(sample) -> Path | ImageSource | None:
+    """What :func:`read_image` should read for ``sample`` when it has no in-memory ``image``."""
+    return sample.image_source if sample.image_source is not None else sample.image_path
+
+
+def to_rgb8(img: np.ndarray, where: str) -> np.ndarray:
+    """An array read from a container file (HDF5, npz; channels in RGB order) as RGB ``uint8`` (H, W, 3)."""
+    from bench.pixels import as_rgb8
+
+    try:
+        return as_rgb8(img)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def center_crop(img: np.ndarray, size: int, where: str) -> np.ndarray:
+    """The centre ``size`` × ``size`` pixels of ``img`` (PCam's label refers to the centre 32 × 32)."""
+    h, w = img.shape[:2]
+    if size > h or size > w:
+        raise DataError(f"{where}: cannot crop the centre {size}x{size} pixels of a {w}x{h} image")
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+H5_CACHE_BYTES = 8 * 2**20  # HDF5 chunk cache per open dataset: a few chunks of patches, bounded
+MAX_OPEN_H5 = 16
+_OPEN: dict[tuple, object] = {}  # (path, pid, size, mtime_ns) -> open h5py.File, oldest first
+_DATASETS: dict[tuple, object] = {}  # (path, key, pid, size, mtime_ns) -> h5py.Dataset
+
+
+def _file_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        raise DataError(f"HDF5 file not found: {path}") from None
+    # a forked child or a rewritten file gets its own handle
+    return (str(path), os.getpid(), st.st_size, st.st_mtime_ns)
+
+
+def h5_file(path: str | Path):
+    """The HDF5 file at ``path``, opened read-only once per process (and reopened when it changes).
+
+    At most :data:`MAX_OPEN_H5` files stay open; :func:`close_h5_files` closes them.
+
+    Raises
+    ------
+    DataError
+        If the file is missing or not an HDF5 file.
+    """
+    key = _file_key(Path(path))
+    f = _OPEN.get(key)
+    if f is None:
+        import h5py
+
+        if len(_OPEN) >= MAX_OPEN_H5:
+            _close(next(iter(_OPEN)))
+        try:
+            f = h5py.File(key[0], "r", rdcc_nbytes=H5_CACHE_BYTES)
+        except OSError as exc:
+            raise DataError(f"cannot open {path}: not a readable HDF5 file ({exc})") from None
+        _OPEN[key] = f
+    return f
+
+
+def h5_dataset(path: str | Path, key: str):
+    """The dataset ``key`` of the HDF5 file at ``path`` (kept open like the file), or a DataError naming the
+    file and the keys it has."""
+    fkey = _file_key(Path(path))
+    ds = _DATASETS.get((*fkey, key))
+    if ds is None:
+        ds = _DATASETS[(*fkey, key)] = h5_key(h5_file(path), key, path)
+    return ds
+
+
+def h5_key(f, key: str, path: str | Path):
+    """Dataset ``key`` of the open HDF5 file ``f``, or a DataError naming the file and the keys it has."""
+    if key not in f:
+        found = ", ".join(sorted(f.keys())) or "none"
+        raise DataError(f"{path}: no dataset {key!r} in the HDF5 file (datasets found: {found})")
+    return f[key]
+
+
+def h5_open(path: str | Path):
+    """The HDF5 file at ``path`` opened read-only and not kept (use it in a ``with`` block), or a DataError."""
+    import h5py
+
+    if not Path(path).is_file():
+        raise DataError(f"HDF5 file not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"cannot open {path}: not a readable HDF5 file ({exc})") from None
+
+
+def _close(key: tuple) -> None:
+    for k in [k for k in _DATASETS if k[:4] == key]:
+        del _DATASETS[k]
+    f = _OPEN.pop(key)
+    try:
+        f.close()
+    except Exception:  # pragma: no cover - closing a handle of a vanished file
+        pass
+
+
+def close_h5_files() -> None:
+    """Close the HDF5 files this process keeps open for :class:`H5Row` reads (they reopen on the next read)."""
+    for key in list(_OPEN):
+        _close(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,25 @@ def load_dataset(name: str, *, data_root: Path | None = None, **options) -> Data
         tried = ", ".join((*entry.info.folder_names, name))
         raise DataError(
             f"data set {name!r} not found {where}; expected the original layout ({entry.info.layout}) "
-            f"in the data root itself or in one of its sub-folders: {tried}"
+            f"in the data root itself or in one of its sub-folders: {tried}" + _layout_hint(data_root)
         )
     return entry.load(root, **options)
+
+
+def detect_layouts(path: Path) -> list[str]:
+    """Names of the registered data sets whose layout ``path`` itself holds."""
+    return [n for n, e in DATASETS.items() if e.needs_data and path.is_dir() and e.detect(path)]
+
+
+def _layout_hint(data_root: Path | None) -> str:
+    """What the data root looks like instead: the layouts it matches, or its first entries."""
+    if data_root is None or not data_root.is_dir():
+        return ""
+    if matches := detect_layouts(data_root):
+        return f". {data_root} holds the layout of: {', '.join(matches)}"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in itertools.islice(data_root.iterdir(), 200))
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    return f". {data_root} matches no known layout (it holds: {shown or 'nothing'})"
 
 
 def fingerprint_files(paths: Iterable[Path], *, extra: Iterable[str] = ()) -> str:

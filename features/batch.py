@@ -123,7 +123,8 @@ def extract_feature_set(
     from features.extract import feature_names
 
     names = feature_names(config)
-    items = [(s.id, s.image_path, s.image, s.mask_path, s.mask) for s in samples]
+    # an image source (one row of an HDF5 file, a centre crop) is read like a path by datasets.io.read_image
+    items = [(s.id, _pixels_ref(s), s.image, s.mask_path, s.mask) for s in samples]
     rows, kept, skipped, reasons = [], [], [], {}
     results = _run(
         items, config=config, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {name or extraction}"
@@ -147,6 +148,10 @@ def extract_feature_set(
     fs = FeatureSet(key=path.stem, X=np.vstack(rows), names=names, ids=tuple(kept), skipped=tuple(skipped))
     write_feature_cache(path, fs, reasons=reasons)
     return fs
+
+
+def _pixels_ref(s: Sample):
+    return s.image_source if s.image_source is not None else s.image_path
 
 
 def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:

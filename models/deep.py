@@ -259,7 +259,14 @@ def _backbone(name: str, params: Mapping[str, Any], size: int):
         if bb.alpha:
             bb.weights_file(params)  # validates alpha
     ctor = getattr(keras.applications, bb.app)
-    return ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs)
+    backbone = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs)
+    if weights is None:
+        # trained from scratch, BatchNorm learns its statistics: with Keras' momentum 0.99 they lag the weights
+        # over the few hundred steps of a small data set and the model collapses to one class at test time
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
+    return backbone
 
 
 # ImageNet statistics used by keras.applications.imagenet_utils.preprocess_input

@@ -81,7 +81,7 @@ def test_deep_fold_model_reproduces_its_test_predictions(saved_run):
 
 
 def test_predict_command_prints_classes_and_writes_csv(saved_run, tmp_path, capsys):
-    folder, jobs, preds, samples = saved_run
+    folder, jobs, _preds, samples = saved_run
     key = _job(jobs, "logistic_regression")
     image = next(iter(samples.values())).image_path
     csv = tmp_path / "p.csv"

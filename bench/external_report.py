@@ -1,0 +1,240 @@
+"""The leaderboard's "External test" table: models refit on the development set, scored on an independent one.
+
+Data comes from the store alone (see :mod:`bench.external` for the jobs that fill it): the refit jobs
+(``fold = -1``), the fold models' external metrics (``extra["external"]`` of the CV jobs) and the CV table
+of the same data set. Statistics reuse :mod:`bench.stats`: a bootstrap CI of the refit's external score
+(whole patients resampled where ids are known) and McNemar's test of each refit against the best one on the
+same external samples (hard predictions) and DeLong's test of their AUCs (binary tasks).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench import stats
+from bench.comparisons import ALPHA, N_BOOT, pooled_predictions
+from bench.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS, metric_function
+
+
+@dataclass(kw_only=True)
+class ExternalSection:
+    """One (data set, extraction)'s external test: the ranked table, refit failures and notes."""
+
+    info: dict[str, Any]  # the data set's ``info["external"]``: rule, description, counts, leakage check
+    primary: str
+    table: pd.DataFrame  # rank, model, strategy, kind, ext_<metric>, folds_*, cv_*, optimism, ci_*, mcnemar_p
+    errors: pd.DataFrame
+    best: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def external_key_of(jobs: pd.DataFrame) -> pd.Series:
+    """The external test set key each stored job was run with ("" for none), from its spec."""
+    return jobs.spec.map(lambda s: json.loads(s).get("external", "")) if len(jobs) else pd.Series(dtype=str)
+
+
+def current_jobs(jobs: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+    """Keep natural-ratio jobs run with the data set's current external test set (or with none, if it has none).
+
+    Jobs of another (earlier) external test set stay in the store, so switching back resumes them, but they
+    are not mixed into the tables. Sweep jobs never score an external set and are all kept.
+    """
+    if jobs.empty:
+        return jobs
+    key = (info.get("external") or {}).get("key", "")
+    return jobs[(jobs.ratio != "natural") | (external_key_of(jobs) == key)]
+
+
+def summarise_external(
+    store,
+    *,
+    info: dict[str, Any],
+    cv_ok: pd.DataFrame,
+    refits: pd.DataFrame,
+    table: pd.DataFrame,
+    primary: str,
+    with_stats: bool = True,
+) -> ExternalSection:
+    """The external table of one (data set, extraction).
+
+    Parameters
+    ----------
+    cv_ok : the successful natural-ratio CV jobs of the current external set (their ``extra["external"]``).
+    refits : every stored refit job (``fold = -1``) of this data set and extraction.
+    table : the CV table (``bench.report``), for the CV estimate beside each external score.
+    """
+    ext_info = info["external"]
+    refits = refits[external_key_of(refits) == ext_info["key"]] if len(refits) else refits
+    ok = refits[refits.status == "ok"]
+    errors = refits[refits.status != "ok"][["model", "imbalance", "error"]].sort_values(["model", "imbalance"])
+    lower = primary in LOWER_IS_BETTER
+    fold_scores: dict[tuple[str, str], list[float]] = {}
+    for (model, strategy), grp in cv_ok.groupby(["model", "imbalance"], sort=True):
+        fold_scores[(model, strategy)] = [
+            _num(e["external"]["metrics"].get(primary)) for e in grp.extra if "external" in e
+        ]
+    cv = table.set_index(["model", "strategy"]) if len(table) else pd.DataFrame()
+    kinds = {**dict(zip(zip(refits.model, refits.imbalance), refits.kind)), **_kinds(table)}
+    rows = []
+    for model, strategy in sorted(set(zip(refits.model, refits.imbalance)) | set(fold_scores)):
+        mine = ok[(ok.model == model) & (ok.imbalance == strategy)]
+        metrics = mine.metrics.iloc[0] if len(mine) else {}
+        failed = ((errors.model == model) & (errors.imbalance == strategy)).any()
+        row: dict[str, Any] = {
+            "model": model,
+            "strategy": strategy,
+            "kind": kinds.get((model, strategy), ""),
+            "refit_ok": bool(len(mine)),
+            "refit": "ok" if len(mine) else "failed" if failed else "not run yet",
+        }
+        for m in METRICS:
+            row[f"ext_{m}"] = _num(metrics.get(m))
+        folds = np.array(fold_scores.get((model, strategy), []), dtype=float)
+        finite = folds[np.isfinite(folds)]
+        row["folds_mean"] = float(finite.mean()) if len(finite) else np.nan
+        row["folds_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else np.nan
+        row["folds_n"] = len(finite)
+        in_cv = (model, strategy) in cv.index
+        row["cv_mean"] = float(cv.loc[(model, strategy), f"{primary}_mean"]) if in_cv else np.nan
+        row["cv_std"] = float(cv.loc[(model, strategy), f"{primary}_std"]) if in_cv else np.nan
+        diff = row["cv_mean"] - row[f"ext_{primary}"]
+        row["optimism"] = -diff if lower else diff  # positive: CV looked better than the independent test
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    section = ExternalSection(info=ext_info, primary=primary, table=df, errors=errors)
+    if df.empty:
+        return section
+    score = df[f"ext_{primary}"].fillna(np.inf if lower else -np.inf)
+    df = df.assign(_key=score).sort_values(["_key", "model", "strategy"], ascending=[lower, True, True])
+    df = df.drop(columns="_key").reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    section.table = df
+    if with_stats and len(ok):
+        section.best, section.table, section.notes = _tests(store, df, ok, info, primary)
+    return section
+
+
+def _tests(store, df: pd.DataFrame, ok: pd.DataFrame, info: dict[str, Any], primary: str):
+    """Bootstrap CI of each refit's external score and McNemar's test against the best refit."""
+    classes = info.get("classes", [])
+    positive = classes.index(info["positive_class"]) if info.get("positive_class") in classes else None
+    n_classes = max(len(classes), 2)
+    fn = metric_function(primary, positive=positive if len(classes) == 2 else None, n_classes=n_classes)
+    pooled = pooled_predictions(ok, store.predictions(ok.key.tolist()))
+    samples = store.samples(ok.dataset.iloc[0], ok.extraction.iloc[0])
+    groups = dict(zip(samples.sample_id, samples.grp))
+    done = df[df.refit_ok]
+    best = (done.model.iloc[0], done.strategy.iloc[0]) if len(done) else None
+    notes = []
+    df = df.copy()
+    df["ci_low"] = df["ci_high"] = df["mcnemar_p"] = df["delong_p"] = np.nan
+    binary = positive is not None and len(classes) == 2
+    ref = pooled.get(best) if best else None
+    resampled_groups = False
+    for i, r in df.iterrows():
+        pool = pooled.get((r.model, r.strategy))
+        if pool is None:
+            continue
+        g = np.array([groups.get(s) for s in pool.ids], dtype=object)
+        use = g if all(x is not None for x in g) else None
+        resampled_groups |= use is not None
+        low, high, _ = stats.bootstrap_ci(
+            pool.y_true, np.c_[pool.y_pred, pool.proba], fn, groups=use, n_resamples=N_BOOT, seed=0
+        )
+        df.loc[i, ["ci_low", "ci_high"]] = low, high
+        if ref is not None and (r.model, r.strategy) != best:
+            common, ia, ib = np.intersect1d(ref.ids, pool.ids, return_indices=True)
+            if len(common):
+                df.loc[i, "mcnemar_p"] = stats.mcnemar_test(ref.y_true[ia], ref.y_pred[ia], pool.y_pred[ib]).p_value
+                if binary:
+                    y = ref.y_true[ia] == positive
+                    d = stats.delong_test(y, ref.proba[ia, positive], pool.proba[ib, positive])
+                    df.loc[i, "delong_p"] = d.p_value
+    if not resampled_groups:
+        notes.append("no patient ids known for the external samples: the bootstrap resamples single samples")
+    return best, df, notes
+
+
+def _kinds(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    if table.empty:
+        return {}
+    return dict(zip(zip(table.model, table.strategy), table.kind))
+
+
+def _num(x) -> float:
+    return np.nan if x is None else float(x)
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+
+
+def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int | None = None) -> list[str]:
+    """Markdown lines of the external test table (``shown``: further metrics of the refit, as in the CV table)."""
+    from bench.report import _fmt, _p, _pm
+
+    info, primary = ext.info, ext.primary
+    label = METRIC_LABELS.get(primary, primary)
+    counts = ", ".join(f"{k} {v}" for k, v in info.get("class_counts", {}).items())
+    kind = info.get("group_kind") or "group"
+    groups = f"{info['n_groups']} {kind}s" if info.get("n_groups") else "no patient ids known"
+    dev = f" on all {n_dev} development samples" if n_dev else " on the whole development set"
+    lines = [
+        f"### External test — {label} on an independent test set",
+        "",
+        f"**Test set**: {info.get('description', '')}; {info.get('n_samples')} samples ({counts}), {groups}. "
+        f"**Leakage check**: {info.get('overlap_check', '')}.",
+        "",
+        f"Each model × strategy was refit{dev} with the settings CV used (inner validation split for early "
+        "stopping and threshold tuning, seed derived from the job as in CV) and scored once on this set; rows "
+        "are ranked by that score. *Fold models*: every CV fold's model scored on this set, mean ± std over "
+        "folds. *CV estimate*: the cross-validated score of the table above. *Optimism*: CV estimate minus "
+        f"external score{' (sign flipped for Brier)' if primary in LOWER_IS_BETTER else ''}; positive means "
+        "cross-validation promised more than the independent test delivered. The other metrics are the refit's.",
+        "",
+    ]
+    lines += [f"- {n}" for n in [*info.get("notes", []), *ext.notes]] + ([""] if info.get("notes") or ext.notes else [])
+    if ext.table.empty:
+        return [*lines, "No finished external jobs yet.", ""]
+    tested = "ci_low" in ext.table
+    head = ["#", "model", "strategy", f"{label} external (refit)"]
+    delong = tested and ext.table.delong_p.notna().any()
+    head += ["95% CI", "McNemar p"] if tested else []
+    head += ["DeLong p (AUC)"] if delong else []
+    head += ["fold models", "CV estimate", "optimism"]
+    others = [m for m in shown if m != primary]
+    head += [METRIC_LABELS[m] for m in others]
+    rows = []
+    for r in ext.table.to_dict("records"):
+        row = [r["rank"], r["model"], r["strategy"], _fmt(r[f"ext_{primary}"]) if r["refit_ok"] else r["refit"]]
+        if tested:
+            ci = f"{_fmt(r['ci_low'])}–{_fmt(r['ci_high'])}" if np.isfinite(r["ci_low"]) else "—"
+            best = ext.best == (r["model"], r["strategy"])
+            row += [ci, "best" if best else _p(r["mcnemar_p"])]
+            row += ["best" if best else _p(r["delong_p"])] if delong else []
+        folds = _pm(r["folds_mean"], r["folds_std"])
+        row += [f"{folds} ({r['folds_n']})" if r["folds_n"] else "—", _pm(r["cv_mean"], r["cv_std"])]
+        row += [f"{r['optimism']:+.3f}" if np.isfinite(r["optimism"]) else "—"]
+        row += [_fmt(r[f"ext_{m}"]) for m in others]
+        rows.append(row)
+    lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    if tested:
+        lines += [
+            "*95% CI*: percentile bootstrap "
+            f"({N_BOOT} resamples) of the refit's external {label}, resampling whole {kind}s where ids are known. "
+            "*McNemar p*: McNemar's test of the row's refit against the best refit on the same external samples "
+            "(exact below 25 discordant pairs); *DeLong p*: DeLong's test of the row's AUC against the best refit's "
+            f"on the same samples (binary tasks); `*` marks p < {ALPHA}. The number in brackets after the fold "
+            "models is how many fold models were scored.",
+            "",
+        ]
+    if len(ext.errors):
+        lines += [f"Failed refits ({len(ext.errors)}), kept out of the ranking:", ""]
+        rows = [[r.model, r.imbalance, str(r.error).splitlines()[0][:160]] for r in ext.errors.itertuples()]
+        lines += [tabulate(rows, headers=["model", "strategy", "error"], tablefmt="github"), ""]
+    return lines

@@ -1,0 +1,280 @@
+"""The leaderboard's extraction section: how well segmentation finds the annotated cells, and how models trained
+on segmented cells compare with models trained on manually extracted cells.
+
+Everything comes from the store: each (data set, extraction)'s info record carries the extraction's counts,
+detection quality and overlay outlines (:mod:`datasets.extraction`), and the pooled out-of-fold predictions
+give the comparisons:
+
+- **extraction quality** per data set: annotated, found, matched, missed and unmatched cells, detection
+  precision, recall and F1, Dice and IoU of matched masks where the annotations are masks, time per field;
+- **the same cells**: a matched segmented cell has the id of the annotated cell it matched, so the cells found
+  by both arms are the ids both arms predicted; on them each model × strategy's primary metric per arm, the
+  difference and McNemar's test of the paired predictions;
+- **end to end**: the segmentation arm's predictions plus every annotated cell it missed counted as an error
+  (a cell that is never found is never classified right).
+
+The figure overlays manual (annotations, and the manual arm's crop windows) and segmented outlines on a few
+fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+LABEL_METRICS = ("balanced_accuracy", "accuracy")  # metrics that need only hard predictions (end-to-end scores)
+
+
+@dataclass(kw_only=True)
+class ExtractionSummary:
+    quality: list[dict[str, Any]] = field(default_factory=list)  # one row per data set with a segmentation arm
+    manual: dict[str, dict[str, Any]] = field(default_factory=dict)  # data set -> manual arm's info record
+    compare: dict[str, pd.DataFrame] = field(default_factory=dict)  # data set -> same-cells / end-to-end table
+    primary: dict[str, str] = field(default_factory=dict)
+    overlays: dict[str, dict[str, list]] = field(default_factory=dict)  # data set -> {"segmentation": [...], ...}
+    figures: dict[str, str] = field(default_factory=dict)  # data set -> relative path of the overlay figure
+    notes: list[str] = field(default_factory=list)
+
+
+def summarise_extraction(sections) -> ExtractionSummary:
+    """The extraction section's data from the leaderboard sections (their info records and pooled predictions)."""
+    out = ExtractionSummary()
+    by_ds: dict[str, dict[str, Any]] = {}
+    for s in sections:
+        by_ds.setdefault(s.dataset, {})[s.extraction] = s
+    for ds, arms in sorted(by_ds.items()):
+        seg, man = arms.get("segmentation"), arms.get("manual")
+        for name, s in (("manual", man), ("segmentation", seg)):
+            if s is not None and s.info.get("extraction", {}).get("overlay"):
+                out.overlays.setdefault(ds, {})[name] = s.info["extraction"]["overlay"]
+        if man is not None and man.info.get("extraction"):
+            out.manual[ds] = man.info["extraction"]
+        if seg is None or not seg.info.get("extraction", {}).get("quality"):
+            continue
+        out.quality.append({"dataset": ds, **seg.info["extraction"]["quality"]})
+        if man is not None and man.stats is not None and seg.stats is not None:
+            out.primary[ds] = seg.primary
+            out.compare[ds] = compare_arms(man, seg)
+    return out
+
+
+def compare_arms(man, seg) -> pd.DataFrame:
+    """Per model × strategy: scores on the cells both arms hold, McNemar's test, and the end-to-end score."""
+    from bench import stats
+    from bench.metrics import metric_function
+
+    info = seg.info
+    classes = list(info.get("classes", []))
+    k = max(len(classes), 2)
+    positive = classes.index(info["positive_class"]) if info.get("positive_class") in classes else None
+    primary = seg.primary
+    fn = metric_function(primary, positive=positive if len(classes) == 2 else None, n_classes=k)
+    e2e_metric = primary if primary in LABEL_METRICS else "balanced_accuracy"
+    e2e_fn = metric_function(e2e_metric, positive=None, n_classes=k)
+    missed = info["extraction"].get("missed_by_class", {})
+    missed_y = np.concatenate(
+        [np.full(int(n), classes.index(c), dtype=int) for c, n in missed.items() if c in classes and n] or [[]]
+    ).astype(int)
+    rows = []
+    for key in sorted(set(man.stats.pooled) & set(seg.stats.pooled)):
+        a, b = man.stats.pooled[key], seg.stats.pooled[key]
+        common, ia, ib = np.intersect1d(a.ids, b.ids, return_indices=True)
+        row: dict[str, Any] = {"model": key[0], "strategy": key[1], "n_common": len(common),
+                               "n_manual": len(a.ids), "n_segmentation": len(b.ids)}
+        if len(common):
+            row["manual_same"] = fn(a.y_true[ia], np.c_[a.y_pred[ia], a.proba[ia]])
+            row["segmentation_same"] = fn(b.y_true[ib], np.c_[b.y_pred[ib], b.proba[ib]])
+            row["diff_same"] = row["manual_same"] - row["segmentation_same"]
+            if np.array_equal(a.y_true[ia], b.y_true[ib]):
+                row["mcnemar_p"] = stats.mcnemar_test(a.y_true[ia], a.y_pred[ia], b.y_pred[ib]).p_value
+        wrong = (missed_y + 1) % k  # a missed cell is never classified right
+        y = np.r_[b.y_true, missed_y]
+        pred = np.r_[b.y_pred, wrong]
+        row["segmentation_e2e"] = e2e_fn(y, pred[:, None].astype(float))
+        row["manual_all"] = e2e_fn(a.y_true, a.y_pred[:, None].astype(float))
+        row["e2e_metric"] = e2e_metric
+        row["n_missed"] = len(missed_y)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _f(x, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _p(x) -> str:
+    from bench.comparisons import ALPHA
+
+    if x is None or not np.isfinite(x):
+        return "—"
+    mark = "*" if x < ALPHA else ""
+    return f"<0.001{mark}" if x < 0.001 else f"{x:.3f}{mark}"
+
+
+def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True) -> list[str]:
+    """Markdown lines of the extraction section (nothing when no data set has a field extraction)."""
+    if summary is None or not (summary.quality or summary.manual):
+        return []
+    from bench.metrics import METRIC_LABELS
+
+    lines = ["## Extraction: manual vs automatic segmentation", ""]
+    if summary.quality:
+        lines += [
+            "### Extraction quality — how well segmentation finds the annotated cells",
+            "",
+            "A found cell and an annotated cell match one-to-one (Hungarian assignment) when their masks or boxes "
+            "overlap by the IoU gate, or their centroids lie within the distance gate (in typical cell diameters). "
+            "Precision = matched / found (found cells nobody annotated count against it), recall = matched / "
+            "annotated. Dice and IoU are over matched cells with an annotated mask; *all* counts a missed cell as 0. "
+            "Time per field: segmentation only, one core.",
+            "",
+        ]
+        head = ["data set", "matching", "annotated", "found", "matched", "missed", "unmatched", "precision",
+                "recall", "F1", "recall by class", "cell Dice / IoU", "nucleus Dice (all)"]
+        if timings:
+            head += ["s / field", "fields / s"]
+        rows = []
+        for q in summary.quality:
+            gate = _gate(q)
+            row = [
+                q["dataset"], f"{q.get('match_kind', '')} ({gate})", q["targets"], q["found"], q["matched"],
+                q["missed"], q["unmatched"], _f(q["precision"]), _f(q["recall"]), _f(q["f1"]),
+                ", ".join(f"{c} {_f(v['recall'], 2)}" for c, v in q.get("by_class", {}).items()),
+                f"{_f(q.get('cell_dice'))} / {_f(q.get('cell_iou'))}" if q.get("masks_compared") else "—",
+                f"{_f(q.get('nucleus_dice'))} ({_f(q.get('nucleus_dice_all'))})" if q.get("nucleus_dice") else "—",
+            ]  # fmt: skip
+            if timings:
+                row += [_f(q.get("seconds_per_field"), 3), _f(q.get("fields_per_second"), 1)]
+            rows.append(row)
+        lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    for ds, m in sorted(summary.manual.items()):
+        excluded = m.get("excluded") or {}
+        lines += [
+            f"- {ds}, manual: {m.get('cells')} cells from {m.get('fields')} fields ({m.get('windows', '')})"
+            + (f"; annotations of other labels left out: {', '.join(f'{k} {v}' for k, v in excluded.items())}"
+               if excluded else ""),
+        ]
+    if summary.manual:
+        lines.append("")
+    for ds, rel in sorted(summary.figures.items()):
+        lines += [
+            f"**Figure**: {ds} — manual (annotation: red dots, circles or boxes; manual crop windows: dashed) and "
+            "segmented outlines (green: matched an annotation; orange: no annotation) on a few fields.",
+            "",
+            f"![{ds} extraction overlay]({rel})",
+            "",
+        ]
+    for ds, df in sorted(summary.compare.items()):
+        if df.empty:
+            continue
+        label = METRIC_LABELS.get(summary.primary[ds], summary.primary[ds])
+        e2e = METRIC_LABELS.get(df.e2e_metric.iloc[0], df.e2e_metric.iloc[0])
+        lines += [
+            f"### {ds}: the same cells, and segmentation end to end",
+            "",
+            f"*Same cells*: {label} of each arm's pooled out-of-fold predictions on the cells both arms hold (a "
+            "segmented cell that matched an annotation is that annotated cell), Δ = manual − segmentation, "
+            "McNemar's test on the paired hard predictions (`*`: p < 0.05). *End to end*: the segmentation arm's "
+            f"{e2e} with each of the {int(df.n_missed.iloc[0])} annotated cells it missed counted as misclassified; "
+            f"*manual, all*: the manual arm's pooled {e2e}. Each arm has its own field-disjoint folds (their cells "
+            "differ), so per-fold tests do not pair across arms.",
+            "",
+        ]
+        rows = [
+            [r.model, r.strategy, r.n_common, _f(r.get("manual_same")), _f(r.get("segmentation_same")),
+             f"{r['diff_same']:+.3f}" if np.isfinite(r.get("diff_same", np.nan)) else "—", _p(r.get("mcnemar_p")),
+             _f(r.manual_all), _f(r.segmentation_e2e)]
+            for _, r in df.iterrows()
+        ]  # fmt: skip
+        lines += [
+            tabulate(
+                rows,
+                headers=["model", "strategy", "cells", "manual (same)", "segmentation (same)", "Δ", "McNemar p",
+                         f"manual, all ({e2e})", f"segmentation end to end ({e2e})"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    return lines
+
+
+def _gate(q: dict[str, Any]) -> str:
+    kind = q.get("match_kind", "")
+    return q.get("gate") or ("distance" if kind == "centroid" else "IoU")
+
+
+def draw_extraction_figures(summary: ExtractionSummary | None, out_dir: Path) -> None:
+    """Draw one overlay figure per data set into ``out_dir/figures``; record relative links on ``summary``."""
+    if summary is None:
+        return
+    fig_dir = Path(out_dir) / "figures"
+    for ds, arms in sorted(summary.overlays.items()):
+        path = overlay_figure(arms, fig_dir / f"{ds}-extraction_overlay.png")
+        if path is not None:
+            summary.figures[ds] = path.resolve().relative_to(Path(out_dir).resolve()).as_posix()
+
+
+def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: int = 900) -> Path | None:
+    """Fields with manual and segmented outlines (one panel per field), from the overlay records of the arms."""
+    import cv2
+    import matplotlib
+    from matplotlib.patches import Circle, Polygon, Rectangle
+
+    from bench.figures import STYLE, _figure, _save
+
+    seg = {o["field"]: o for o in arms.get("segmentation", [])}
+    man = {o["field"]: o for o in arms.get("manual", [])}
+    fields = list(seg) or list(man)
+    if not fields:
+        return None
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = _figure(4.2 * len(fields), 3.6)
+        axes = np.atleast_1d(fig.subplots(1, len(fields)))
+        for ax, fid in zip(axes, fields):
+            rec = seg.get(fid) or man.get(fid)
+            w, h = int(rec["width"]), int(rec["height"])
+            s = min(1.0, width / w)
+            img = _thumbnail(rec["image"], (w, h), s, cv2)
+            ax.imshow(img if img is not None else np.full((int(h * s), int(w * s), 3), 235, np.uint8))
+            if img is None:
+                ax.text(0.5, 0.5, "image not available", transform=ax.transAxes, ha="center")
+            for o in (man.get(fid) or {}).get("outlines", []):
+                if o["kind"] == "window":
+                    x0, y0, x1, y1 = (v * s for v in o["box"])
+                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="tab:red", lw=0.8, ls="--"))
+            for o in (seg.get(fid) or man.get(fid) or {}).get("outlines", []):
+                kind = o["kind"]
+                if kind == "centroid":
+                    x, y = (v * s for v in o["centroid"])
+                    ax.add_patch(Circle((x, y), o.get("radius", 20) * s, fill=False, ec="tab:red", lw=0.8))
+                    ax.plot([x], [y], ".", color="tab:red", ms=3)
+                elif kind == "box":
+                    x0, y0, x1, y1 = (v * s for v in o["box"])
+                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="tab:red", lw=0.9))
+                elif kind == "mask" and o.get("polygon"):
+                    ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec="tab:red", lw=0.9))
+                elif kind == "found" and o.get("polygon"):
+                    colour = "tab:green" if o.get("matched") else "tab:orange"
+                    ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec=colour, lw=1.0))
+            ax.set(title=fid, xticks=[], yticks=[])
+        return _save(fig, path)
+
+
+def _thumbnail(image_path: str, size: tuple[int, int], scale: float, cv2):
+    p = Path(image_path)
+    if not p.is_file():
+        return None
+    data = np.fromfile(p, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None or (img.shape[1], img.shape[0]) != tuple(size):
+        return None
+    out = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    img = cv2.resize(img, out, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,182 @@
+"""Shared helpers of the field data sets (whole images with per-cell annotations).
+
+Reading centroid (``.xyc``) files, checking annotations against the image bounds, the ``on_bad_annotation``
+policy (raise, or skip and count: a field without annotations, an annotation outside the image, an unreadable
+annotation file or line) and building the :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from bench.errors import ConfigError, DataError
+from bench.types import Annotation, Dataset, DatasetInfo, Field
+from datasets.registry import fingerprint_files
+
+ON_BAD_ANNOTATION = ("raise", "skip")
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_XYC_LINE = re.compile(rf"\s*({_NUMBER})[\s,;]+({_NUMBER})\s*")
+
+
+def check_field_options(name: str, options: Mapping[str, object], *, on_bad_annotation: str, allowed=()) -> None:
+    """Refuse unknown loader options and a bad ``on_bad_annotation`` value, naming the allowed ones."""
+    if options:
+        known = ", ".join(("on_bad_annotation", *allowed))
+        raise ConfigError(
+            f"unknown option(s) for data set {name!r}: {', '.join(sorted(options))}; allowed options: {known}"
+        )
+    if on_bad_annotation not in ON_BAD_ANNOTATION:
+        raise ConfigError(
+            f"data set {name!r}: on_bad_annotation={on_bad_annotation!r} is not allowed; use one of "
+            f"{', '.join(map(repr, ON_BAD_ANNOTATION))}"
+        )
+
+
+class BadAnnotations:
+    """The ``on_bad_annotation`` policy: raise a :class:`DataError` on a bad annotation, or skip and count it.
+
+    Parameters
+    ----------
+    dataset
+        Data set name (in messages).
+    policy
+        ``"raise"`` or ``"skip"``.
+    """
+
+    def __init__(self, dataset: str, policy: str):
+        self.dataset, self.policy = dataset, policy
+        self.skipped: list[tuple[str, str]] = []
+
+    def __call__(self, where: str, problem: str, message: str) -> None:
+        """Report a problem: ``where`` names the file (and line), ``problem`` is a short kind, ``message`` says
+        what is wrong and what is allowed."""
+        if self.policy == "raise":
+            raise DataError(
+                f"data set {self.dataset!r}: {message} (load with on_bad_annotation='skip', e.g. "
+                f"`on_bad_annotation = \"skip\"` in the suite's [datasets.{self.dataset}] table or "
+                "`--on-bad-annotation skip`, to skip it and count it)"
+            )
+        self.skipped.append((where, problem))
+
+    def notes(self) -> list[str]:
+        if not self.skipped:
+            return []
+        kinds = Counter(problem for _, problem in self.skipped)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        first = ", ".join(w for w, _ in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+        return [f"{len(self.skipped)} bad annotation(s) skipped (on_bad_annotation='skip'): {summary}; e.g. {first}"]
+
+
+def read_xyc(path: Path, *, bad: BadAnnotations) -> list[tuple[int, float, float]]:
+    """The centroids of an ALL-IDB ``.xyc`` file as (line number, x, y); blank lines are ignored.
+
+    Each line holds ``x y`` in full-resolution pixels (tab- or space-separated). A line that is not two
+    numbers, or a file that cannot be decoded, goes to ``bad``.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        bad(str(path), "unreadable .xyc file", f"cannot read the centroid file {path}: {exc}")
+        return []
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        m = _XYC_LINE.fullmatch(line)
+        if m is None:
+            bad(
+                f"{path.name}:{n}",
+                "unreadable .xyc line",
+                f"{path}, line {n}: {line.strip()[:60]!r} is not a centroid; each line must be 'x y' (two numbers, "
+                "pixel coordinates)",
+            )
+            continue
+        out.append((n, float(m[1]), float(m[2])))
+    return out
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def centroid_inside(x: float, y: float, size: tuple[int, int]) -> bool:
+    w, h = size
+    return 0 <= x < w and 0 <= y < h
+
+
+def box_problem(box: tuple[float, float, float, float], size: tuple[int, int]) -> str | None:
+    """Why a box (x0, y0, x1, y1) is unusable in an image of ``size`` (width, height), or ``None``."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    if x1 <= x0 or y1 <= y0:
+        return "empty box"
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        return "box outside the image"
+    return None
+
+
+def make_field_dataset(
+    info: DatasetInfo,
+    root: Path,
+    fields: Sequence[Field],
+    *,
+    files: Iterable[Path],
+    extra: Iterable[str] = (),
+    notes: Iterable[str] = (),
+) -> Dataset:
+    """Check the fields and build a field :class:`Dataset` whose fingerprint covers ``files`` (images and
+    annotation files) and ``extra`` (options that change the annotations).
+
+    Raises
+    ------
+    DataError
+        If there are no fields, two fields share an id, or fewer than two classes are annotated.
+    """
+    fields = sorted(fields, key=lambda f: f.id)
+    if not fields:
+        raise DataError(f"data set {info.name!r}: no annotated fields found under {root}; expected {info.layout}")
+    seen: dict[str, Path] = {}
+    for f in fields:
+        if f.id in seen:
+            raise DataError(
+                f"data set {info.name!r}: field {f.id!r} appears twice: {seen[f.id]} and {f.image_path}; "
+                "point the data root at one copy"
+            )
+        seen[f.id] = f.image_path
+    present = sorted({a.label for f in fields for a in f.annotations if a.label in info.classes})
+    if len(present) < 2:
+        raise DataError(
+            f"data set {info.name!r} at {root}: annotations of {len(present)} class(es) found "
+            f"({', '.join(present) or 'none'}); at least two of {', '.join(info.classes)} are needed"
+        )
+    return Dataset(
+        name=info.name,
+        classes=info.classes,
+        positive_class=info.positive_class,
+        info=info,
+        fingerprint=fingerprint_files(sorted(set(files)), extra=[info.name, *extra]),
+        fields=tuple(fields),
+        root=root,
+        notes=tuple(notes),
+    )
+
+
+def annotation_counts(fields: Iterable[Field]) -> dict[str, int]:
+    """Annotations per label over ``fields``."""
+    return dict(Counter(a.label for f in fields for a in f.annotations))
+
+
+def centroid_annotation(label: str, x: float, y: float, **meta) -> Annotation:
+    return Annotation(label=label, centroid=(x, y), meta=meta)
