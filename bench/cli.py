@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a bad annotation (unreadable file or line, outside the image, a field without any): stop with "
         "its name (raise), or skip it and count it (skip) [raise]",
     )
+    xt.add_argument(
+        "--on-bad-image",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on a field whose image cannot be read: stop with its name (raise), or skip it and count it [raise]",
+    )
     xt.add_argument("--jobs", type=int, help="worker processes for the fields [1]")
     xt.add_argument("--quiet", action="store_true", help="no progress bar")
     xt.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
@@ -406,7 +412,12 @@ def cmd_extract(args) -> int:
         options.setdefault("on_bad_annotation", args.on_bad_annotation)
     dataset = load_dataset(args.dataset, data_root=data_root(args.data_root), **options)
     extracted = run_extraction(
-        args.method, dataset, options=parse_options(args.param), progress=not args.quiet, n_jobs=args.jobs
+        args.method,
+        dataset,
+        options=parse_options(args.param),
+        progress=not args.quiet,
+        n_jobs=args.jobs,
+        on_bad_image=args.on_bad_image,
     )
     out = export_extraction(extracted, Path(args.out))
     overlays = {args.method: extracted.info.get("overlay", [])}

@@ -122,7 +122,14 @@ def section_stats(
                     row["mcnemar_p"] = m.p_value
         rows.append(row)
     df = pd.DataFrame(rows)
-    scores = {f"{m} / {s}": v.to_numpy() for (m, s), v in per_fold.items() if (m, s) in set(zip(df.model, df.strategy))}
+    shown = set(zip(df.model, df.strategy))
+    # Wilcoxon pairs folds by position: rows missing a fold of the best row's (an unfinished run) are left out
+    folds = per_fold[best].index if best in per_fold else None
+    scores = {
+        f"{m} / {s}": v.reindex(folds).to_numpy()
+        for (m, s), v in per_fold.items()
+        if (m, s) in shown and folds is not None and set(v.index) >= set(folds)
+    }
     if len(scores) > 1:
         w = stats.wilcoxon_holm({k: sign * v for k, v in scores.items()}, best=f"{best[0]} / {best[1]}")
         wmap = dict(zip(w.model, w.p_holm))

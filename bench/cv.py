@@ -67,8 +67,12 @@ def make_folds(
     seed: int = 0,
     context: str = "",
     duplicates: Sequence[str | None] | None = None,
+    group_kind: str | None = None,
 ) -> Folds:
     """Compute folds for samples with class indices ``y``.
+
+    ``group_kind`` names what the groups are in the description ("field-disjoint" where the groups are fields,
+    e.g. ALL-IDB1; patient-disjoint otherwise).
 
     ``duplicates`` gives each sample's content key (e.g. a hash of its pixels; ``None`` = unknown): samples
     with the same key are kept on the same side of every k-fold split, by merging their groups (or, without
@@ -111,8 +115,9 @@ def make_folds(
                 continue
             tests.extend(_kfold(y, grp if scheme == "group_kfold" else None, n_splits, seed + rep, where))
         if scheme == "group_kfold":
+            unit = group_kind if group_kind in ("field", "slide", "image") else "patient"
             description = (
-                f"patient-disjoint StratifiedGroupKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}, "
+                f"{unit}-disjoint StratifiedGroupKFold, {n_splits} folds × {repeats} repeat(s), seed {seed}, "
                 f"{len(set(grp))} groups"
             )
         else:

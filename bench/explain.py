@@ -237,6 +237,7 @@ def explain_job(
             "explained": task.classes[explained[k]],
             "correct": bool(y_true[k] == y_pred[k]),
             "proba": [round(float(v), 4) for v in preds.proba[k]],
+            "p_predicted": round(float(preds.proba[k][y_pred[k]]), 4),
         }
         if regions:
             cell["nucleus_energy"] = {m: _round(regions["energy"][m]["nucleus"][k]) for m in explainer.methods}
@@ -490,29 +491,30 @@ def draw_gallery(
     (scaled to its own maximum; guided maps to their 99th percentile) over the image."""
     import matplotlib
 
-    from bench.figures import STYLE, _figure, _save
+    from bench.figures import STYLE, _figure
     from models.cam import LABELS, normalise
 
     shown = {m: normalise(v, percentile=99.0 if m.startswith("guided") else 100.0) for m, v in maps.items()}
     rows, cols = len(cells), 1 + len(maps)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(1.55 * cols + 0.6, 1.55 * max(rows, 1) + 0.5)
+        fig = _figure(1.3 * cols + 0.6, 1.3 * max(rows, 1) + 0.5)
         axes = np.atleast_2d(fig.subplots(max(rows, 1), cols, squeeze=False))
         for i, cell in enumerate(cells):
             ax = axes[i, 0]
-            ax.imshow(images[i])
+            ax.imshow(images[i], interpolation="nearest")  # blocky pixels keep the PNG small
             if outlines is not None:
                 ax.contour(outlines[1][i], levels=[0.5], colors="white", linewidths=0.6)
                 ax.contour(outlines[0][i], levels=[0.5], colors="cyan", linewidths=0.6)
             mark = "correct" if cell["correct"] else "WRONG"
-            p = max(cell["proba"])
+            p = cell.get("p_predicted", max(cell["proba"]))
             ax.set_ylabel(
-                f"{cell['sample_id'][-18:]}\ntrue {cell['true']}\npred {cell['predicted']} ({p:.2f}) {mark}", fontsize=7
+                f"{cell['sample_id'][-18:]}\ntrue {cell['true']}\npred {cell['predicted']} ({p:.2f})\n{mark}",
+                fontsize=6,
             )
             for j, m in enumerate(maps, start=1):
                 ax = axes[i, j]
-                ax.imshow(images[i])
-                ax.imshow(shown[m][i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+                ax.imshow(images[i], interpolation="nearest")
+                ax.imshow(shown[m][i], cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
                 if "nucleus_energy" in cell and cell["nucleus_energy"].get(m) is not None:
                     ax.text(
                         1,
@@ -531,7 +533,21 @@ def draw_gallery(
         if not cells:
             axes[0, 0].text(0.5, 0.5, "no test cells", ha="center", va="center")
         fig.suptitle(title, fontsize=8)
-        return _save(fig, path)
+        return _save_palette(fig, path)
+
+
+def _save_palette(fig, path: Path) -> Path:
+    """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
+    from PIL import Image
+
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    image.save(tmp, format="PNG", optimize=True)
+    tmp.replace(path)
+    return path
 
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> Path:
@@ -634,11 +650,13 @@ def render_galleries(
             rows.append(["*area*", _ms(a["nucleus"]), _ms(a["cytoplasm"]), _ms(a["outside"]), "", ""])
         lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
         n_sanity = max(first["methods"][m]["n"] + first["methods"][m]["n_constant"] for m in g["methods"])
-        note = (
-            f"Sanity check on {n_sanity} test cells; cascade re-initialised "
-            + ", ".join(f"`{p}`" for p in last["layers"])
-            + "."
+        layers = last["layers"]
+        cascade = (
+            ", ".join(f"`{p}`" for p in layers)
+            if len(layers) <= 4
+            else f"{len(layers)} weighted layers from `{layers[0]}` down to `{layers[-1]}`"
         )
+        note = f"Sanity check on {n_sanity} test cells; cascade re-initialised {cascade}."
         if energy:
             note += f" Energy over {energy['n_cells']} test cells; regions from {'; '.join(energy['source'])}."
         lines += [note, ""]
@@ -666,9 +684,12 @@ def _side_by_side(importance: Mapping[str, pd.DataFrame], galleries: Sequence[Ma
         if e and e["nucleus"]["mean"] is not None:
             a = g["energy"]["area_share"]["nucleus"]["mean"]
             lines.append(
-                f"- {g['model']} / {g['strategy']}: Grad-CAM energy in the nucleus {e['nucleus']['mean']:.0%} "
+                f"- {g['model']} / {g['strategy']} (`{g['target_layer'].rsplit('/', 1)[-1]}`): Grad-CAM energy in the "
+                f"nucleus {e['nucleus']['mean']:.0%} "
                 f"(nucleus area {a:.0%} of the image), in the cytoplasm {e['cytoplasm']['mean']:.0%}"
             )
+        elif not g.get("energy"):
+            lines.append(f"- {g['model']} / {g['strategy']}: no nucleus masks for these images, so no energy shares")
     return [*lines, ""]
 
 

@@ -235,7 +235,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
     if not fields:
         return None
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(4.2 * len(fields), 3.6)
+        fig = _figure(5.0 * len(fields), 4.0)
         axes = np.atleast_1d(fig.subplots(1, len(fields)))
         for ax, fid in zip(axes, fields):
             rec = seg.get(fid) or man.get(fid)
@@ -263,7 +263,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
                 elif kind == "found" and o.get("polygon"):
                     colour = "tab:green" if o.get("matched") else "tab:orange"
                     ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec=colour, lw=1.0))
-            ax.set(title=fid, xticks=[], yticks=[])
+            ax.set(title=fid, xticks=[], yticks=[], xlim=(0, w * s), ylim=(h * s, 0))
         return _save(fig, path)
 
 

@@ -138,6 +138,8 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
 
 def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.DataFrame:
     rows = []
+    # every row ran (or should have run) on all folds of the section: a stopped run shows as k/K, not k/k
+    n_folds = int(all_rows.fold.max()) + 1 if len(all_rows) else 0
     for (model, strategy), grp in all_rows.groupby(["model", "imbalance"], sort=True):
         good = ok[(ok.model == model) & (ok.imbalance == strategy)]
         row: dict[str, Any] = {
@@ -145,7 +147,7 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
             "strategy": strategy,
             "kind": grp.kind.iloc[0],
             "folds_ok": len(good),
-            "folds": len(grp),
+            "folds": max(n_folds, len(grp)),
         }
         for m in METRICS:
             vals = np.array([_num(x.get(m)) for x in good.metrics], dtype=float)
@@ -169,6 +171,8 @@ def _importances(ok: pd.DataFrame) -> dict[str, pd.DataFrame]:
     from bench.importance import feature_family
 
     out = {}
+    if ok.empty:
+        return out
     with_imp = ok[ok.extra.map(lambda e: "importance" in e)]
     for (model, strategy), grp in with_imp.groupby(["model", "imbalance"], sort=True):
         perm = pd.DataFrame([e["importance"]["permutation"] for e in grp.extra])

@@ -87,7 +87,12 @@ def prepare(
         source = load_external(name, test, data_root=data_root) if test is not None else None
         for extraction in extractions:
             extracted = run_extraction(
-                extraction, dataset, options=extraction_options.get(extraction), progress=progress, n_jobs=workers
+                extraction,
+                dataset,
+                options=extraction_options.get(extraction),
+                progress=progress,
+                n_jobs=workers,
+                on_bad_image=on_bad_image,
             )
             samples = extracted.samples
             # cells cut from fields: caches key on the extraction (its parameters), not only on the data
@@ -230,6 +235,7 @@ def _prepare_one(
         seed=suite.seed,
         context=context,
         duplicates=dups.keys if dups.n_sets else None,
+        group_kind=dataset.info.group_kind,
     )
     positive = index[dataset.positive_class] if dataset.positive_class is not None and len(classes) == 2 else None
     task = TaskData(
@@ -328,7 +334,7 @@ def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]],
             if p.info["positive_class"] is None or len(p.info["classes"]) != 2:
                 notes.append(f"{p.dataset}: imbalance sweep skipped — it applies to binary tasks only")
                 continue
-            for model in suite.sweep_models or suite.models:
+            for model in suite.models if suite.sweep_models is None else suite.sweep_models:
                 for strategy in suite.sweep_strategies:
                     for ratio in suite.sweep_ratios:
                         add(p, model, strategy, ratio)

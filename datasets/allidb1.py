@@ -178,7 +178,12 @@ def load(root: Path, *, on_bad_annotation: str = "raise", screen_platelets: bool
             "extractions (screen_platelets; see datasets.allidb1)"
         )
     return make_field_dataset(
-        INFO, root, fields, files=files, extra=[f"screen={screen_platelets}", f"bad={on_bad_annotation}"], notes=notes
+        INFO,
+        root,
+        fields,
+        files=files,
+        extra=[f"screen={screen_platelets}:{SCREEN_DIAMETER}:{SCREEN_RING}:{SCREEN_COVER}", f"bad={on_bad_annotation}"],
+        notes=notes,
     )
 
 

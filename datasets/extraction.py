@@ -56,6 +56,7 @@ EXTRACTIONS: Registry[Extractor] = Registry("extraction")
 EXTRACTION_VERSION = 1
 OPTION_TABLES = ("manual", "segmentation")  # per-extraction option tables of a suite's data set entry
 COMPLETE = "COMPLETE"
+STALE_TMP_S = 3600.0  # temporary build folders older than this are from killed runs
 OVERLAY_FIELDS = 3
 INDEX_COLUMNS = (
     "sample_id", "field", "group", "label", "annotation", "status", "x0", "y0", "x1", "y1", "cx", "cy",
@@ -192,9 +193,16 @@ def run_extraction(
     options: Mapping[str, Any] | None = None,
     progress: bool = True,
     n_jobs: int | None = None,
+    on_bad_image: str = "raise",
 ) -> Extracted:
-    """Run extraction ``name`` on ``dataset`` (from its crop cache when present)."""
-    result = EXTRACTIONS[name](dataset, options=options, progress=progress, n_jobs=n_jobs)
+    """Run extraction ``name`` on ``dataset`` (from its crop cache when present).
+
+    ``on_bad_image``: ``"raise"`` stops at a field whose image cannot be read, naming it; ``"skip"`` leaves such
+    fields out and counts them in the notes.
+    """
+    if on_bad_image not in ("raise", "skip"):
+        raise ConfigError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    result = EXTRACTIONS[name](dataset, options=options, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
     if isinstance(result, Extracted):
         return result
     return Extracted(samples=tuple(result), fingerprint=dataset.fingerprint)
@@ -212,17 +220,19 @@ def given(dataset: Dataset, **options) -> tuple[Sample, ...]:
 
 
 @EXTRACTIONS.register("manual")
-def manual(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None, **_) -> Extracted:
+def manual(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None,
+           on_bad_image: str = "raise", **_) -> Extracted:
     """Cells cut from the annotations (see the module docstring)."""
     params = resolve_options(dataset.name, "manual", options)
-    return _extract(dataset, "manual", params, progress=progress, n_jobs=n_jobs)
+    return _extract(dataset, "manual", params, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
 
 
 @EXTRACTIONS.register("segmentation")
-def segmentation(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None, **_) -> Extracted:
+def segmentation(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None,
+                 on_bad_image: str = "raise", **_) -> Extracted:
     """Cells found automatically and matched to the annotations (see the module docstring)."""
     params = resolve_options(dataset.name, "segmentation", options)
-    return _extract(dataset, "segmentation", params, progress=progress, n_jobs=n_jobs)
+    return _extract(dataset, "segmentation", params, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
 
 
 # -- the crop cache -----------------------------------------------------------------------------------------
@@ -243,10 +253,12 @@ def _canonical(params) -> dict[str, Any]:
     return asdict(params)
 
 
-def extraction_key(dataset: Dataset, method: str, params) -> str:
+def extraction_key(dataset: Dataset, method: str, params, *, on_bad_image: str = "raise") -> str:
     defaults = DEFAULTS.get(dataset.name, FieldDefaults())
+    extra = {"on_bad_image": on_bad_image} if on_bad_image != "raise" else {}
     return stable_hash(
         {
+            **extra,
             "data": dataset.fingerprint,
             "method": method,
             "params": _canonical(params),
@@ -258,7 +270,9 @@ def extraction_key(dataset: Dataset, method: str, params) -> str:
     )
 
 
-def _extract(dataset: Dataset, method: str, params, *, progress: bool, n_jobs: int | None) -> Extracted:
+def _extract(
+    dataset: Dataset, method: str, params, *, progress: bool, n_jobs: int | None, on_bad_image: str
+) -> Extracted:
     from bench.paths import cache_dir
 
     if not dataset.fields:
@@ -266,11 +280,11 @@ def _extract(dataset: Dataset, method: str, params, *, progress: bool, n_jobs: i
             f"data set {dataset.name!r} has no whole fields to extract cells from (extraction {method!r}); "
             "use the extraction 'given'"
         )
-    key = extraction_key(dataset, method, params)
+    key = extraction_key(dataset, method, params, on_bad_image=on_bad_image)
     parent = cache_dir() / "extractions"
     final = parent / f"{dataset.name}-{method}-{key}"
     if not (final / COMPLETE).is_file():
-        _build(dataset, method, params, final, progress=progress, n_jobs=n_jobs)
+        _build(dataset, method, params, final, progress=progress, n_jobs=n_jobs, skip_bad=on_bad_image == "skip")
     return read_extraction(final, dataset=dataset, fingerprint=key)
 
 
@@ -307,17 +321,25 @@ def read_extraction(folder: Path, *, dataset: Dataset | None = None, fingerprint
     )
 
 
-def _build(dataset: Dataset, method: str, params, final: Path, *, progress: bool, n_jobs: int | None) -> None:
+def _build(
+    dataset: Dataset, method: str, params, final: Path, *, progress: bool, n_jobs: int | None, skip_bad: bool
+) -> None:
     from tqdm.auto import tqdm
 
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".tmp-{final.name}-*"):  # left by a killed run
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
     (tmp / "cells").mkdir(parents=True)
     white = DEFAULTS.get(dataset.name, FieldDefaults()).white
     targets = tuple(c for c in dataset.classes if white is None or c in white)
     overlay_ids = _overlay_fields(dataset)
     job = _FieldJob(method=method, params=params, classes=tuple(dataset.classes), targets=targets, folder=tmp,
-                    overlay=frozenset(overlay_ids))
+                    overlay=frozenset(overlay_ids), skip_bad=skip_bad)
     try:
         results = []
         bar = tqdm(total=len(dataset.fields), desc=f"{method} {dataset.name}", unit="field", disable=not progress,
@@ -328,7 +350,17 @@ def _build(dataset: Dataset, method: str, params, final: Path, *, progress: bool
                 bar.update(1)
         finally:
             bar.close()
+        unreadable = [(r.field, r.error) for r in results if r.error]
+        results = [r for r in results if not r.error]
+        if not results:
+            raise DataError(f"{method} {dataset.name}: no readable field (e.g. {unreadable[0][1]})")
         info = _summarise(dataset, method, params, results, targets=targets, overlay_ids=overlay_ids)
+        if unreadable:
+            info["unreadable_fields"] = [f for f, _ in unreadable]
+            info["notes"].append(
+                f"{len(unreadable)} field(s) with an unreadable image skipped (--on-bad-image skip): "
+                + ", ".join(f for f, _ in unreadable[:5])
+            )
         info["key"] = final.name.rsplit("-", 1)[-1]
         rows = [r for out in results for r in out.rows]
         with (tmp / "index.csv").open("w", newline="") as fh:
@@ -377,6 +409,7 @@ class _FieldResult:
     rows: list[dict[str, Any]]
     stats: dict[str, Any]
     overlay: dict[str, Any] | None = None
+    error: str | None = None  # the field's image could not be read (skipped on request)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,11 +422,17 @@ class _FieldJob:
     targets: tuple[str, ...]
     folder: Path
     overlay: frozenset[str]
+    skip_bad: bool = False
 
     def __call__(self, f: Field) -> _FieldResult:
         from datasets.io import read_image
 
-        image = read_image(f.image_path)
+        try:
+            image = read_image(f.image_path)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise DataError(f"field {f.id}: {exc} (use --on-bad-image skip to skip unreadable fields)") from None
+            return _FieldResult(field=f.id, rows=[], stats={}, error=str(exc))
         masks = _AnnotationMasks(f, image.shape[:2])
         if self.method == "manual":
             return self._manual(f, image, masks)

@@ -20,9 +20,11 @@ The pipeline (:func:`segment_field`), in order:
 4. **Splitting touching cells.** A marker-controlled watershed (:func:`skimage.segmentation.watershed`) on a
    relief that adds the smoothed distance transform of the mask (in cell radii) and ``intensity_weight`` times
    the smoothed stain (dense nuclei are brighter than the rims where cells touch); markers are its local maxima
-   at least ``seed_distance`` cell diameters apart (:func:`skimage.feature.peak_local_max`). Adjacent pieces
-   whose union is convex (solidity >= ``merge_solidity``) and not larger than the largest allowed cell are
-   merged again (a textured nucleus split in two).
+   at least ``seed_distance`` cell diameters apart (:func:`skimage.feature.peak_local_max`). Regions that still
+   look like clumps (larger than the largest cell, or non-convex and larger than 1.5 cells) are split again on
+   their own distance transform with markers half as far apart (``split_clumps``). Adjacent pieces whose union
+   is convex (solidity >= ``merge_solidity``) and not larger than the largest allowed cell are merged again (a
+   textured nucleus split in two).
 5. **Size filter.** Regions whose equivalent diameter lies outside ``[min_diameter, max_diameter]`` typical
    diameters are dropped: platelets and debris below, unsplit clumps above.
 6. **Full-resolution outline and nucleus.** Each cell's outline is refined on the full-resolution image (the
@@ -86,6 +88,8 @@ class SegmentationParams:
         Weight of the stain against the distance transform in the watershed relief (0 = distance only).
     merge_solidity
         Adjacent pieces whose union has at least this solidity are merged (above 1: never).
+    split_clumps
+        Split again the regions that look like several cells (see :func:`split_clumps`).
     cytoplasm
         Grow each cell over the pale cytoplasm around its stained part (see :func:`_add_cytoplasm`).
     keep
@@ -104,6 +108,7 @@ class SegmentationParams:
     seed_distance: float = 0.35
     intensity_weight: float = 0.5
     merge_solidity: float = 0.93
+    split_clumps: bool = True
     cytoplasm: bool = False
     keep: Literal["all", "central"] = "all"
 
@@ -116,7 +121,7 @@ class SegmentationParams:
                 f"cell_diameter is a fraction of the image side with diameter_unit='image'; got {self.cell_diameter!r}"
             )
         _number(self, "work_diameter", 8.0, 256.0)
-        for flag in ("adapt_scale", "cytoplasm"):
+        for flag in ("adapt_scale", "split_clumps", "cytoplasm"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         _number(self, "min_diameter", 0.0, 10.0)
@@ -342,6 +347,8 @@ def _detect(image: np.ndarray, background: np.ndarray, diameter: float, p: Segme
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = watershed(-relief, markers, mask=fg)
     largest = math.pi * (p.max_diameter * wd / 2) ** 2
+    if p.split_clumps:
+        labels = split_clumps(labels, wd=wd, largest=largest, smallest=math.pi * (p.min_diameter * wd / 2) ** 2)
     t_cell = None
     if p.cytoplasm:
         labels, t_cell = _add_cytoplasm(small, background, labels, wd=wd, p=p)
@@ -401,6 +408,43 @@ def _add_cytoplasm(small, background, labels, *, wd: float, p: SegmentationParam
     grown[~reach] = 0
     grown[stained] = labels[stained]
     return grown, t_cell
+
+
+def split_clumps(labels: np.ndarray, *, wd: float, largest: float, smallest: float) -> np.ndarray:
+    """Split again the regions that look like several cells: larger than ``largest``, or larger than 1.5 typical
+    cells and not convex (solidity under 0.9). Each is cut by a watershed on its own distance transform with
+    markers half as far apart (0.25 typical diameters); the cut is kept when every piece is at least ``smallest``.
+    """
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    typical = math.pi * (wd / 2) ** 2
+    out = labels.copy()
+    n = int(labels.max())
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        region = labels[sl] == k
+        area = int(np.count_nonzero(region))
+        if not (area > largest or (area > 1.5 * typical and solidity(region) < 0.9)):
+            continue
+        padded = np.pad(region, 1)
+        dist = cv2.GaussianBlur(ndi.distance_transform_edt(padded).astype(np.float32), (0, 0), max(0.5, 0.05 * wd))
+        peaks = peak_local_max(dist, min_distance=max(1, round(0.25 * wd)), labels=padded.view(np.uint8),
+                               threshold_abs=0.25 * wd / 2, exclude_border=False)
+        if len(peaks) < 2:
+            continue
+        markers = np.zeros(padded.shape, np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        pieces = watershed(-dist, markers, mask=padded)[1:-1, 1:-1]
+        sizes = np.bincount(pieces.ravel(), minlength=len(peaks) + 1)[1:]
+        if (sizes < smallest).any():
+            continue
+        sub = out[sl]
+        for j in range(1, len(peaks)):  # piece 0 keeps the label k
+            n += 1
+            sub[pieces == j + 1] = n
+    return out
 
 
 def adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:

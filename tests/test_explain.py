@@ -240,6 +240,10 @@ def test_find_and_render_galleries(tmp_path):
     assert "Grad-CAM" in text and "0.50 ± 0.10" in text and "ReLU(...)" in text
     assert "rf / none: shape 67%, texture 33%" in text and "Grad-CAM energy in the nucleus 50%" in text
     assert find_galleries(fig, "synthetic-manual") == []  # its PNG is missing
+    patches = "\n".join(render_galleries([{**found[0], "energy": None}]))
+    assert "energy: nucleus" not in patches and "no nucleus masks for these images" not in patches  # no importance
+    with_imp = "\n".join(render_galleries([{**found[0], "energy": None}], {"rf / none": imp}))
+    assert "no nucleus masks for these images" in with_imp
 
 
 def test_explain_suite_validates_its_options():

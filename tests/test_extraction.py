@@ -254,7 +254,6 @@ def test_extract_command_writes_crops_masks_index_and_quality(tmp_path, capsys):
     assert len(rows) == info["quality"]["found"]
     assert all((out / r["image"]).is_file() and (out / r["mask"]).is_file() for r in rows)
     assert (out / "overlay.png").stat().st_size > 1000
-    assert main(args) == 0  # a previous export may be overwritten
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -340,3 +339,20 @@ def test_same_cells_and_end_to_end_scores_are_computed_as_documented():
     text = "\n".join(render_extraction(summary, timings=False))
     assert "| d " in text and "within 0.6 diameters" in text and "s / field" not in text
     assert "segmentation end to end (BalAcc)" in text and "0.667" in text
+
+
+def test_an_unreadable_field_image_is_named_and_skipped_on_request(tmp_path):
+    img = np.full((80, 80, 3), 200, np.uint8)
+    write_png(tmp_path / "good.png", img)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    fields = tuple(
+        Field(id=name, image_path=tmp_path / f"{name}.png",
+              annotations=(Annotation(label="a", centroid=(40.0, 40.0)), Annotation(label="b", centroid=(20.0, 20.0))))
+        for name in ("bad", "good")
+    )  # fmt: skip
+    ds = Dataset(name="toy", classes=("a", "b"), positive_class="b", info=_info(), fingerprint="toy2", fields=fields)
+    with pytest.raises(DataError, match=r"field bad: cannot read image .*bad.png.*--on-bad-image skip"):
+        run_extraction("manual", ds, options={"cell_diameter": 20}, progress=False)
+    ex = run_extraction("manual", ds, options={"cell_diameter": 20}, progress=False, on_bad_image="skip")
+    assert [s.id for s in ex.samples] == ["good/a000", "good/a001"]
+    assert ex.info["unreadable_fields"] == ["bad"] and any("unreadable image skipped" in n for n in ex.notes)

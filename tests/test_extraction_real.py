@@ -30,7 +30,7 @@ def test_allidb1_manual_vs_segmentation_end_to_end(tmp_path):
     assert summary.failed == 0
     text = summary.leaderboard.read_text()
     assert "## allidb1 — extraction `manual`" in text and "## allidb1 — extraction `segmentation`" in text
-    assert "patient-disjoint StratifiedGroupKFold" in text and "fields" in text
+    assert "field-disjoint StratifiedGroupKFold" in text and "45 fields" in text
     assert "Extraction quality" in text and "allidb1: the same cells, and segmentation end to end" in text
     with Store.open(tmp_path / "allidb1-e2e", write=False) as store:
         infos = store.data_sets()

@@ -87,3 +87,12 @@ def test_foreign_and_corrupt_files_are_refused_and_left_untouched(tmp_path):
 def test_reading_a_missing_store_names_it(tmp_path):
     with pytest.raises(StoreError, match="no result store"):
         Store.open(tmp_path / "nothing", write=False)
+
+
+def test_leaderboard_of_a_store_without_jobs_says_so(tmp_path):
+    from bench.report import write_leaderboard
+
+    with Store.open(tmp_path) as store:
+        store.save_data_set("synthetic", "given", "fp", {"primary_metric": "balanced_accuracy", "classes": ["a", "b"]})
+        text = write_leaderboard(store, out_dir=tmp_path).read_text()
+    assert "No finished jobs yet" in text

@@ -57,3 +57,22 @@ def test_narrowing_replaces_and_checks_names():
     assert s.sweep_models == ("svm",)
     with pytest.raises(UnknownNameError, match="known models"):
         load_suite("quick").narrow(models=["resnet9000"])
+
+
+def test_narrowing_to_models_outside_the_sweep_plans_no_sweep_jobs():
+    from pathlib import Path
+
+    import numpy as np
+
+    from bench.cv import Folds
+    from bench.runner import Prepared, plan
+
+    s = load_suite("quick").narrow(models=["knn", "cnn"], strategies=["none"])
+    assert s.sweep_models == ()
+    folds = Folds(key="k", scheme="kfold", ids=("a", "b"), test=(np.array([0]), np.array([1])), description="",
+                  n_splits=2, repeats=1)
+    info = {"positive_class": "blast", "classes": ["normal", "blast"]}
+    prepared = [Prepared(dataset="synthetic", extraction="given", fingerprint="f", task_path=Path("t"), folds=folds,
+                         info=info)]
+    items, _ = plan(s, prepared)
+    assert {j.ratio for j, _ in items} == {None} and {j.model.name for j, _ in items} == {"knn", "cnn"}
