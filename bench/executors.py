@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -12,9 +11,8 @@ from pathlib import Path
 
 from bench.errors import ConfigError
 from bench.jobs import run_job
+from bench.processes import THREAD_VARS, init_worker, pool_context
 from bench.types import Job, JobResult
-
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 WorkItem = tuple[Job, str]  # (job, task file path)
 JobFunction = Callable[[Job, str, "dict | None"], JobResult]
@@ -46,15 +44,13 @@ def run_local(
         for job, path in items:
             yield fn(job, path, options)
         return
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, "1")
     pending = list(items)
     attempts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="cellbench-running-") as marks:
         while pending:
             broken: list[WorkItem] = []
-            ctx = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+            size = min(workers, len(pending))
+            with ProcessPoolExecutor(max_workers=size, mp_context=pool_context(), initializer=init_worker) as pool:
                 futures = {
                     pool.submit(_run_marked, fn, job, path, options, marks): (job, path) for job, path in pending
                 }

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 META_KEY = b"cellbench.features"
 BAD_IMAGE = ("raise", "skip")
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 @lru_cache(maxsize=1)
@@ -222,13 +220,14 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
                 yield _extract_one(item, config, kind)
                 bar.update(1)
             return
-        import multiprocessing
+        from bench.processes import init_worker, pool_context
 
         # chunks: a few per worker for load balance, large enough to amortise the transfers
         size = max(1, min(64, len(items) // (4 * n_jobs)))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-        pool = ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(
+            max_workers=min(n_jobs, len(chunks)), mp_context=pool_context(), initializer=init_worker
+        )
         try:
             futures = [pool.submit(_extract_chunk, chunk, config, kind) for chunk in chunks]
             for future in futures:
@@ -239,21 +238,6 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
-
-
-def _init_worker() -> None:
-    """One thread per worker process: the pool already uses every core."""
-    for var in THREAD_VARS:
-        os.environ[var] = "1"
-    import cv2
-
-    cv2.setNumThreads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _extract_chunk(chunk, config: FeatureConfig, kind: str):

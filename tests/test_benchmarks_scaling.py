@@ -1,5 +1,6 @@
 """Scaling benchmarks (run with `tox -e bench`): the classical grid on 1 and 2 local workers and a 2-worker Dask
-LocalCluster, and feature extraction over 1x, 2x and 4x the cells with its peak traced memory."""
+LocalCluster, feature extraction over 1x, 2x and 4x the cells with its peak traced memory, and the driver's peak
+memory over 1x and 3x the jobs (it streams results into the store, so it should not grow with them)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,33 @@ def test_classical_grid_scaling(benchmark, warm_cache, tmp_path, executor, worke
         return summary
 
     summary = benchmark.pedantic(run, rounds=1, iterations=1)
+    from bench.store import Store
+
+    with Store.open(summary.results_dir, write=False) as store:  # the job phase, without data prep and report
+        r = store.runs().iloc[-1]
+    jobs_s = float(r.finished - r.started)
     benchmark.extra_info.update({"executor": executor, "workers": workers, "jobs": summary.planned,
-                                 "jobs_per_s": round(summary.planned / benchmark.stats.stats.mean, 2)})
+                                 "job_phase_s": round(jobs_s, 2), "jobs_per_s": round(summary.planned / jobs_s, 2)})
+    print(f"\n{executor} × {workers}: {summary.planned} jobs, run {benchmark.stats.stats.mean:.1f} s, "
+          f"job phase {jobs_s:.1f} s ({summary.planned / jobs_s:.1f} jobs/s)")
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_driver_memory_does_not_grow_with_the_number_of_jobs(benchmark, warm_cache, tmp_path, repeats):
+    suite = parse_suite({**GRID, "cv": {"folds": 5, "repeats": repeats}}, source="bench")
+    runs = iter(range(100))
+
+    def run():
+        tracemalloc.start()
+        summary = run_suite(suite, results_root=tmp_path / str(next(runs)), workers=2, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert summary.failed == 0
+        return summary, peak
+
+    summary, peak = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update({"jobs": summary.planned, "driver_peak_traced_mb": round(peak / 2**20, 1)})
+    print(f"\n{summary.planned} jobs: driver peak traced memory {peak / 2**20:.1f} MiB")
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4])
@@ -71,3 +97,4 @@ def test_feature_extraction_scaling(benchmark, tmp_path, monkeypatch, factor):
     elapsed, peak = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"cells": len(samples), "ms_per_cell": round(1000 * elapsed / len(samples), 2),
                                  "peak_traced_mb": round(peak / 2**20, 1)})
+    print(f"\n{len(samples)} cells: {1000 * elapsed / len(samples):.2f} ms/cell, peak traced {peak / 2**20:.1f} MiB")
