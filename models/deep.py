@@ -50,6 +50,7 @@ class Backbone:
     finetune_layers: int  # layers unfrozen at the top for fine-tuning (BatchNorm excluded)
     alpha: float | None = None  # default width multiplier (MobileNets)
     min_size: int = 32
+    url: str = ""  # folder the weight files are downloaded from (as keras.applications does)
 
 
 _MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -71,15 +72,37 @@ def _mobilenet_file(p: Mapping[str, Any]) -> str:
     return f"mobilenet_{_MOBILENET_ALPHAS[alpha]}_224_tf_no_top.h5"
 
 
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone("MobileNetV2", "MobileNetV2", _mobilenet_v2_file, "tf", 30, alpha=0.35),
-    "mobilenet": Backbone("MobileNet", "MobileNet", _mobilenet_file, "tf", 12, alpha=0.25),
-    "resnet50": Backbone(
-        "ResNet50", "ResNet50", lambda p: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "caffe", 33
+    "mobilenet_v2": Backbone(
+        "MobileNetV2", "MobileNetV2", _mobilenet_v2_file, "tf", 30, alpha=0.35, url=_KERAS_APPS + "mobilenet_v2/"
     ),
-    "efficientnet_b0": Backbone("EfficientNetB0", "EfficientNetB0", lambda p: "efficientnetb0_notop.h5", "none", 30),
+    "mobilenet": Backbone(
+        "MobileNet", "MobileNet", _mobilenet_file, "tf", 12, alpha=0.25, url=_KERAS_APPS + "mobilenet/"
+    ),
+    "resnet50": Backbone(
+        "ResNet50",
+        "ResNet50",
+        lambda p: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "caffe",
+        33,
+        url=_KERAS_APPS + "resnet/",
+    ),
+    "efficientnet_b0": Backbone(
+        "EfficientNetB0",
+        "EfficientNetB0",
+        lambda p: "efficientnetb0_notop.h5",
+        "none",
+        30,
+        url="https://storage.googleapis.com/keras-applications/",
+    ),
     "densenet121": Backbone(
-        "DenseNet121", "DenseNet121", lambda p: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "torch", 50
+        "DenseNet121",
+        "DenseNet121",
+        lambda p: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "torch",
+        50,
+        url=_KERAS_APPS + "densenet/",
     ),
 }
 
@@ -151,17 +174,19 @@ def min_input_size(name: str, params: Mapping[str, Any]) -> int:
     return 2 ** len(params["filters"])
 
 
-def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
-    """The ImageNet weight file of a transfer model, looked up where Keras caches it.
+def weights_path(name: str, params: Mapping[str, Any]) -> str:
+    """The ImageNet weight file of a transfer model: found where Keras caches it, else downloaded there.
 
-    The folder is ``$KERAS_HOME/models`` (``~/.keras/models`` when ``KERAS_HOME`` is unset). Returns
-    ``None`` when the file is absent and ``CELLBENCH_ALLOW_DOWNLOAD=1`` lets Keras download it.
+    The file is looked for in ``$KERAS_HOME/models`` (``~/.keras/models`` when ``KERAS_HOME`` is unset) and,
+    in a development checkout, ``../shared/weights/keras/models``. If absent it is downloaded into the first
+    the usual Keras way (``keras.utils.get_file``), unless ``CELLBENCH_OFFLINE=1``. Always the 224 px file:
+    its convolutional weights fit any input size, so every input size uses the same weights.
 
     Raises
     ------
     CellbenchError
-        When the file is absent and downloading is not allowed: a transfer model never trains from
-        random weights under its name (ask for ``weights = "random"`` explicitly).
+        When the file is absent and cannot be downloaded (offline, or the download failed): a transfer
+        model never trains from random weights under its name (ask for ``weights = "random"`` explicitly).
     """
     from bench.paths import REPO_ROOT
 
@@ -172,12 +197,21 @@ def weights_path(name: str, params: Mapping[str, Any]) -> str | None:
     for folder in (home / "models", REPO_ROOT.parent / "shared" / "weights" / "keras" / "models"):
         if (folder / file).is_file():
             return str(folder / file)
-    if os.environ.get("CELLBENCH_ALLOW_DOWNLOAD") == "1":
-        return None
-    raise CellbenchError(
-        f"ImageNet weights for {bb.title} not found in {home / 'models'} (file {file}); set KERAS_HOME to a folder "
-        "whose models/ holds it, or allow download with CELLBENCH_ALLOW_DOWNLOAD=1"
-    )
+    where = f"ImageNet weights for {bb.title} not found in {home / 'models'} (file {file})"
+    if os.environ.get("CELLBENCH_OFFLINE") == "1":
+        raise CellbenchError(
+            f"{where} and CELLBENCH_OFFLINE=1 forbids downloading them; put the file there (or set KERAS_HOME to "
+            "a folder whose models/ holds it), or unset CELLBENCH_OFFLINE"
+        )
+    import keras
+
+    try:
+        return str(keras.utils.get_file(file, origin=bb.url + file, cache_subdir="models"))
+    except Exception as exc:  # no network, proxy, HTTP error: one clear message instead of a traceback
+        raise CellbenchError(
+            f"{where} and downloading {bb.url + file} failed ({type(exc).__name__}: {exc}); put the file there "
+            "or set KERAS_HOME to a folder whose models/ holds it"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -253,7 +287,7 @@ def _backbone(name: str, params: Mapping[str, Any], size: int):
         raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {params['weights']!r}")
     kwargs = {"alpha": float(params["alpha"])} if bb.alpha else {}
     if params["weights"] == "imagenet":
-        weights = weights_path(name, params) or "imagenet"
+        weights = weights_path(name, params)
     else:
         weights = None
         if bb.alpha:

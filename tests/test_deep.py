@@ -5,6 +5,7 @@ Tiny models, 16-32 px images and one to three epochs keep the file fast on two C
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -266,10 +267,16 @@ def test_transfer_model_without_weights_fails_clearly(tmp_path, monkeypatch):
     from models.deep import build_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.delenv("CELLBENCH_ALLOW_DOWNLOAD", raising=False)
-    with pytest.raises(
-        CellbenchError, match=r"ImageNet weights for ResNet50 not found in .*CELLBENCH_ALLOW_DOWNLOAD=1"
-    ):
+    monkeypatch.setenv("CELLBENCH_OFFLINE", "1")
+    with pytest.raises(CellbenchError, match=r"ImageNet weights for ResNet50 not found in .*CELLBENCH_OFFLINE=1"):
+        build_model("resnet50", resolve_params("resnet50", {"size": 32}), n_classes=2, seed=0)
+    # online, a failed download is one clear error too (here: an address that refuses connections)
+    import models.deep as deep
+
+    monkeypatch.delenv("CELLBENCH_OFFLINE")
+    bad = dataclasses.replace(deep.BACKBONES["resnet50"], url="http://127.0.0.1:9/")
+    monkeypatch.setitem(deep.BACKBONES, "resnet50", bad)
+    with pytest.raises(CellbenchError, match=r"downloading http://127\.0\.0\.1:9/resnet50_.* failed"):
         build_model("resnet50", resolve_params("resnet50", {"size": 32}), n_classes=2, seed=0)
     with pytest.raises(ConfigError, match="weights must be one of imagenet, random"):
         build_model("resnet50", resolve_params("resnet50", {"size": 32, "weights": "bogus"}), n_classes=2, seed=0)
