@@ -329,33 +329,52 @@ def _positive(names: tuple[str, ...], positive_class: str | None) -> str | None:
     return positive_class
 
 
-def _read_groups(path: Path, root: Path, images: list[Path], bad: BadFiles) -> tuple[dict[Path, str] | None, list[str]]:
-    """Map image path -> group from ``groups.csv`` (``None`` when there is no such file), and notes."""
-    if not path.is_file():
-        return None, []
+def _read_csv(path: Path, *, required: Sequence[str], spec: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The stripped header and rows of a CSV file, refusing one without the ``required`` columns."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if not set(required) <= set(columns):
+            raise DataError(f"{path}: needs columns {spec}; found {','.join(columns) or 'none'}")
+        return columns, [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+
+
+def _image_finder(images: Sequence[Path], root: Path, csv_path: Path):
+    """``find(name, line)``: the images a CSV row names, by path relative to ``root`` or by bare file name.
+
+    A bare name shared by several images is refused (naming them), since the row cannot say which it means.
+    """
     by_rel = {relpath(p, root): p for p in images}
     by_name: dict[str, list[Path]] = {}
     for p in images:
         by_name.setdefault(p.name, []).append(p)
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {"filename", "group"} <= set(columns):
-            raise DataError(f"{path}: needs columns filename,group; found {','.join(columns) or 'none'}")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+
+    def find(name: str, line: int) -> list[Path]:
+        matches = [by_rel[name]] if name in by_rel else by_name.get(name, [])
+        if len(matches) > 1:
+            raise DataError(
+                f"{csv_path} line {line}: {name!r} names {len(matches)} images "
+                f"({', '.join(relpath(m, root) for m in matches)}); give the path relative to {root}"
+            )
+        return matches
+
+    return find
+
+
+def _read_groups(path: Path, root: Path, images: list[Path], bad: BadFiles) -> tuple[dict[Path, str] | None, list[str]]:
+    """Map image path -> group from ``groups.csv`` (``None`` when there is no such file), and notes."""
+    if not path.is_file():
+        return None, []
+    find = _image_finder(images, root, path)
+    _, rows = _read_csv(path, required=("filename", "group"), spec="filename,group")
     groups: dict[Path, str] = {}
     unknown = []
     for line, row in enumerate(rows, start=2):
         name, group = row["filename"].replace("\\", "/"), row["group"]
-        matches = [by_rel[name]] if name in by_rel else by_name.get(name, [])
+        matches = find(name, line)
         if not matches:
             unknown.append(name)
             continue
-        if len(matches) > 1:
-            raise DataError(
-                f"{path} line {line}: {name!r} names {len(matches)} images "
-                f"({', '.join(relpath(m, root) for m in matches)}); give the path relative to {root}"
-            )
         if not group:
             raise DataError(f"{path} line {line}: empty group for {name!r}")
         if groups.get(matches[0], group) != group:
@@ -400,16 +419,8 @@ def _load_labels_csv(
     """Images anywhere under ``root`` with their class (and optionally group) from ``labels.csv``."""
     path = root / LABELS_FILE
     images = list(walk_images(root))
-    by_rel = {relpath(p, root): p for p in images}
-    by_name: dict[str, list[Path]] = {}
-    for p in images:
-        by_name.setdefault(p.name, []).append(p)
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {"filename", "label"} <= set(columns):
-            raise DataError(f"{path}: needs columns filename,label[,group]; found {','.join(columns) or 'none'}")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    find = _image_finder(images, root, path)
+    columns, rows = _read_csv(path, required=("filename", "label"), spec="filename,label[,group]")
     with_group = "group" in columns
     bad = BadFiles(on_bad_label, root)
     labelled: dict[Path, tuple[str, str | None, int]] = {}
@@ -417,15 +428,10 @@ def _load_labels_csv(
         name, label = row["filename"].replace("\\", "/"), row["label"]
         if not name and not label:
             continue
-        matches = [by_rel[name]] if name in by_rel else by_name.get(name, [])
+        matches = find(name, line)
         if not matches:
             bad(path, "row without image", f"{path} line {line}: {name!r} names no image under {root}")
             continue
-        if len(matches) > 1:
-            raise DataError(
-                f"{path} line {line}: {name!r} names {len(matches)} images "
-                f"({', '.join(relpath(m, root) for m in matches)}); give the path relative to {root}"
-            )
         if not label:
             raise DataError(f"{path} line {line}: empty label for {name!r}")
         group = row.get("group") or None

@@ -19,6 +19,19 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture
+def one_core():
+    """OpenCV and BLAS/OpenMP limited to one thread while a benchmark runs (per-core throughput)."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    with threadpool_limits(1):
+        yield
+    cv2.setNumThreads(threads)
+
+
 def shared(name: str) -> Path:
     """Path of a shared data set, or skip the test with the reason."""
     path = SHARED_DATA / name

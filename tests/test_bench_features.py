@@ -21,14 +21,8 @@ pytestmark = pytest.mark.benchmark
 
 
 @pytest.fixture(autouse=True)
-def one_core():
-    from threadpoolctl import threadpool_limits
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    with threadpool_limits(1):
-        yield
-    cv2.setNumThreads(threads)
+def _on_one_core(one_core):
+    """Per-core figures: OpenCV and BLAS limited to one thread (see ``tests.conftest.one_core``)."""
 
 
 def _throughput(benchmark, run, n: int, *, rounds: int = 5) -> float:

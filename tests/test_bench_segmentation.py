@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import pytest
 
 from datasets.io import read_image
@@ -20,14 +19,8 @@ pytestmark = pytest.mark.benchmark
 
 
 @pytest.fixture(autouse=True)
-def one_core():
-    from threadpoolctl import threadpool_limits
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    with threadpool_limits(1):
-        yield
-    cv2.setNumThreads(threads)
+def _on_one_core(one_core):
+    """Per-core figures: OpenCV and BLAS limited to one thread (see ``tests.conftest.one_core``)."""
 
 
 def _fields_per_s(benchmark, image, params, *, rounds: int = 5) -> float:
