@@ -388,12 +388,14 @@ def test_regions(job, task, ids: Sequence[str], *, size: int, data_root, options
     """Nucleus and cell masks of the test cells at the model's input size, or None when there are none."""
     from bench.regions import sample_regions
     from datasets import load_dataset
-    from datasets.extraction import EXTRACTIONS
+    from datasets.extraction import run_extraction, split_options
 
     if kind == "patch":
         return None
+    options, tables = split_options(options)  # the suite's [datasets.D.manual|segmentation] parameters
     dataset = load_dataset(job.dataset, data_root=data_root, **options)
-    by_id = {s.id: s for s in EXTRACTIONS[job.extraction](dataset)}
+    extracted = run_extraction(job.extraction, dataset, options=tables.get(job.extraction), progress=False)
+    by_id = {s.id: s for s in extracted.samples}
     nuclei, cells, sources = [], [], set()
     for sid in ids:
         r = sample_regions(by_id[sid], kind=kind)
