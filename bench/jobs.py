@@ -133,6 +133,7 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     from bench.cv import inner_split
     from bench.external import external_positions, split_external_proba
     from bench.predict import model_file, write_card
+    from bench.progress import clear_status, epoch_reporter
     from models.deep import train_predict
     from models.imbalance import sweep_subsample
 
@@ -147,6 +148,7 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     inner = inner_split(task.y[train], groups, seed=seed)
     images = np.asarray(task.images(int(job.model.params["size"])))
     save_dir = options.get("save_dir")
+    status_dir = options.get("status_dir")  # per-epoch status for the driver's progress bar (bench.progress)
     out = train_predict(
         job.model.name,
         params=job.model.params,
@@ -160,7 +162,10 @@ def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
         positive=task.positive,
         seed=seed,
         save_path=model_file(save_dir, job) if save_dir else None,
+        on_epoch=epoch_reporter(status_dir, job) if status_dir else None,
     )
+    if status_dir:
+        clear_status(status_dir, job)
     if save_dir:
         write_card(model_file(save_dir, job), job=job, task=task, threshold=out["threshold"])
     out = split_external_proba(out, len(test), ext)

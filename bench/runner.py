@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -14,6 +17,7 @@ import numpy as np
 from bench.cv import Folds, make_folds
 from bench.errors import ConfigError
 from bench.paths import cache_dir
+from bench.progress import EpochWatcher
 from bench.store import Store
 from bench.suite import Suite
 from bench.task import TaskData, load_task, save_task
@@ -383,32 +387,39 @@ def run_suite(
         todo = [(j, path) for j, path in items if j.key not in done]
         by_key = {j.key: j for j, _ in todo}
         job_options = {"save_dir": str((folder / "models").resolve())} if suite.save_models else {}
+        if progress and any(j.model.kind == "deep" for j, _ in todo):  # epochs of running deep jobs in the bar
+            job_options["status_dir"] = str((cache_dir() / "status" / f"{os.getpid()}-{suite.name}").resolve())
         manifest = build_manifest(suite=suite, fingerprints={p.dataset: p.fingerprint for p in prepared}, argv=argv)
         manifest["planned_jobs"] = len(items)
         run_id = store.start_run(suite.name, manifest)
         failed = ran = 0
         bar = _progress(len(todo), f"jobs {suite.name}", progress)
         status = "interrupted"
+        status_dir = job_options.get("status_dir")
+        watcher = EpochWatcher(bar, status_dir) if status_dir else contextlib.nullcontext()
         try:
             extra_options = {"gpu_for_deep": suite.deep_gpu} if executor == "dask" else {}
             results = EXECUTORS[executor](
                 todo, workers=workers, options=job_options, **extra_options, **(executor_options or {})
             )
-            for result in results:
-                store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
-                ran += 1
-                failed += result.status != "ok"
-                if on_result is not None:
-                    on_result(result)
-                bar.set_postfix_str(
-                    f"{result.coordinates['model']}/{result.coordinates['imbalance']} "
-                    f"fold {result.coordinates['fold']}" + (" ERROR" if result.status != "ok" else "")
-                )
-                bar.update(1)
+            with watcher:
+                for result in results:
+                    store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
+                    ran += 1
+                    failed += result.status != "ok"
+                    if on_result is not None:
+                        on_result(result)
+                    bar.set_postfix_str(
+                        f"{result.coordinates['model']}/{result.coordinates['imbalance']} "
+                        f"fold {result.coordinates['fold']}" + (" ERROR" if result.status != "ok" else "")
+                    )
+                    bar.update(1)
             status = "finished"
         finally:
             bar.close()
             store.finish_run(run_id, status)
+            if status_dir:
+                shutil.rmtree(status_dir, ignore_errors=True)
         leaderboard = write_leaderboard(store, out_dir=folder)
     return RunSummary(
         suite=suite.name,

@@ -379,8 +379,37 @@ def compile_model(model, *, loss, learning_rate: float, n_classes: int) -> None:
     model.compile(optimizer=keras.optimizers.Adam(float(learning_rate)), loss=loss, metrics=[metric])
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C++ start-up lines (absl "oneDNN custom operations are on" and the like) muted.
+
+    They are written to file descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` applies, once per worker process,
+    and would interleave with the progress bar; Python-level warnings and errors after the import still show.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. captured): import as is
+        import tensorflow
+
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def setup_tensorflow(seed: int) -> None:
     """A fresh Keras session with every seed set and deterministic ops (bit-identical runs on CPU)."""
+    import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 

@@ -103,3 +103,12 @@ def test_ambiguous_or_missing_models_are_refused_with_the_list(saved_run, tmp_pa
         bad = tmp_path / "x.txt"
         bad.write_text("x")
         find_saved(bad)
+
+
+def test_classical_and_deep_jobs_score_identical_test_folds(saved_run):
+    _folder, jobs, preds, _samples = saved_run
+    merged = preds.merge(jobs[["key", "model", "kind", "imbalance", "fold"]], left_on="job_key", right_on="key")
+    per_job = merged.groupby(["kind", "model", "imbalance", "fold"]).sample_id.apply(lambda s: tuple(sorted(s)))
+    assert set(per_job.index.get_level_values("kind")) == {"classical", "deep"}
+    for fold, ids in per_job.groupby(level="fold"):
+        assert ids.nunique() == 1, f"fold {fold}: classical and deep models were scored on different cells"
