@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.errors import ConfigError
 from bench.jobs import run_job
-from bench.processes import THREAD_VARS, init_worker, pool_context
+from bench.processes import THREAD_VARS, init_worker, pool_context, single_threaded
 from bench.types import Job, JobResult
 
 WorkItem = tuple[Job, str]  # (job, task file path)
@@ -42,7 +42,9 @@ def run_local(
         raise ConfigError(f"--jobs must be at least 1, got {workers}")
     if workers == 1 or len(items) <= 1:
         for job, path in items:
-            yield fn(job, path, options)
+            with single_threaded():  # as in a worker process: same numerics wherever a job runs
+                result = fn(job, path, options)
+            yield result
         return
     pending = list(items)
     attempts: dict[str, int] = {}

@@ -8,9 +8,11 @@ driver's environment: a driver running jobs itself (one worker) keeps every core
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -56,3 +58,18 @@ def init_worker() -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         pass
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run a job in this process with a worker's thread limits (BLAS/OpenMP, OpenCV; TensorFlow sets its own)."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        cv2.setNumThreads(threads)

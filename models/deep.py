@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -408,10 +409,25 @@ def import_tensorflow_quietly() -> None:
 
 
 def setup_tensorflow(seed: int) -> None:
-    """A fresh Keras session with every seed set and deterministic ops (bit-identical runs on CPU)."""
+    """A fresh Keras session with every seed set and deterministic ops (bit-identical runs on CPU).
+
+    Training always uses one intra-op thread, as in the executors' worker processes: with deterministic ops the
+    result still depends on how reductions are split over threads, so a job run in the driver (``--jobs 1``, a
+    retrain for ``explain``) gives the same predictions as one run in a worker.
+    """
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() != 1:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already running in this process with its own setting
+            warnings.warn(
+                "TensorFlow was initialised in this process before cellbench could set one intra-op thread; deep "
+                "results may differ in the last digits from runs in worker processes",
+                stacklevel=2,
+            )
 
     keras.backend.clear_session()
     tf.get_logger().setLevel("ERROR")  # a new model per fold would otherwise warn about retracing

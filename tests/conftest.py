@@ -22,14 +22,10 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture
 def one_core():
     """OpenCV and BLAS/OpenMP limited to one thread while a benchmark runs (per-core throughput)."""
-    import cv2
-    from threadpoolctl import threadpool_limits
+    from bench.processes import single_threaded
 
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    with threadpool_limits(1):
+    with single_threaded():
         yield
-    cv2.setNumThreads(threads)
 
 
 def shared(name: str) -> Path:

@@ -55,3 +55,22 @@ def test_reproduce_from_the_manifest(local_run):
     out, diffs = reproduce(local_run, data_root=None, workers=2, progress=False)
     assert diffs == []
     assert (out / "store.sqlite").is_file()
+
+
+def test_deep_jobs_give_the_same_predictions_in_the_driver_and_in_worker_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    suite = tmp_path / "d.toml"
+    suite.write_text(
+        'name = "d"\n[cv]\nfolds = 2\n[datasets.synthetic]\nn_patients = 6\nfields_per_patient = 2\n'
+        '[models]\ncnn_tiny = {}\n[deep]\nmax_epochs = 2\nstrategies = ["none", "class_weight"]\n'
+    )
+    env = {**os.environ, "CELLBENCH_CACHE": str(tmp_path / "cache")}
+    repo = Path(__file__).resolve().parents[1]
+    for where, jobs in (("pool", "2"), ("driver", "1")):  # 1 thread per worker process / in the driver itself
+        cmd = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--jobs", jobs, "--quiet"]
+        subprocess.run([*cmd, "--results", str(tmp_path / where)], cwd=repo, env=env, check=True, capture_output=True)
+    assert compare_stores(tmp_path / "pool" / "d", tmp_path / "driver" / "d") == []
