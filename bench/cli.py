@@ -276,6 +276,7 @@ def cmd_run(args) -> int:
     print(
         f"suite {summary.suite}: {summary.planned} jobs planned, {summary.skipped_done} already stored, "
         f"{summary.ran} run ({summary.failed} failed) in {summary.wall_s:.0f} s"
+        + (f"; {summary.warned} raised warnings (listed in the leaderboard)" if summary.warned else "")
     )
     print(f"leaderboard: {summary.leaderboard}")
     return 1 if summary.failed else 0

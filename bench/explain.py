@@ -292,6 +292,9 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
 
     Returns (keras.Model, source dict, predictions with ``sample_id``, ``y_true``, ``y_pred``, ``proba``).
     """
+    from models.deep import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
     import keras
 
     from bench.metrics import predict_labels

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,13 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
     t_start = time.perf_counter()
     coords = {**job.coordinates(), "folds_key": job.folds_key}
     try:
-        task = load_task(str(task_path))
-        runner = _run_classical if job.model.kind == "classical" else _run_deep
-        out = runner(job, task, options or {})
+        with warnings.catch_warnings(record=True) as caught:  # stored with the job, not printed between bars
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", DeprecationWarning)  # library internals, not about this job's data
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            task = load_task(str(task_path))
+            runner = _run_classical if job.model.kind == "classical" else _run_deep
+            out = runner(job, task, options or {})
     except Exception as exc:  # recorded, not fatal: the run goes on
         message = str(exc) if isinstance(exc, CellbenchError) else f"{type(exc).__name__}: {exc}"
         detail = "" if isinstance(exc, CellbenchError) else traceback.format_exc(limit=6)
@@ -49,6 +54,8 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
     timings = {k: float(out[k]) for k in ("fit_s", "predict_s") if k in out}
     timings["total_s"] = time.perf_counter() - t_start
     extra = {"threshold": threshold, "n_train": int(out["n_train"]), "n_test": len(test), **out.get("extra", {})}
+    if caught:
+        extra["warnings"] = job_warnings(caught)
     external_preds = None
     if "external" in out:  # the fold model's predictions of the external test set (bench.external)
         from bench.external import finite
@@ -66,6 +73,15 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
         extra=extra,
         external_predictions=external_preds,
     )
+
+
+def job_warnings(caught: list[warnings.WarningMessage], *, limit: int = 10) -> list[str]:
+    """The distinct warnings a job raised, ``"Category: first line (×n)"``, at most ``limit``."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
+        counts[text] = counts.get(text, 0) + 1
+    return [f"{t} (×{n})" if n > 1 else t for t, n in list(counts.items())[:limit]]
 
 
 def score_predictions(task, rows: np.ndarray, proba: np.ndarray, *, threshold: float) -> tuple[pd.DataFrame, dict]:

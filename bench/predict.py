@@ -199,6 +199,9 @@ def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
 
 
 def _deep_proba(saved: SavedModel, images) -> np.ndarray:
+    from models.deep import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
     import keras
 
     from bench.pixels import fit_to_square

@@ -46,6 +46,7 @@ class Section:
     figures: dict[str, str] = field(default_factory=dict)
     external: ExternalSection | None = None  # the external test table, where the data set has a test set
     explanations: list[dict[str, Any]] = field(default_factory=list)  # CAM galleries (bench.explain)
+    warnings: pd.DataFrame | None = None  # warning text, number of jobs, models (from the jobs' extra)
 
     @property
     def slug(self) -> str:
@@ -100,6 +101,7 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
             folds=int(sub.fold.max() + 1) if len(sub) else 0,
             importance=_importances(natural),
             histories=_histories(natural),
+            warnings=_warnings(ok),
         )
         if with_stats and len(table):
             classes = info.get("classes", [])
@@ -164,6 +166,22 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
     df = df.drop(columns="_key").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df
+
+
+def _warnings(ok: pd.DataFrame) -> pd.DataFrame | None:
+    """Distinct warnings the jobs raised (stored by ``bench.jobs``), with how many jobs and which models."""
+    rows: dict[str, dict[str, Any]] = {}
+    for model, extra in zip(ok.model, ok.extra):
+        for text in extra.get("warnings", []):
+            text = re.sub(r" \(×\d+\)$", "", text)
+            row = rows.setdefault(text, {"warning": text, "jobs": 0, "models": set()})
+            row["jobs"] += 1
+            row["models"].add(model)
+    if not rows:
+        return None
+    df = pd.DataFrame(rows.values())
+    df["models"] = df.models.map(lambda m: ", ".join(sorted(m)))
+    return df.sort_values(["jobs", "warning"], ascending=[False, True]).reset_index(drop=True)
 
 
 def _importances(ok: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -434,6 +452,20 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         from bench.explain import render_galleries
 
         lines += render_galleries(s.explanations, s.importance)
+    if s.warnings is not None:
+        lines += [
+            f"### Warnings raised by finished jobs ({len(s.warnings)} distinct)",
+            "",
+            "Stored with each job (`extra.warnings` in the store); the jobs finished and are scored.",
+            "",
+            tabulate(
+                [[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
+                headers=["warning", "jobs", "models"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores and tests", ""]
         rows = [

@@ -49,6 +49,7 @@ class RunSummary:
     ran: int
     failed: int
     wall_s: float
+    warned: int = 0  # finished jobs that raised warnings (stored with the job and listed in the leaderboard)
 
 
 def results_folder(results_root: str | Path, suite: Suite) -> Path:
@@ -392,7 +393,7 @@ def run_suite(
         manifest = build_manifest(suite=suite, fingerprints={p.dataset: p.fingerprint for p in prepared}, argv=argv)
         manifest["planned_jobs"] = len(items)
         run_id = store.start_run(suite.name, manifest)
-        failed = ran = 0
+        failed = ran = warned = 0
         bar = _progress(len(todo), f"jobs {suite.name}", progress)
         status = "interrupted"
         status_dir = job_options.get("status_dir")
@@ -407,6 +408,7 @@ def run_suite(
                     store.write_result(result, run_id=run_id, spec=by_key[result.key].canonical())
                     ran += 1
                     failed += result.status != "ok"
+                    warned += bool(result.extra.get("warnings")) and result.status == "ok"
                     if on_result is not None:
                         on_result(result)
                     bar.set_postfix_str(
@@ -429,6 +431,7 @@ def run_suite(
         skipped_done=len(items) - len(todo),
         ran=ran,
         failed=failed,
+        warned=warned,
         wall_s=time.perf_counter() - t0,
     )
 

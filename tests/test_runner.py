@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -172,3 +173,33 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     fresh = [*cmd[:cmd.index("--results") + 1], str(tmp_path / "fresh"), "--jobs", "2", "--quiet"]
     assert subprocess.run(fresh, cwd=REPO, env=env, capture_output=True).returncode == 0
     assert compare_stores(tmp_path / "r" / "kill", tmp_path / "fresh" / "kill") == []
+
+
+def test_warnings_of_a_job_are_stored_with_it_and_listed_in_the_leaderboard(tmp_path, monkeypatch, recwarn):
+    import warnings
+
+    import bench.jobs
+
+    original = bench.jobs._run_classical
+
+    def noisy(job, task, options):
+        if job.model.name == "knn":
+            warnings.warn("knn: the least populated class has only 2 members | test", UserWarning, stacklevel=1)
+            warnings.warn("a library's internal deprecation", DeprecationWarning, stacklevel=1)
+        return original(job, task, options)
+
+    monkeypatch.setattr(bench.jobs, "_run_classical", noisy)
+    suite = _suite(models={"knn": {}, "dummy": {}}, strategies=["none"], imbalance_sweep={}, explain={})
+    summary = run_suite(suite, results_root=tmp_path, workers=1, progress=False)
+    assert summary.failed == 0 and summary.warned == 3  # three knn folds
+    assert not [w for w in recwarn if "least populated" in str(w.message)]  # not printed between progress bars
+    with Store.open(tmp_path / "t", write=False) as store:
+        jobs = store.jobs()
+    stored = {m: [e.get("warnings") for e in jobs.extra[jobs.model == m]] for m in ("knn", "dummy")}
+    assert stored["knn"] == [["UserWarning: knn: the least populated class has only 2 members | test"]] * 3
+    assert stored["dummy"] == [None] * 3
+    text = summary.leaderboard.read_text()
+    assert "### Warnings raised by finished jobs (1 distinct)" in text
+    row = r"\| UserWarning: knn: the least populated class has only 2 members \\\| test +\| 3 +\| knn +\|"
+    assert re.search(row, text)
+    assert "deprecation" not in text
