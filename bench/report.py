@@ -41,6 +41,7 @@ class Section:
     stats: SectionStats | None = None
     strategy_vs_none: pd.DataFrame | None = None
     classical_vs_deep: dict[str, Any] | None = None
+    imagenet_vs_scratch: pd.DataFrame | None = None  # <backbone>[_ft] vs <backbone>_scratch, paired over folds
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     importance: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
@@ -118,6 +119,7 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
             )
             section.strategy_vs_none = _strategy_vs_none(table, natural, primary)
             section.classical_vs_deep = _classical_vs_deep(table, natural, primary)
+            section.imagenet_vs_scratch = _imagenet_vs_scratch(table, natural, primary)
         if info.get("external"):
             section.external = summarise_external(
                 store,
@@ -243,6 +245,22 @@ def _strategy_vs_none(table: pd.DataFrame, ok: pd.DataFrame, primary: str) -> pd
             t = paired_test(ok, (model, strategy), (model, "none"), primary=primary)
             if t:
                 rows.append({"model": model, "strategy": strategy, **t})
+    return pd.DataFrame(rows)
+
+
+def _imagenet_vs_scratch(table: pd.DataFrame, ok: pd.DataFrame, primary: str) -> pd.DataFrame:
+    """Each ImageNet-initialised backbone (frozen and ``_ft``) vs the same network trained from random weights."""
+    rows = []
+    present = set(zip(table.model, table.strategy))
+    for scratch, strategy in sorted(present):
+        if not scratch.endswith("_scratch"):
+            continue
+        base = scratch.removesuffix("_scratch")
+        for pretrained in (base, f"{base}_ft"):
+            if (pretrained, strategy) in present:
+                t = paired_test(ok, (pretrained, strategy), (scratch, strategy), primary=primary)
+                if t:
+                    rows.append({"pretrained": pretrained, "scratch": scratch, "strategy": strategy, **t})
     return pd.DataFrame(rows)
 
 
@@ -501,6 +519,27 @@ def _render_comparisons(s: Section) -> list[str]:
             f"p = {_p(c.get('t_p'))}; Bayesian correlated t-test P(classical better) = {_fmt(c.get('p_a_better'), 2)}, "
             f"P(equivalent within ±{ROPE}) = {_fmt(c.get('p_rope'), 2)}, "
             f"P(deep better) = {_fmt(c.get('p_b_better'), 2)}.",
+            "",
+        ]
+    v = s.imagenet_vs_scratch
+    if v is not None and len(v):
+        lines += [
+            f"### What ImageNet brings — the same network from ImageNet weights vs from random weights, {label}",
+            "",
+            "`_scratch`: every layer trained from random initialisation; without suffix: frozen ImageNet backbone "
+            "and a trained head; `_ft`: the head, then the top layers fine-tuned. Same folds, paired.",
+            "",
+            tabulate(
+                [
+                    [r.pretrained, r.scratch, r.strategy, _fmt(r.mean_a), _fmt(r.mean_b), f"{r.diff:+.3f}",
+                     _p(r.t_p), _fmt(r.p_a_better, 2), _fmt(r.p_rope, 2), _fmt(r.p_b_better, 2)]
+                    for r in v.itertuples()
+                ],
+                headers=["ImageNet", "random init", "strategy", "ImageNet", "random", "Δ", "t-test p",
+                         "P(ImageNet better)", "P(equivalent)", "P(random better)"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
             "",
         ]
     v = s.strategy_vs_none

@@ -55,3 +55,31 @@ def test_a_row_missing_folds_is_shown_and_kept_out_of_the_paired_tests(tmp_path)
     row = next(line for line in text.splitlines() if "| naive_bayes " in line)
     assert "5/6" in row
     assert "Wilcoxon" in text
+
+
+def test_imagenet_and_random_weights_are_compared_pairwise_per_backbone():
+    import pandas as pd
+
+    from bench.report import _imagenet_vs_scratch
+
+    scores = {  # per-fold balanced accuracy
+        "mobilenet_v2": [0.80, 0.82, 0.78, 0.81, 0.79],
+        "mobilenet_v2_ft": [0.84, 0.86, 0.83, 0.85, 0.84],
+        "mobilenet_v2_scratch": [0.70, 0.73, 0.69, 0.72, 0.70],
+        "cnn": [0.75, 0.74, 0.76, 0.75, 0.73],
+    }
+    ok = pd.DataFrame(
+        [
+            {"model": m, "imbalance": "none", "fold": f, "metrics": {"balanced_accuracy": v},
+             "extra": {"n_train": 400, "n_test": 100}}
+            for m, vs in scores.items()
+            for f, v in enumerate(vs)
+        ]
+    )
+    table = pd.DataFrame({"model": list(scores), "strategy": ["none"] * len(scores)})
+    out = _imagenet_vs_scratch(table, ok, "balanced_accuracy").set_index("pretrained")
+    assert list(out.index) == ["mobilenet_v2", "mobilenet_v2_ft"]  # cnn has no ImageNet twin
+    assert (out.scratch == "mobilenet_v2_scratch").all()
+    assert abs(out.loc["mobilenet_v2", "diff"] - 0.092) < 1e-9
+    assert out.loc["mobilenet_v2_ft", "t_p"] < 0.05 and out.loc["mobilenet_v2_ft", "p_a_better"] > 0.9
+    assert _imagenet_vs_scratch(table[table.model != "mobilenet_v2_scratch"], ok, "balanced_accuracy").empty
