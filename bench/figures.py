@@ -142,15 +142,22 @@ def cd_diagram(
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         fig = _figure(7, 1.5 + 0.45 * len(ranks))
         ax = fig.subplots()
-        sp.critical_difference_diagram(
-            ranks,
-            nemenyi_p,
+        # integer labels: scikit-posthocs keeps the models under one crossbar in a set, and a set of strings
+        # iterates in a per-process hash order, which changed the PNG from one run to the next
+        names = list(ranks.index)
+        drawn = sp.critical_difference_diagram(
+            pd.Series(ranks.to_numpy(), index=range(len(names))),
+            pd.DataFrame(nemenyi_p.loc[names, names].to_numpy(), index=range(len(names)), columns=range(len(names))),
             cd=cd,
             alpha=alpha,
             ax=ax,
-            label_fmt_left="{label} ({rank:.2f})",
-            label_fmt_right="({rank:.2f}) {label}",
+            label_fmt_left="L{label}",
+            label_fmt_right="R{label}",
         )
+        for text in drawn["labels"]:
+            side, i = text.get_text()[0], int(text.get_text()[1:])
+            rank = float(ranks.iloc[i])
+            text.set_text(f"{names[i]} ({rank:.2f})" if side == "L" else f"({rank:.2f}) {names[i]}")
         ax.set_title(title or f"Average ranks (CD = {cd:.2f}, α = {alpha:g})", pad=24)
         return _save(fig, path)
 

@@ -88,3 +88,24 @@ def test_sweep_ratio_parsing():
 def test_confusion_matrices_needs_input(tmp_path):
     with pytest.raises(ValueError):
         F.confusion_matrices({}, tmp_path / "x.png")
+
+
+def test_cd_diagram_is_identical_across_processes_with_different_hash_seeds(tmp_path):
+    """Models under one crossbar sit in a set inside scikit-posthocs; string hashing differs per process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from bench import figures as F\n"
+        "r = {f'model {i} / none': 1 + (i * 7919 % 23) / 2 for i in range(23)}\n"
+        "F.cd_diagram(r, 6.0, sys.argv[1])\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{seed}.png")], cwd=repo, env=env, check=True)
+    first = (tmp_path / "1.png").read_bytes()
+    assert first.startswith(PNG_MAGIC)
+    assert (tmp_path / "2.png").read_bytes() == first and (tmp_path / "3.png").read_bytes() == first
