@@ -41,13 +41,16 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
     except Exception as exc:  # recorded, not fatal: the run goes on
         message = str(exc) if isinstance(exc, CellbenchError) else f"{type(exc).__name__}: {exc}"
         detail = "" if isinstance(exc, CellbenchError) else traceback.format_exc(limit=6)
+        extra = {"traceback": detail} if detail else {}
+        if caught:  # what the job warned about before it failed can explain the failure
+            extra["warnings"] = job_warnings(caught)
         return JobResult(
             key=job.key,
             coordinates=coords,
             status="error",
             error=message,
             timings={"total_s": time.perf_counter() - t_start},
-            extra={"traceback": detail} if detail else {},
+            extra=extra,
         )
     test, threshold = out["test"], out.get("threshold", 0.5)
     preds, metrics = score_predictions(task, test, out["proba"], threshold=threshold)
@@ -79,7 +82,8 @@ def job_warnings(caught: list[warnings.WarningMessage], *, limit: int = 10) -> l
     """The distinct warnings a job raised, ``"Category: first line (×n)"``, at most ``limit``."""
     counts: dict[str, int] = {}
     for w in caught:
-        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
+        message = str(w.message).strip()
+        text = f"{w.category.__name__}: {message.splitlines()[0] if message else ''}"
         counts[text] = counts.get(text, 0) + 1
     return [f"{t} (×{n})" if n > 1 else t for t, n in list(counts.items())[:limit]]
 
