@@ -545,14 +545,12 @@ def _save_palette(fig, path: Path) -> Path:
     """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
     from PIL import Image
 
+    from bench.figures import write_atomic
+
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG", optimize=True)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda fh: image.save(fh, format="PNG", optimize=True))
 
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> Path:

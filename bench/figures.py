@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 import numpy as np
@@ -40,14 +41,24 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically and return the path."""
+    # bbox_inches="tight" keeps labels that scikit-posthocs places outside the axes
+    return write_atomic(
+        path,
+        lambda fh: fig.savefig(
+            fh, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1
+        ),
+    )
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``; no partial file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its 0600 mode would stick to the final file; open(..., "x") honours the umask.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "xb") as fh:
-            # bbox_inches="tight" keeps labels that scikit-posthocs places outside the axes
-            fig.savefig(fh, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
