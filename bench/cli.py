@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import CellbenchError
+from bench.errors import ON_BAD_IMAGE, CellbenchError
 from bench.paths import REPO_ROOT, data_root
 
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--on-bad-image",
-        choices=("raise", "skip"),
+        choices=ON_BAD_IMAGE,
         default="raise",
         help="on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]",
     )
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xt.add_argument(
         "--on-bad-image",
-        choices=("raise", "skip"),
+        choices=ON_BAD_IMAGE,
         default="raise",
         help="on a field whose image cannot be read: stop with its name (raise), or skip it and count it [raise]",
     )

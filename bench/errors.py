@@ -26,3 +26,12 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
+
+
+ON_BAD_IMAGE = ("raise", "skip")  # what to do with an image that cannot be read: stop naming it, or skip and count it
+
+
+def check_on_bad_image(value: str, *, name: str = "on_bad_image") -> None:
+    """Refuse an ``on_bad_image`` policy other than those in :data:`ON_BAD_IMAGE`, naming the allowed ones."""
+    if value not in ON_BAD_IMAGE:
+        raise ConfigError(f"{name} must be one of {', '.join(ON_BAD_IMAGE)}, got {value!r}")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, check_on_bad_image
 from bench.types import Sample, stable_hash
 
 PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
@@ -121,8 +121,7 @@ def pixel_cache(
         raise ConfigError(f"unknown sample kind {kind!r}; allowed: {', '.join(KINDS)}")
     if pad not in PADS:
         raise ConfigError(f"unknown padding {pad!r}; allowed: {', '.join(PADS)}")
-    if on_bad_image not in ("raise", "skip"):
-        raise ConfigError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     ids = [s.id for s in samples]
     key = stable_hash(
         {

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from bench.cv import Folds, make_folds
-from bench.errors import ConfigError
+from bench.errors import ConfigError, check_on_bad_image
 from bench.paths import cache_dir
 from bench.progress import EpochWatcher
 from bench.store import Store
@@ -71,8 +71,7 @@ def prepare(
     from datasets.subsample import subsample_dataset
     from models import MODELS
 
-    if on_bad_image not in ("raise", "skip"):
-        raise ConfigError(f"--on-bad-image must be 'raise' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image, name="--on-bad-image")
     need_features = any(MODELS[m].input == "features" for m in suite.models)
     sizes = sorted({int(model_spec(suite, m).params["size"]) for m in suite.models if MODELS[m].input == "pixels"})
     out: list[Prepared] = []

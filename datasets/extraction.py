@@ -41,7 +41,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, check_on_bad_image
 from bench.registry import Registry
 from bench.types import Annotation, Dataset, Field, Sample, stable_hash
 from datasets.matching import Candidate, MatchParams, Target, detection_scores, dice_iou, mask_overlap, match_cells
@@ -200,8 +200,7 @@ def run_extraction(
     ``on_bad_image``: ``"raise"`` stops at a field whose image cannot be read, naming it; ``"skip"`` leaves such
     fields out and counts them in the notes.
     """
-    if on_bad_image not in ("raise", "skip"):
-        raise ConfigError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     result = EXTRACTIONS[name](dataset, options=options, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
     if isinstance(result, Extracted):
         return result

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, check_on_bad_image
 from bench.types import FeatureSet, Sample, stable_hash
 from features.config import FeatureConfig, check_kind
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 META_KEY = b"cellbench.features"
-BAD_IMAGE = ("raise", "skip")
 
 
 @lru_cache(maxsize=1)
@@ -98,8 +97,7 @@ def extract_feature_set(
         Rows in the order of ``samples`` (skipped ones left out), columns as
         :func:`features.extract.feature_names`.
     """
-    if on_bad_image not in BAD_IMAGE:
-        raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE)}, got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     check_kind(kind)
     if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
         raise ConfigError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
