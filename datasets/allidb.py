@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.folder import (
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.folder import (
     BadFiles,
     check_options,
     check_root,
@@ -22,7 +22,7 @@ from datasets.folder import (
     subdirs,
     walk_images,
 )
-from datasets.registry import register_dataset
+from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "ImNNN_<0|1>.tif"
 _NAME = re.compile(r"Im(?P<number>\d+)_(?P<label>[01])\.tiff?", re.IGNORECASE)

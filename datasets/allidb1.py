@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.errors import DataError
-from bench.types import Annotation, Dataset, DatasetInfo, Field
-from datasets.extraction import register_field_defaults
-from datasets.fieldsets import (
+from cellbench.core.errors import DataError
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
+from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.fieldsets import (
     BadAnnotations,
     centroid_inside,
     check_field_options,
@@ -39,8 +39,8 @@ from datasets.fieldsets import (
     make_field_dataset,
     read_xyc,
 )
-from datasets.folder import check_root, is_hidden, subdirs
-from datasets.registry import register_dataset
+from cellbench.datasets.folder import check_root, is_hidden, subdirs
+from cellbench.datasets.registry import register_dataset
 
 _NAME = re.compile(r"(?P<field>Im(?P<number>\d{3})_(?P<label>[01]))\.(?:jpe?g|tiff?|png)", re.IGNORECASE)
 BLAST_DIRS = ("xyc", "xyc_blast")
@@ -243,7 +243,7 @@ def _load_field(path: Path, m: re.Match, *, blasts: Path, others: list[Path], ba
 
 def platelet_like(path: Path, centroids: list[tuple[float, float]]) -> list[bool]:
     """For each centroid, whether the stained object there is smaller than a white cell (module docstring)."""
-    from datasets.segmentation import background_colour, stain_channel, stain_threshold
+    from cellbench.datasets.segmentation import background_colour, stain_channel, stain_threshold
 
     data = np.fromfile(path, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_4)  # JPEG decodes at 1/4 directly: fast

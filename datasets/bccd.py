@@ -19,12 +19,18 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.types import Annotation, Dataset, DatasetInfo, Field
-from datasets.extraction import register_field_defaults
-from datasets.fieldsets import BadAnnotations, box_problem, check_field_options, image_size, make_field_dataset
-from datasets.folder import check_root, is_hidden
-from datasets.registry import register_dataset
+from cellbench.core.errors import DataError
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
+from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.fieldsets import (
+    BadAnnotations,
+    box_problem,
+    check_field_options,
+    image_size,
+    make_field_dataset,
+)
+from cellbench.datasets.folder import check_root, is_hidden
+from cellbench.datasets.registry import register_dataset
 
 CLASSES = ("RBC", "WBC", "Platelets")
 WHITE = ("WBC",)

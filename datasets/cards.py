@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import fields
 
-from bench.types import DatasetInfo
+from cellbench.core.types import DatasetInfo
 
 WIDTH = 110
 _SHOWN = {

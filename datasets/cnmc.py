@@ -14,9 +14,9 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.folder import (
+from cellbench.core.errors import DataError
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.folder import (
     BadFiles,
     check_options,
     check_root,
@@ -28,7 +28,7 @@ from datasets.folder import (
     subdirs,
     walk_images,
 )
-from datasets.registry import register_dataset
+from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "UID_<patient>_<image>_<cell>_<all|hem>.bmp"
 _NAME = re.compile(r"UID_(?P<patient>H?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)\.bmp", re.IGNORECASE)

@@ -4,7 +4,7 @@ A digest is a hash of the decoded RGB pixels as the models see them (after a cen
 three channels), so byte-identical files and the same image stored twice in an HDF5 file are found alike.
 :func:`find_duplicates` caches the digests per (data fingerprint, extraction, sample ids) in the cache
 folder, so the pass over the images runs once per data version; the CV layer keeps copies of one image on
-the same side of every split (:func:`bench.cv.make_folds`, ``duplicates=``).
+the same side of every split (:func:`cellbench.run.cv.make_folds`, ``duplicates=``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import DataError
-from bench.types import Sample, stable_hash
-from datasets.io import H5Row, center_crop, close_h5_files, h5_dataset, image_ref, read_image, to_rgb8
+from cellbench.core.errors import DataError
+from cellbench.core.types import Sample, stable_hash
+from cellbench.datasets.io import H5Row, center_crop, close_h5_files, h5_dataset, image_ref, read_image, to_rgb8
 
 DIGEST_VERSION = 1  # bump when what is hashed changes
 BLOCK_ROWS = 512  # HDF5 rows read at once: 512 x 96 x 96 x 3 = 14 MB
@@ -86,7 +86,7 @@ def _h5_block(samples: Sequence[Sample], first: H5Row) -> Iterator[Read]:
 
 
 def _one(s: Sample) -> Read:
-    from bench.pixels import as_rgb8
+    from cellbench.models.pixels import as_rgb8
 
     try:
         if s.image is not None:

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from bench.errors import ConfigError, DataError
-from bench.types import Annotation, Dataset, DatasetInfo, Field
-from datasets.registry import fingerprint_files
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
+from cellbench.datasets.registry import fingerprint_files
 
 ON_BAD_ANNOTATION = ("raise", "skip")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

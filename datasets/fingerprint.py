@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from bench.errors import DataError
+from cellbench.core.errors import DataError
 
 FULL_HASH_BYTES = 64 * 2**20
 BLOCKS = 64

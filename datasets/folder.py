@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench.errors import ConfigError, DataError
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.io import IMAGE_SUFFIXES
-from datasets.registry import fingerprint_samples, register_dataset, require_classes
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.io import IMAGE_SUFFIXES
+from cellbench.datasets.registry import fingerprint_samples, register_dataset, require_classes
 
 ON_BAD_LABEL = ("raise", "skip")
 _IGNORED_DIRS = frozenset({"__macosx", "__pycache__"})

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.folder import (
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.folder import (
     BadFiles,
     check_options,
     check_root,
@@ -21,7 +21,7 @@ from datasets.folder import (
     sample_id,
     subdirs,
 )
-from datasets.registry import register_dataset
+from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "<patient>_idx5_x<X>_y<Y>_class<0|1>.png"
 _NAME = re.compile(r"(?P<patient>[^_]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])\.png", re.IGNORECASE)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.errors import DataError
+from cellbench.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -151,7 +151,7 @@ def image_ref(sample) -> Path | ImageSource | None:
 
 def to_rgb8(img: np.ndarray, where: str) -> np.ndarray:
     """An array read from a container file (HDF5, npz; channels in RGB order) as RGB ``uint8`` (H, W, 3)."""
-    from bench.pixels import as_rgb8
+    from cellbench.models.pixels import as_rgb8
 
     try:
         return as_rgb8(img)

@@ -7,7 +7,7 @@ ids, so CV is image-level and the leaderboard says so. ``center_crop=32`` gives 
 centre 32x32 pixels, the region the label refers to.
 
 The fingerprint hashes ``train_labels.csv`` in full, every image's name and size, and the bytes of 256
-images spread over the set (:mod:`datasets.fingerprint`), not all 220,025 files on every run.
+images spread over the set (:mod:`cellbench.datasets.fingerprint`), not all 220,025 files on every run.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines, spread
-from datasets.folder import BadFiles, check_options, check_root, entries, is_image
-from datasets.io import FileCrop
-from datasets.pcam import check_crop
-from datasets.registry import register_dataset, require_classes
+from cellbench.core.errors import DataError
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines, spread
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, is_image
+from cellbench.datasets.io import FileCrop
+from cellbench.datasets.pcam import check_crop
+from cellbench.datasets.registry import register_dataset, require_classes
 
 LABELS_FILE = "train_labels.csv"
 TRAIN_DIR = "train"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from bench.errors import ConfigError
+from cellbench.core.errors import ConfigError
 
 _NO = 1e9
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError
-from bench.paths import cache_dir
-from bench.types import Dataset, DatasetInfo, Sample, stable_hash
-from datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from datasets.folder import BadFiles, check_options, check_root, entries
-from datasets.registry import register_dataset, require_classes
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.paths import cache_dir
+from cellbench.core.types import Dataset, DatasetInfo, Sample, stable_hash
+from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries
+from cellbench.datasets.registry import register_dataset, require_classes
 
 SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{s}_{part}" for s in SPLITS for part in ("images", "labels"))

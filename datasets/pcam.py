@@ -6,7 +6,7 @@ The release is three splits, each a pair of HDF5 files and a metadata CSV::
     camelyonpatch_level_2_split_{train,valid,test}_y.h5     dataset "y": N x 1 x 1 x 1 (0/1)
     camelyonpatch_level_2_split_{train,valid,test}_meta.csv coord_y, coord_x, tumor_patch, center_tumor_patch, wsi
 
-Pixels are never loaded here: each sample carries an :class:`~datasets.io.H5Row` (file, dataset, row)
+Pixels are never loaded here: each sample carries an :class:`~cellbench.datasets.io.H5Row` (file, dataset, row)
 that feature extraction and the pixel cache read one patch at a time, so the 262,144-patch training
 split (about 7 GB) is iterated in bounded memory. Labels and metadata are small and read at once.
 
@@ -14,7 +14,7 @@ The slide (``wsi`` column of the meta CSV) is the group, so CV is slide-disjoint
 splits loaded, the release's splits are the predefined folds (``meta["fold"]``, each split the test fold
 once); ``meta["split"]`` always names the release split, so the official test split can also be used as
 an external test set. The fingerprint hashes the label and meta files in full and the image files by size
-and sampled blocks (:mod:`datasets.fingerprint`), so a run does not re-read 7 GB to start.
+and sampled blocks (:mod:`cellbench.datasets.fingerprint`), so a run does not re-read 7 GB to start.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError
-from bench.types import Dataset, DatasetInfo, Sample
-from datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from datasets.folder import BadFiles, check_options, check_root, entries
-from datasets.io import H5Row, h5_key, h5_open
-from datasets.registry import register_dataset, require_classes
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries
+from cellbench.datasets.io import H5Row, h5_key, h5_open
+from cellbench.datasets.registry import register_dataset, require_classes
 
 SPLITS = ("train", "valid", "test")
 PREFIX = "camelyonpatch_level_2_split_"

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.registry import Registry
-from bench.types import Dataset, DatasetInfo, Sample
+from cellbench.core.errors import DataError
+from cellbench.core.registry import Registry
+from cellbench.core.types import Dataset, DatasetInfo, Sample
 
 Loader = Callable[..., Dataset]
 Detector = Callable[[Path], bool]

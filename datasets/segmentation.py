@@ -29,7 +29,7 @@ The pipeline (:func:`segment_field`), in order:
    diameters are dropped: platelets and debris below, unsplit clumps above.
 6. **Full-resolution outline and nucleus.** Each cell's outline is refined on the full-resolution image (the
    same threshold, within a band around the upscaled region, never across a neighbour), and its nucleus is
-   the darker-green part of the cell (:func:`features.masks.nucleus_mask`, Otsu on the green channel).
+   the darker-green part of the cell (:func:`cellbench.datasets.masks.nucleus_mask`, Otsu on the green channel).
 
 With ``keep = "central"`` only the cell nearest the image centre is kept (single-cell images such as
 Zheng et al.'s). Every parameter is a field of :class:`SegmentationParams`; suites set them per data set
@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from bench.errors import ConfigError
+from cellbench.core.errors import ConfigError
 
 SEGMENTATION_VERSION = 1  # bump whenever the found cells of the same image and parameters change
 UNITS = ("px", "image")
@@ -498,7 +498,7 @@ def merge_convex(labels: np.ndarray, *, min_solidity: float, max_area: float) ->
 
 def _refine(image: np.ndarray, background: np.ndarray, det: _Detection, diameter: float) -> list[FoundCell]:
     """Full-resolution outlines and nuclei of the detected regions."""
-    from features.masks import fill_holes, largest_region, nucleus_mask
+    from cellbench.datasets.masks import fill_holes, largest_region, nucleus_mask
 
     h, w = image.shape[:2]
     s = det.scale

@@ -26,8 +26,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.errors import ConfigError
-from bench.types import Dataset, Sample, stable_hash
+from cellbench.core.errors import ConfigError
+from cellbench.core.types import Dataset, Sample, stable_hash
 
 _STREAM = 0x5EB5  # seeds the subsample's random stream apart from other uses of the suite seed
 

@@ -46,11 +46,11 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from bench.errors import ConfigError, DataError
-from bench.paths import cache_dir
-from bench.types import Annotation, Dataset, DatasetInfo, Field, Sample, stable_hash
-from datasets.io import write_png
-from datasets.registry import register_dataset
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.paths import cache_dir
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field, Sample, stable_hash
+from cellbench.datasets.io import write_png
+from cellbench.datasets.registry import register_dataset
 
 GENERATOR_VERSION = 1  # bump whenever the generated pixels, masks or index change
 CLASSES = ("normal", "blast")

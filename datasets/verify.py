@@ -3,7 +3,7 @@
 ``python -m bench datasets verify NAME --data-root PATH`` loads the data set with its adapter, reads every
 image once (with a progress bar) and reports: counts per class and per release split against the card's
 expected counts, unreadable images, duplicate images by content hash (decoded pixels, see
-:mod:`datasets.content`), class balance, image sizes, the groups found (and groups that span splits), and
+:mod:`cellbench.datasets.content`), class balance, image sizes, the groups found (and groups that span splits), and
 a digest of all decoded pixels that two copies of a download can compare.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.types import Dataset
-from datasets.content import Duplicates, iter_images, pixel_digest, summarise_duplicates
-from datasets.io import close_h5_files
+from cellbench.core.types import Dataset
+from cellbench.datasets.content import Duplicates, iter_images, pixel_digest, summarise_duplicates
+from cellbench.datasets.io import close_h5_files
 
 
 @dataclass(kw_only=True)
@@ -175,7 +175,7 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
 
 def verify(name: str, *, data_root: Path | None, progress: bool = True, **options) -> Verification:
     """Load data set ``name`` (found under ``data_root``) with ``options`` and verify it."""
-    from datasets import load_dataset
+    from cellbench.datasets import load_dataset
 
     return verify_dataset(load_dataset(name, data_root=data_root, **options), progress=progress)
 
@@ -185,7 +185,7 @@ def parse_options(items: list[str]) -> dict[str, object]:
     ``true``) and otherwise kept as text."""
     import tomllib
 
-    from bench.errors import ConfigError
+    from cellbench.core.errors import ConfigError
 
     out: dict[str, object] = {}
     for item in items:

@@ -20,13 +20,13 @@ import csv
 import re
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.types import Annotation, Dataset, DatasetInfo, Field
-from datasets.extraction import register_field_defaults
-from datasets.fieldsets import BadAnnotations, check_field_options, image_size, make_field_dataset
-from datasets.folder import check_root
-from datasets.io import read_mask
-from datasets.registry import register_dataset
+from cellbench.core.errors import DataError
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
+from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.fieldsets import BadAnnotations, check_field_options, image_size, make_field_dataset
+from cellbench.datasets.folder import check_root
+from cellbench.datasets.io import read_mask
+from cellbench.datasets.registry import register_dataset
 
 CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 NUCLEUS_LEVEL = 192

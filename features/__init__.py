@@ -4,12 +4,12 @@ Families (``FEATURES``): morphology, haralick, lbp, intensity, nucleus; column p
 ``haralick_``, ``lbp_``, ``int_`` and ``nuc_``.
 """
 
-from features.registry import FEATURES, Family, register_family  # isort: skip
-from features import intensity, morphology, nucleus, texture  # noqa: F401  (register the families)
-from features.batch import extract_feature_set, feature_cache_path
-from features.config import FeatureConfig
-from features.extract import extract_features, feature_names
-from features.masks import cell_mask, nucleus_mask
+from cellbench.features.registry import FEATURES, Family, register_family  # isort: skip
+from cellbench.datasets.masks import cell_mask, nucleus_mask
+from cellbench.features import intensity, morphology, nucleus, texture  # noqa: F401  (register the families)
+from cellbench.features.batch import extract_feature_set, feature_cache_path
+from cellbench.features.config import FeatureConfig
+from cellbench.features.extract import extract_features, feature_names
 
 __all__ = [
     "FEATURES",

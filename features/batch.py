@@ -24,9 +24,9 @@ from typing import Literal
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError, check_on_bad_image
-from bench.types import FeatureSet, Sample, stable_hash
-from features.config import FeatureConfig, check_kind
+from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
+from cellbench.core.types import FeatureSet, Sample, stable_hash
+from cellbench.features.config import FeatureConfig, check_kind
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def extract_feature_set(
     """Features of every sample, from the cache when present.
 
     Images come from ``Sample.image`` or ``Sample.image_path``; the mask from ``Sample.mask`` or
-    ``Sample.mask_path`` (non-zero = cell), else :func:`features.masks.cell_mask` for cells and the
+    ``Sample.mask_path`` (non-zero = cell), else :func:`cellbench.datasets.masks.cell_mask` for cells and the
     whole image for patches.
 
     Parameters
@@ -95,7 +95,7 @@ def extract_feature_set(
     -------
     FeatureSet
         Rows in the order of ``samples`` (skipped ones left out), columns as
-        :func:`features.extract.feature_names`.
+        :func:`cellbench.features.extract.feature_names`.
     """
     check_on_bad_image(on_bad_image)
     check_kind(kind)
@@ -116,7 +116,7 @@ def extract_feature_set(
     elif cached is not None:
         log.info("features cache %s holds other samples; extracting again", path)
 
-    from features.extract import feature_names
+    from cellbench.features.extract import feature_names
 
     names = feature_names(config)
     # an image source (one row of an HDF5 file, a centre crop) is read like a path by datasets.io.read_image
@@ -218,7 +218,7 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
                 yield _extract_one(item, config, kind)
                 bar.update(1)
             return
-        from bench.processes import init_worker, pool_context
+        from cellbench.core.workers import init_worker, pool_context
 
         # chunks: a few per worker for load balance, large enough to amortise the transfers
         size = max(1, min(64, len(items) // (4 * n_jobs)))
@@ -244,8 +244,8 @@ def _extract_chunk(chunk, config: FeatureConfig, kind: str):
 
 def _extract_one(item, config: FeatureConfig, kind: str) -> tuple[str, np.ndarray | None, str | None]:
     """``(id, values, None)``, or ``(id, None, message)`` for an unreadable image or mask or an empty mask."""
-    from datasets.io import read_image, read_mask
-    from features.extract import feature_vector
+    from cellbench.datasets.io import read_image, read_mask
+    from cellbench.features.extract import feature_vector
 
     sid, image_path, image, mask_path, mask = item
     try:

@@ -7,7 +7,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from bench.errors import DataError
+from cellbench.core.errors import DataError
 
 
 class Cell:
@@ -53,14 +53,14 @@ class Cell:
     @cached_property
     def hem_pixels(self) -> np.ndarray:
         """Haematoxylin optical density of the pixels inside the mask (as ``skimage.color.rgb2hed``)."""
-        from features.intensity import haematoxylin
+        from cellbench.features.intensity import haematoxylin
 
         return haematoxylin(self.rgb_pixels)
 
     @cached_property
     def nucleus(self) -> np.ndarray:
-        """Nucleus mask at working resolution (see :func:`features.masks.nucleus_mask`)."""
-        from features.masks import nucleus_mask
+        """Nucleus mask at working resolution (see :func:`cellbench.datasets.masks.nucleus_mask`)."""
+        from cellbench.datasets.masks import nucleus_mask
 
         return nucleus_mask(self.rgb, self.mask)
 

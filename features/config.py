@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from bench.errors import ConfigError
-from bench.types import stable_hash
+from cellbench.core.errors import ConfigError
+from cellbench.core.types import stable_hash
 
 CELL_FAMILIES = ("morphology", "haralick", "lbp", "intensity", "nucleus")
 PATCH_FAMILIES = ("haralick", "lbp", "intensity")
@@ -46,7 +46,7 @@ class FeatureConfig:
     max_side: int | None = 512
 
     def __post_init__(self):
-        from features.registry import FEATURES
+        from cellbench.features.registry import FEATURES
 
         for name in ("families", "haralick_distances", "lbp_radii"):
             value = getattr(self, name)

@@ -7,10 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from features.cell import Cell, as_rgb, prepare_cell
-from features.config import FeatureConfig, check_kind
-from features.masks import cell_mask
-from features.registry import FEATURES
+from cellbench.datasets.masks import cell_mask
+from cellbench.features.cell import Cell, as_rgb, prepare_cell
+from cellbench.features.config import FeatureConfig, check_kind
+from cellbench.features.registry import FEATURES
 
 
 @lru_cache(maxsize=32)
@@ -39,7 +39,7 @@ def extract_features(
     image
         RGB ``uint8`` array (H, W, 3); grey (H, W) is accepted.
     mask
-        Non-zero = cell. Defaults to :func:`features.masks.cell_mask` for cells and to the whole image for
+        Non-zero = cell. Defaults to :func:`cellbench.datasets.masks.cell_mask` for cells and to the whole image for
         patches.
     config
         Defaults to ``FeatureConfig.for_kind(kind)``.

@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from features.cell import Cell
-from features.config import FeatureConfig
-from features.registry import register_family
+from cellbench.features.cell import Cell
+from cellbench.features.config import FeatureConfig
+from cellbench.features.registry import register_family
 
 PERCENTILES = (10, 25, 50, 75, 90)
 STATS = ("mean", "std", *(f"p{p}" for p in PERCENTILES), "skew", "kurtosis")

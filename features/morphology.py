@@ -11,7 +11,7 @@ Conventions (pixels of the input image; lengths scale with the pixel size, areas
 - major/minor axis and eccentricity: of the ellipse with the same second moments (as skimage);
 - Feret diameters: the largest and smallest caliper width of the hull, plus one pixel (pixel centres
   lie half a pixel inside the outline), so a w x h rectangle has min Feret = min(w, h);
-- Hu moments: −sign(h)·log10|h| (0 stays 0); Zernike: see :mod:`features.zernike`.
+- Hu moments: −sign(h)·log10|h| (0 stays 0); Zernike: see :mod:`cellbench.features.zernike`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from features.cell import Cell
-from features.config import FeatureConfig
-from features.registry import register_family
-from features.zernike import mask_zernike, zernike_orders
+from cellbench.features.cell import Cell
+from cellbench.features.config import FeatureConfig
+from cellbench.features.registry import register_family
+from cellbench.features.zernike import mask_zernike, zernike_orders
 
 SHAPE_NAMES = (
     "area",

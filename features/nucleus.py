@@ -1,4 +1,4 @@
-"""Nucleus vs cytoplasm features for stained white cells (nucleus from :func:`features.masks.nucleus_mask`).
+"""Nucleus vs cytoplasm features for stained white cells (nucleus from :func:`cellbench.datasets.masks.nucleus_mask`).
 
 ``nuc_nc_ratio`` is the nucleus share of the cell area (nucleus / cell, in 0..1, finite even when no
 cytoplasm is seen). A cell without a detectable nucleus gets ``nuc_found`` 0 and zeros elsewhere;
@@ -10,10 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from features.cell import Cell
-from features.config import FeatureConfig
-from features.morphology import scaled, shape_values
-from features.registry import register_family
+from cellbench.features.cell import Cell
+from cellbench.features.config import FeatureConfig
+from cellbench.features.morphology import scaled, shape_values
+from cellbench.features.registry import register_family
 
 SHAPE = ("area", "perimeter", "solidity", "eccentricity", "circularity", "convexity", "major_axis", "minor_axis")
 NAMES = (

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from bench.registry import Registry
+from cellbench.core.registry import Registry
 
 if TYPE_CHECKING:
-    from features.cell import Cell
-    from features.config import FeatureConfig
+    from cellbench.features.cell import Cell
+    from cellbench.features.config import FeatureConfig
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from features.cell import Cell
-from features.config import FeatureConfig
-from features.haralick import NAMES as HARALICK_NAMES
-from features.haralick import cooccurrences, haralick_stack, mean_and_range, quantise
-from features.lbp import lbp_histogram
-from features.registry import register_family
+from cellbench.features.cell import Cell
+from cellbench.features.config import FeatureConfig
+from cellbench.features.haralick import NAMES as HARALICK_NAMES
+from cellbench.features.haralick import cooccurrences, haralick_stack, mean_and_range, quantise
+from cellbench.features.lbp import lbp_histogram
+from cellbench.features.registry import register_family
 
 
 def lbp_points(radius: int) -> int:

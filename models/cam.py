@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import ConfigError
+from cellbench.core.errors import ConfigError
 
 METHODS = ("gradcam", "hirescam", "guided-backprop", "guided-gradcam", "guided-hirescam")
 CAM_METHODS = ("gradcam", "hirescam", "guided-gradcam", "guided-hirescam")  # those that need a target layer

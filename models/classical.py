@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bench.errors import ConfigError
-from bench.registry import Registry
+from cellbench.core.errors import ConfigError
+from cellbench.core.registry import Registry
 
 ClassWeightSupport = Literal["param", "sample_weight"] | None
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.errors import CellbenchError, ConfigError
-from models.classical import register_model
+from cellbench.core.errors import CellbenchError, ConfigError
+from cellbench.models.classical import register_model
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "size": 96,
@@ -189,13 +189,15 @@ def weights_path(name: str, params: Mapping[str, Any]) -> str:
         When the file is absent and cannot be downloaded (offline, or the download failed): a transfer
         model never trains from random weights under its name (ask for ``weights = "random"`` explicitly).
     """
-    from bench.paths import REPO_ROOT
+    from cellbench.core.paths import checkout_root
 
     bb = BACKBONES[backbone_name(name)]
     file = bb.weights_file(params)
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
     # a development checkout keeps small offline weights in ../shared/weights/keras
-    for folder in (home / "models", REPO_ROOT.parent / "shared" / "weights" / "keras" / "models"):
+    root = checkout_root()
+    shared = [root.parent / "shared" / "weights" / "keras" / "models"] if root is not None else []
+    for folder in (home / "models", *shared):
         if (folder / file).is_file():
             return str(folder / file)
     where = f"ImageNet weights for {bb.title} not found in {home / 'models'} (file {file})"
@@ -235,7 +237,7 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     """
     import keras
 
-    from models.classical import MODELS
+    from cellbench.models.classical import MODELS
 
     if MODELS[name].kind != "deep":
         raise ConfigError(f"{name!r} is not a deep model; deep models: {', '.join(deep_models())}")
@@ -275,7 +277,7 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
 
 
 def deep_models() -> list[str]:
-    from models.classical import MODELS
+    from cellbench.models.classical import MODELS
 
     return [n for n in MODELS.names() if MODELS[n].kind == "deep"]
 
@@ -538,11 +540,11 @@ def train_predict(
     BatchTooLargeError
         When a batch does not fit in memory (the message names the batch size to lower).
     """
-    from bench.pixels import AugmentConfig
-    from models.classical import resolve_params
-    from models.imbalance import STRATEGIES
-    from models.losses import make_loss
-    from models.pipeline import applicable
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.imbalance import STRATEGIES
+    from cellbench.models.losses import make_loss
+    from cellbench.models.pipeline import applicable
+    from cellbench.models.pixels import AugmentConfig
 
     params = resolve_params(name, params)
     if max_epochs is not None:
@@ -649,7 +651,7 @@ class _Data:
     seed: int
 
     def make(self, idx: np.ndarray, *, training: bool, labels: bool = True):
-        from bench.pixels import make_dataset
+        from cellbench.models.pixels import make_dataset
 
         return make_dataset(
             self.images,

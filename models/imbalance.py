@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError
-from bench.registry import Registry
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import ConfigError
-from models.classical import MODELS, resolve_params
-from models.imbalance import STRATEGIES
+from cellbench.core.errors import ConfigError
+from cellbench.models.classical import MODELS, resolve_params
+from cellbench.models.imbalance import STRATEGIES
 
 
 def applicable(model: str, strategy: str) -> tuple[bool, str]:

@@ -22,7 +22,7 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture
 def one_core():
     """OpenCV and BLAS/OpenMP limited to one thread while a benchmark runs (per-core throughput)."""
-    from bench.processes import single_threaded
+    from cellbench.core.workers import single_threaded
 
     with single_threaded():
         yield

@@ -2,10 +2,11 @@
 
 Run in a fresh process so that the peak resident set measures only this. Prints
 one JSON object: peak RSS (MiB) after imports, after loading the samples, after reading every patch one by
-one through :func:`datasets.io.read_image` (the path feature extraction and the pixel cache take), and
-after reading them again in blocks (:func:`datasets.content.iter_images`, the path of verification and
+one through :func:`cellbench.datasets.io.read_image` (the path feature extraction and the pixel cache take), and
+after reading them again in blocks (:func:`cellbench.datasets.content.iter_images`, the path of verification and
 content hashes), with the patch count, the bytes of pixels read and the wall time of each step. With a second
-argument DIR, it then caches every patch at 32 px in DIR (:func:`bench.pixels.pixel_cache`) and reports that too.
+argument DIR, it then caches every patch at 32 px in DIR (:func:`cellbench.models.pixels.pixel_cache`) and
+reports that too.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def peak_mib() -> float:
 def main(root: str, *, pixel_cache_dir: str | None = None) -> dict:
     import numpy as np
 
-    from datasets import load_dataset
-    from datasets.content import iter_images
-    from datasets.io import read_image
+    from cellbench.datasets import load_dataset
+    from cellbench.datasets.content import iter_images
+    from cellbench.datasets.io import read_image
 
     out = {"imports_mib": peak_mib()}
     t0 = time.perf_counter()
@@ -55,7 +56,7 @@ def main(root: str, *, pixel_cache_dir: str | None = None) -> dict:
         n += int(np.asarray(img).shape[0] == 96)
     out.update(blocks_s=time.perf_counter() - t0, blocks_mib=peak_mib(), block_reads=n, checksum=checksum)
     if pixel_cache_dir:
-        from bench.pixels import pixel_cache
+        from cellbench.models.pixels import pixel_cache
 
         t0 = time.perf_counter()
         ps = pixel_cache(

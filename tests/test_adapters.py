@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-import datasets
-from bench.errors import ConfigError, DataError, UnknownNameError
-from datasets import DATASETS, load_dataset, locate
+from cellbench import datasets
+from cellbench.core.errors import ConfigError, DataError, UnknownNameError
+from cellbench.datasets import DATASETS, load_dataset, locate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CELLBENCH_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))

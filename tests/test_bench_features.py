@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from features import FeatureConfig, extract_feature_set, extract_features
+from cellbench.features import FeatureConfig, extract_feature_set, extract_features
 from tests.conftest import shared
 from tests.test_features import cell_on_black, synthetic_cell
 
@@ -64,7 +64,7 @@ def test_450px_cells_on_black(benchmark):
 
 def test_real_cnmc_bmps_from_disk(benchmark, tmp_path):
     """End to end as the harness runs it: read the BMP, find the mask, extract (cache in a fresh folder)."""
-    from bench.types import Sample
+    from cellbench.core.types import Sample
 
     files = sorted(shared("cnmc_sample").glob("*/*.bmp"))
     if not files:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from datasets.io import read_image
-from datasets.segmentation import SegmentationParams, segment_field
+from cellbench.datasets.io import read_image
+from cellbench.datasets.segmentation import SegmentationParams, segment_field
 from tests.conftest import shared
 
 pytestmark = pytest.mark.benchmark

@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from bench.runner import run_suite
-from bench.suite import parse_suite
+from cellbench.run.runner import run_suite
+from cellbench.run.suite import parse_suite
 
 pytestmark = pytest.mark.benchmark
 
@@ -44,7 +44,7 @@ def test_classical_grid_scaling(benchmark, warm_cache, tmp_path, executor, worke
         return summary
 
     summary = benchmark.pedantic(run, rounds=1, iterations=1)
-    from bench.store import Store
+    from cellbench.run.store import Store
 
     with Store.open(summary.results_dir, write=False) as store:  # the job phase, without data prep and report
         r = store.runs().iloc[-1]
@@ -75,9 +75,9 @@ def test_driver_memory_does_not_grow_with_the_number_of_jobs(benchmark, warm_cac
 
 @pytest.mark.parametrize("factor", [1, 2, 4])
 def test_feature_extraction_scaling(benchmark, tmp_path, monkeypatch, factor):
-    from datasets.synthetic import load_synthetic
-    from features import FeatureConfig
-    from features.batch import extract_feature_set
+    from cellbench.datasets.synthetic import load_synthetic
+    from cellbench.features import FeatureConfig
+    from cellbench.features.batch import extract_feature_set
 
     monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path))
     samples = load_synthetic(n_patients=10 * factor, fields_per_patient=4).samples

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError
+from cellbench.core.errors import ConfigError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,8 +45,8 @@ def trained():
     """cnn_tiny trained on the quadrant task (a few epochs), with held-out images."""
     import keras
 
-    from models.classical import resolve_params
-    from models.deep import build_model, compile_model, setup_tensorflow, targets
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model, compile_model, setup_tensorflow, targets
 
     setup_tensorflow(0)
     x, y = quadrant_task(384, seed=0)
@@ -74,7 +74,7 @@ def trained():
 def test_guided_activation_passes_gradient_only_where_output_and_gradient_are_positive(spec, expected_local):
     import tensorflow as tf
 
-    from models.cam import guided_activation
+    from cellbench.models.cam import guided_activation
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 4, (512,)).astype(np.float32)
@@ -99,7 +99,7 @@ def test_guided_graph_gives_the_guided_gradient_through_fused_and_layer_activati
     import keras
     import tensorflow as tf
 
-    from models.cam import build_graph
+    from cellbench.models.cam import build_graph
 
     keras.utils.set_random_seed(3)
     inp = keras.Input((5,))
@@ -145,7 +145,7 @@ def test_guided_graph_gives_the_guided_gradient_through_fused_and_layer_activati
 def test_maps_are_computed_from_the_logit_not_the_probability(trained):
     """Scaling the logit layer by 50 saturates the sigmoid; maps on the logit scale by exactly 50 (Grad-CAM and
     HiResCAM are linear in z), maps of the probability would not."""
-    from models.cam import CamExplainer, copy_model
+    from cellbench.models.cam import CamExplainer, copy_model
 
     model, x, y = trained
     ex = CamExplainer(model, methods=("gradcam", "hirescam"))
@@ -166,9 +166,9 @@ def test_multiclass_maps_use_the_class_logit_and_differ_from_softmax_maps():
     import keras
     import tensorflow as tf
 
-    from models.cam import CamExplainer
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.cam import CamExplainer
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     keras.utils.set_random_seed(0)
     model, _ = build_model("cnn_tiny", resolve_params("cnn_tiny", {"size": SIZE}), n_classes=3, seed=0)
@@ -195,7 +195,7 @@ def test_multiclass_maps_use_the_class_logit_and_differ_from_softmax_maps():
 def test_a_final_softmax_dense_layer_is_evaluated_without_its_activation():
     import keras
 
-    from models.cam import CamExplainer, logit_layer
+    from cellbench.models.cam import CamExplainer, logit_layer
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((SIZE, SIZE, 3))
@@ -215,7 +215,7 @@ def test_a_final_softmax_dense_layer_is_evaluated_without_its_activation():
 
 
 def test_gradcam_and_hirescam_put_most_energy_where_the_evidence_is(trained):
-    from models.cam import CamExplainer, energy_fractions
+    from cellbench.models.cam import CamExplainer, energy_fractions
 
     model, x, y = trained
     maps = CamExplainer(model).explain(x, y)
@@ -229,7 +229,7 @@ def test_gradcam_and_hirescam_put_most_energy_where_the_evidence_is(trained):
 
 
 def test_energy_fractions():
-    from models.cam import energy_fractions
+    from cellbench.models.cam import energy_fractions
 
     maps = np.zeros((3, 4, 4))
     maps[0, :2, :2] = 1.0
@@ -246,9 +246,9 @@ def test_energy_fractions():
 def test_default_and_named_target_layers():
     import keras
 
-    from models.cam import default_target_layer, resolve_layer
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.cam import default_target_layer, resolve_layer
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     keras.utils.set_random_seed(0)
     cnn, _ = build_model("cnn", resolve_params("cnn", {"size": 32}), n_classes=2, seed=0)
@@ -263,9 +263,9 @@ def test_default_and_named_target_layers():
 def test_nested_mobilenet_v2_maps_with_every_relu6_guided():
     import keras
 
-    from models.cam import CamExplainer, build_graph, flat_layers
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.cam import CamExplainer, build_graph, flat_layers
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     params = resolve_params("mobilenet_v2", {"size": SIZE, "weights": "random"})
     model, backbone = build_model("mobilenet_v2", params, n_classes=2, seed=0)
@@ -298,9 +298,9 @@ def test_nested_mobilenet_v2_maps_with_every_relu6_guided():
     ],
 )
 def test_every_transfer_backbone_has_a_default_target_and_maps(name, target):
-    from models.cam import CamExplainer
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.cam import CamExplainer
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     model, backbone = build_model(name, resolve_params(name, {"size": SIZE, "weights": "random"}), n_classes=2, seed=0)
     ex = CamExplainer(model)
@@ -312,7 +312,7 @@ def test_every_transfer_backbone_has_a_default_target_and_maps(name, target):
 
 
 def test_bad_inputs_are_refused(trained):
-    from models.cam import CamExplainer, parse_methods
+    from cellbench.models.cam import CamExplainer, parse_methods
 
     model, x, _ = trained
     with pytest.raises(ConfigError, match="unknown CAM method.*gradcam"):
@@ -331,7 +331,14 @@ def test_bad_inputs_are_refused(trained):
 
 
 def test_sanity_check_cascades_from_the_logits_and_gradcam_depends_on_the_model(trained):
-    from models.cam import CamExplainer, cascade_stages, copy_model, randomise_layers, rank_correlations, sanity_check
+    from cellbench.models.cam import (
+        CamExplainer,
+        cascade_stages,
+        copy_model,
+        randomise_layers,
+        rank_correlations,
+        sanity_check,
+    )
 
     model, x, y = trained
     assert cascade_stages(model, "relu2") == [["logits"], ["logits", "dense"], ["logits", "dense", "conv2"]]
@@ -362,9 +369,9 @@ def test_sanity_check_cascades_from_the_logits_and_gradcam_depends_on_the_model(
 @pytest.mark.parametrize("methods", ["gradcam,hirescam", "all"])
 def test_maps_per_second_batch_32_at_96px(benchmark, name, methods):
     """Maps per second for one batch of 32 images at 96 px (all requested methods from one batched call)."""
-    from models.cam import CamExplainer, parse_methods
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.cam import CamExplainer, parse_methods
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     model, _ = build_model(name, resolve_params(name, {"size": 96, "weights": "random"} if name != "cnn" else
                                                 {"size": 96}), n_classes=2, seed=0)  # fmt: skip

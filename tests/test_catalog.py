@@ -16,16 +16,16 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.cli import build_parser, main
-from bench.cv import Folds, check_folds, make_folds
-from bench.errors import ConfigError, DataError
-from bench.pixels import as_rgb8, fit_to_square, pixel_cache
-from bench.types import Sample
-from datasets import DATASETS, load_dataset, locate
-from datasets.content import find_duplicates, iter_images, pixel_digest
-from datasets.io import H5Row, read_image
-from datasets.subsample import subsample, subsample_dataset
-from datasets.verify import parse_options, verify
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Sample
+from cellbench.datasets import DATASETS, load_dataset, locate
+from cellbench.datasets.content import find_duplicates, iter_images, pixel_digest
+from cellbench.datasets.io import H5Row, read_image
+from cellbench.datasets.subsample import subsample, subsample_dataset
+from cellbench.datasets.verify import parse_options, verify
+from cellbench.models.pixels import as_rgb8, fit_to_square, pixel_cache
+from cellbench.run.cv import Folds, check_folds, make_folds
+from cellbench.tools.cli import build_parser, main
 from tests.catalog_files import PCAM, pcam_patch, write_kaggle, write_medmnist, write_pcam_split, write_tif
 from tests.conftest import shared
 
@@ -139,8 +139,8 @@ def test_pcam_bad_files_get_one_clear_message(tmp_path, damage):
 
 
 def test_pcam_features_and_pixel_cache_read_patches_lazily(tmp_path):
-    from features import FeatureConfig
-    from features.batch import extract_feature_set
+    from cellbench.features import FeatureConfig
+    from cellbench.features.batch import extract_feature_set
 
     pcam_release(tmp_path / "data")
     ds = load_dataset("pcam", data_root=tmp_path / "data")
@@ -289,7 +289,7 @@ def test_medmnist_missing_keys_multilabel_and_3d_are_refused(tmp_path):
 
 
 def test_medmnist_large_arrays_are_decompressed_once_and_memory_mapped(tmp_path, monkeypatch):
-    import datasets.medmnist as mm
+    import cellbench.datasets.medmnist as mm
 
     arrays = write_medmnist(tmp_path / "data" / "bloodmnist.npz", n=(16, 8, 8), classes=8)
     monkeypatch.setattr(mm, "IN_MEMORY_BYTES", 1000)
@@ -550,7 +550,7 @@ def test_subsample_dataset_changes_fingerprint_and_notes(tmp_path):
 
 
 def test_cli_and_suite_carry_the_subsample_limits():
-    from bench.suite import load_suite
+    from cellbench.run.suite import load_suite
 
     args = build_parser().parse_args(["run", "--suite", "smoke", "--max-per-class", "50", "--max-groups", "8"])
     suite = load_suite("smoke").narrow(max_per_class=args.max_per_class, max_groups=args.max_groups)
@@ -562,7 +562,7 @@ def test_cli_and_suite_carry_the_subsample_limits():
 
 
 def test_full_suite_lists_the_new_data_sets_as_optional():
-    from bench.suite import load_suite
+    from cellbench.run.suite import load_suite
 
     suite = load_suite("full")
     for name in ("pcam", "kaggle_hcd", "pathmnist", "bloodmnist", "breastmnist", "dermamnist"):
@@ -580,7 +580,7 @@ def _copies_release(root: Path) -> dict[int, int]:
 
 
 def _copies_suite():
-    from bench.suite import parse_suite
+    from cellbench.run.suite import parse_suite
 
     raw = {
         "name": "catalog",
@@ -593,7 +593,7 @@ def _copies_suite():
 
 
 def test_prepare_keeps_copies_together_and_notes_duplicates_and_subsample(tmp_path, monkeypatch):
-    from bench.runner import prepare
+    from cellbench.run.runner import prepare
 
     monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
     copies = _copies_release(tmp_path / "data")
@@ -612,7 +612,7 @@ def test_prepare_keeps_copies_together_and_notes_duplicates_and_subsample(tmp_pa
 
 @pytest.mark.slow
 def test_leaderboard_notes_duplicates_and_subsample(tmp_path, monkeypatch):
-    from bench.runner import run_suite
+    from cellbench.run.runner import run_suite
 
     monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
     _copies_release(tmp_path / "data")

@@ -2,14 +2,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
-from bench.cli import main
+from cellbench.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_imported_datasets_package_is_this_repositorys():
-    assert Path(datasets.__file__).resolve().parent == REPO / "datasets"
 
 
 def test_unknown_names_are_rejected_with_the_known_ones(capsys):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.cv import check_folds, inner_split, make_folds
-from bench.errors import ConfigError, DataError
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.run.cv import check_folds, inner_split, make_folds
 
 
 def _data(n_groups=10, per=6, seed=0):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.errors import CellbenchError, ConfigError, DataError
-from bench.types import Sample
+from cellbench.core.errors import CellbenchError, ConfigError, DataError
+from cellbench.core.types import Sample
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,7 +45,7 @@ def split(n: int):
 
 
 def run(name="cnn_tiny", strategy="none", *, n=48, size=16, n_classes=2, params=None, **kw):
-    from models.deep import train_predict
+    from cellbench.models.deep import train_predict
 
     images, y = blobs(n, size, n_classes=n_classes)
     train, test, inner = split(n)
@@ -73,17 +73,20 @@ def test_registry_has_deep_pixel_models_and_importing_them_skips_tensorflow():
     import subprocess
     import sys
 
-    from models import MODELS
+    from cellbench.models import MODELS
 
     for name in DEEP:
         assert MODELS[name].kind == "deep" and MODELS[name].input == "pixels", name
-    code = "import sys, models, models.deep, bench.pixels; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = (
+        "import sys, cellbench.models, cellbench.models.deep, cellbench.models.pixels; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.split() == ["False", "False"]
 
 
 def test_focal_is_refused_for_classical_models_and_smote_for_deep_ones():
-    from models import applicable
+    from cellbench.models import applicable
 
     assert not applicable("random_forest", "focal")[0]
     assert applicable("cnn", "focal")[0]
@@ -95,15 +98,15 @@ def test_focal_is_refused_for_classical_models_and_smote_for_deep_ones():
 
 
 def _png(path: Path, image: np.ndarray) -> Path:
-    from datasets.io import write_png
+    from cellbench.datasets.io import write_png
 
     write_png(path, image)
     return path
 
 
 def test_pixel_cache_is_built_once_then_read_without_reading_images(tmp_path, monkeypatch):
-    import datasets.io
-    from bench.pixels import pixel_cache
+    from cellbench.datasets import io as dio
+    from cellbench.models.pixels import pixel_cache
 
     rng = np.random.default_rng(0)
     shapes = [(20, 30, 3), (50, 10), (12, 12, 4), (33, 47, 3)]  # mixed sizes, grey and RGBA
@@ -120,14 +123,14 @@ def test_pixel_cache_is_built_once_then_read_without_reading_images(tmp_path, mo
     def no_reading(path):
         raise AssertionError(f"image {path} read again")
 
-    monkeypatch.setattr(datasets.io, "read_image", no_reading)
+    monkeypatch.setattr(dio, "read_image", no_reading)
     second = pixel_cache(samples, **kw)
     assert second.path == first.path and np.array_equal(second.load(), pixels)
     assert not list((tmp_path / "cache" / "pixels").glob(".*tmp*"))  # written atomically
 
 
 def test_cells_keep_their_aspect_ratio_and_are_padded(tmp_path):
-    from bench.pixels import fit_to_square, pixel_cache
+    from cellbench.models.pixels import fit_to_square, pixel_cache
 
     bar = np.zeros((40, 10, 3), np.uint8)
     bar[:] = (200, 0, 0)
@@ -153,7 +156,7 @@ def test_cells_keep_their_aspect_ratio_and_are_padded(tmp_path):
 
 
 def test_pixel_cache_bad_images_raise_or_are_skipped(tmp_path):
-    from bench.pixels import pixel_cache
+    from cellbench.models.pixels import pixel_cache
 
     good = Sample(id="good", label="a", image=np.zeros((8, 8, 3), np.uint8))
     bad = Sample(id="bad", label="a", image_path=tmp_path / "missing.png")
@@ -170,7 +173,7 @@ def test_pixel_cache_bad_images_raise_or_are_skipped(tmp_path):
 
 
 def test_augmentation_only_in_training_and_seeded():
-    from bench.pixels import AugmentConfig, make_dataset
+    from cellbench.models.pixels import AugmentConfig, make_dataset
 
     images, y = blobs(20, 16)
     images[:, :4] = 255  # asymmetric, so flips and turns show
@@ -196,7 +199,7 @@ def test_augmentation_only_in_training_and_seeded():
 
 
 def test_augment_images_are_dihedral_turns_with_mild_colour_jitter():
-    from bench.pixels import AugmentConfig, augment_images
+    from cellbench.models.pixels import AugmentConfig, augment_images
 
     img = np.random.default_rng(0).integers(0, 255, (1, 12, 12, 3)).astype(np.uint8)
     geometric = AugmentConfig(brightness=0, contrast=0, hue=0)
@@ -213,8 +216,8 @@ def test_augment_images_are_dihedral_turns_with_mild_colour_jitter():
 
 
 def test_cnn_head_has_a_logits_layer_and_sizes_below_the_minimum_are_refused():
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     model, backbone = build_model("cnn", resolve_params("cnn", {"size": 32}), n_classes=2, seed=0)
     assert backbone is None and model.output_shape == (None, 1)
@@ -235,7 +238,7 @@ def test_in_model_preprocessing_matches_the_backbones_own(mode, module):
 
     import keras
 
-    from models.deep import preprocess_layers
+    from cellbench.models.deep import preprocess_layers
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     expected = importlib.import_module(f"keras.applications.{module}").preprocess_input(x.copy())
@@ -248,8 +251,8 @@ def test_mobilenet_v2_loads_imagenet_weights_offline(monkeypatch):
         pytest.skip(f"offline ImageNet weights not found at {MOBILENET_V2_FILE}")
     import h5py
 
-    from models.classical import resolve_params
-    from models.deep import build_model, weights_path
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model, weights_path
 
     monkeypatch.setenv("KERAS_HOME", str(WEIGHTS))
     params = resolve_params("mobilenet_v2", {"size": 32})
@@ -263,15 +266,15 @@ def test_mobilenet_v2_loads_imagenet_weights_offline(monkeypatch):
 
 
 def test_transfer_model_without_weights_fails_clearly(tmp_path, monkeypatch):
-    from models.classical import resolve_params
-    from models.deep import build_model
+    from cellbench.models.classical import resolve_params
+    from cellbench.models.deep import build_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("CELLBENCH_OFFLINE", "1")
     with pytest.raises(CellbenchError, match=r"ImageNet weights for ResNet50 not found in .*CELLBENCH_OFFLINE=1"):
         build_model("resnet50", resolve_params("resnet50", {"size": 32}), n_classes=2, seed=0)
     # online, a failed download is one clear error too (here: an address that refuses connections)
-    import models.deep as deep
+    import cellbench.models.deep as deep
 
     monkeypatch.delenv("CELLBENCH_OFFLINE")
     bad = dataclasses.replace(deep.BACKBONES["resnet50"], url="http://127.0.0.1:9/")
@@ -285,7 +288,7 @@ def test_transfer_model_without_weights_fails_clearly(tmp_path, monkeypatch):
 def test_out_of_memory_names_the_batch_size():
     import tensorflow as tf
 
-    from models.deep import BatchTooLargeError, _oom_guard
+    from cellbench.models.deep import BatchTooLargeError, _oom_guard
 
     with pytest.raises(BatchTooLargeError, match="batch size 64; lower batch_size"):
         with _oom_guard("cnn", 64):
@@ -374,7 +377,7 @@ def test_smote_and_multiclass_threshold_are_refused():
 def test_focal_loss_is_alpha_balanced():
     import keras
 
-    from models.losses import balanced_alpha, make_loss
+    from cellbench.models.losses import balanced_alpha, make_loss
 
     np.testing.assert_allclose(balanced_alpha(np.array([0, 0, 0, 1]), 2), [0.25, 0.75])
     loss = make_loss("focal", n_classes=2, y_train=np.array([0, 0, 0, 1]))
@@ -382,7 +385,7 @@ def test_focal_loss_is_alpha_balanced():
 
 
 def test_tune_threshold_maximises_balanced_accuracy():
-    from models.deep import tune_threshold
+    from cellbench.models.deep import tune_threshold
 
     score = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.6])
     truth = np.array([0, 0, 0, 1, 1, 1])
@@ -410,7 +413,7 @@ def test_fine_tuning_trains_the_head_then_the_top_layers(monkeypatch):
 def test_set_phase_unfreezes_only_the_top_layers_without_batch_norm():
     import keras
 
-    from models.deep import set_phase
+    from cellbench.models.deep import set_phase
 
     backbone = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3))
     set_phase(backbone, phase="head")

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bench.executors import run_dask, run_local
-from bench.types import ImbalanceSpec, Job, JobResult, ModelSpec
+from cellbench.core.types import ImbalanceSpec, Job, JobResult, ModelSpec
+from cellbench.run.executors import run_dask, run_local
 
 KILLER = 3  # the fold whose job kills its own worker process, every time it runs
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.errors import ConfigError
-from bench.types import Sample
+from cellbench.core.errors import ConfigError
+from cellbench.core.types import Sample
+from cellbench.tools.cli import main
 from tests.conftest import shared
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,8 +36,8 @@ save_models = true
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from bench.runner import run_suite
-    from bench.suite import load_suite
+    from cellbench.run.runner import run_suite
+    from cellbench.run.suite import load_suite
 
     root = tmp_path_factory.mktemp("explain")
     suite_file = root / "ex.toml"
@@ -126,7 +126,7 @@ def test_explain_refuses_bad_requests(run, capsys, extra, message):
 
 
 def test_select_cells_takes_the_most_confident_correct_and_wrong_per_class():
-    from bench.explain import available_cells, select_cells
+    from cellbench.tools.explain import available_cells, select_cells
 
     preds = pd.DataFrame(
         {
@@ -146,9 +146,9 @@ def test_select_cells_takes_the_most_confident_correct_and_wrong_per_class():
 
 
 def test_synthetic_nuclei_are_re_rendered_exactly():
-    from bench.regions import colour_regions, sample_regions
-    from datasets import load_dataset
-    from datasets.io import read_image, read_mask
+    from cellbench.datasets import load_dataset
+    from cellbench.datasets.io import read_image, read_mask
+    from cellbench.models.regions import colour_regions, sample_regions
 
     ds = load_dataset("synthetic", n_patients=8, fields_per_patient=2)
     dice = []
@@ -164,7 +164,7 @@ def test_synthetic_nuclei_are_re_rendered_exactly():
 
 
 def test_three_level_masks_and_geometry():
-    from bench.regions import mask_regions, sample_regions
+    from cellbench.models.regions import mask_regions, sample_regions
 
     mask = np.zeros((40, 60), np.uint8)
     mask[5:35, 10:50] = 128
@@ -179,8 +179,8 @@ def test_three_level_masks_and_geometry():
 
 
 def test_zheng_expert_masks_give_nucleus_and_cytoplasm():
-    from bench.regions import sample_regions
-    from datasets.io import read_mask
+    from cellbench.datasets.io import read_mask
+    from cellbench.models.regions import sample_regions
 
     root = shared("wbc_seg_zheng2018")
     masks = sorted((root / "dataset1" / "masks").glob("*.png"))[:5]
@@ -198,7 +198,7 @@ def test_zheng_expert_masks_give_nucleus_and_cytoplasm():
 
 
 def test_find_and_render_galleries(tmp_path):
-    from bench.explain import find_galleries, render_galleries
+    from cellbench.tools.explain import find_galleries, render_galleries
 
     stat = {"mean": 0.5, "std": 0.1, "n": 10}
     doc = {
@@ -247,7 +247,7 @@ def test_find_and_render_galleries(tmp_path):
 
 
 def test_explain_suite_validates_its_options():
-    from bench.explain import explain_suite
+    from cellbench.tools.explain import explain_suite
 
     with pytest.raises(ConfigError, match="--n must be a positive"):
         explain_suite(suite="quick", dataset="synthetic", models=["cnn"], n=0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.errors import ConfigError, DataError
-from bench.external import (
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.run.external import (
     REFIT_FOLD,
     ExternalSource,
     TestSpec,
@@ -19,10 +19,10 @@ from bench.external import (
     parse_test_spec,
     split_external,
 )
-from bench.runner import run_suite
-from bench.store import Store, external_predictions_key
-from bench.suite import parse_suite
-from bench.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.run.runner import run_suite
+from cellbench.run.store import Store, external_predictions_key
+from cellbench.run.suite import parse_suite
+from cellbench.tools.cli import main
 from tests.conftest import shared
 
 SMALL = {"n_patients": 12, "fields_per_patient": 2}
@@ -144,7 +144,7 @@ def test_delong_matches_the_placement_value_definition():
     from scipy.stats import norm
     from sklearn.metrics import roc_auc_score
 
-    from bench.stats import delong_test
+    from cellbench.stats.tests import delong_test
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
@@ -208,7 +208,7 @@ def test_cv_on_development_refit_and_fold_models_on_the_held_out_patients(holdou
 
 
 def test_leaderboard_has_the_cv_table_and_the_external_table(holdout_run):
-    from bench.report import summarise
+    from cellbench.report.leaderboard import summarise
 
     summary, folder = holdout_run
     text = summary.leaderboard.read_text()
@@ -260,7 +260,7 @@ def test_the_refit_predictions_are_reproducible_with_the_same_seed(holdout_run, 
 def test_rerun_resumes_and_another_test_set_in_the_same_folder_is_not_mixed_in(holdout_run, tmp_path):
     import shutil
 
-    from bench.report import summarise
+    from cellbench.report.leaderboard import summarise
 
     summary, folder = holdout_run
     again = run_suite(_suite(), results_root=folder.parent, workers=1, progress=False)
@@ -329,7 +329,7 @@ def test_test_data_on_the_command_line_scores_another_folder(tmp_path, capsys):
 
 
 def test_the_official_split_is_the_samples_marked_test():
-    from datasets import load_dataset
+    from cellbench.datasets import load_dataset
 
     ds = load_dataset("synthetic", **SMALL)
     patients = sorted({s.group for s in ds.samples})

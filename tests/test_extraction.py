@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.errors import ConfigError, DataError
-from bench.types import Annotation, Dataset, Field
-from datasets.extraction import EXTRACTIONS, extraction_key, resolve_options, run_extraction
-from datasets.io import read_mask, write_png
-from datasets.matching import Candidate, MatchParams, Target, detection_scores, match_cells
-from datasets.segmentation import SegmentationParams, segment_field
-from datasets.synthetic import load_synthetic
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Annotation, Dataset, Field
+from cellbench.datasets.extraction import EXTRACTIONS, extraction_key, resolve_options, run_extraction
+from cellbench.datasets.io import read_mask, write_png
+from cellbench.datasets.matching import Candidate, MatchParams, Target, detection_scores, match_cells
+from cellbench.datasets.segmentation import SegmentationParams, segment_field
+from cellbench.datasets.synthetic import load_synthetic
+from cellbench.tools.cli import main
 
 SMALL = {"n_patients": 4, "fields_per_patient": 2}
 
@@ -33,7 +33,7 @@ def synthetic() -> Dataset:
 
 def test_segmentation_finds_the_synthetic_white_cells(synthetic):
     """Every generated white cell is found once, with a mask that overlaps its instance mask."""
-    from datasets.io import read_image
+    from cellbench.datasets.io import read_image
 
     found = annotated = matched = 0
     params = SegmentationParams(cell_diameter=33.0, cytoplasm=True)
@@ -69,7 +69,7 @@ def test_segmentation_refuses_a_grey_image():
 
 
 def test_central_keeps_the_cell_nearest_the_centre(synthetic):
-    from datasets.io import read_image
+    from cellbench.datasets.io import read_image
 
     image = read_image(synthetic.fields[0].image_path)
     all_cells = segment_field(image, SegmentationParams(cell_diameter=33.0))
@@ -172,7 +172,7 @@ def test_segmentation_samples_share_the_ids_of_the_annotated_cells(synthetic):
 
 def test_extractions_are_cached_and_keyed_on_their_parameters(synthetic, monkeypatch):
     first = run_extraction("segmentation", synthetic, progress=False)
-    import datasets.extraction as ext
+    import cellbench.datasets.extraction as ext
 
     def boom(*a, **k):
         raise AssertionError("extracted again")
@@ -196,7 +196,7 @@ def test_centroid_windows_have_the_documented_size_and_are_padded(tmp_path):
         fingerprint="toy1", fields=(Field(id="F1", image_path=tmp_path / "f.png", annotations=anns),),
     )  # fmt: skip
     ex = run_extraction("manual", ds, options={"cell_diameter": 20, "window": 2.0}, progress=False)
-    from datasets.io import read_image
+    from cellbench.datasets.io import read_image
 
     assert [s.id for s in ex.samples] == ["F1/a000", "F1/a001"]  # the platelet is not a class: left out
     assert ex.info["excluded"] == {"platelet": 1}
@@ -208,7 +208,7 @@ def test_centroid_windows_have_the_documented_size_and_are_padded(tmp_path):
 
 
 def _info():
-    from datasets.synthetic import INFO
+    from cellbench.datasets.synthetic import INFO
 
     return replace(INFO, name="toy", classes=("a", "b"), positive_class="b", group_kind="field", synthetic=False)
 
@@ -224,7 +224,7 @@ def test_given_refuses_fields_and_field_extractions_refuse_single_cells(syntheti
 
 
 def test_suite_options_are_validated():
-    from bench.suite import parse_suite
+    from cellbench.run.suite import parse_suite
 
     base = {"name": "x", "models": {"dummy": {}}, "datasets": {"synthetic": {"extractions": ["segmentation"]}}}
     base["datasets"]["synthetic"]["segmentation"] = {"cell_diameter": 30, "min_iou": 0.4}
@@ -268,9 +268,9 @@ def test_extract_command_writes_crops_masks_index_and_quality(tmp_path, capsys):
 
 
 def test_both_arms_run_through_the_grid_and_the_leaderboard_compares_them(tmp_path):
-    from bench.runner import run_suite
-    from bench.store import Store
-    from bench.suite import parse_suite
+    from cellbench.run.runner import run_suite
+    from cellbench.run.store import Store
+    from cellbench.run.suite import parse_suite
 
     suite = parse_suite(
         {
@@ -306,8 +306,8 @@ def test_same_cells_and_end_to_end_scores_are_computed_as_documented():
     as misclassified."""
     from types import SimpleNamespace
 
-    from bench.comparisons import Pooled
-    from bench.extraction_report import compare_arms, render_extraction, summarise_extraction
+    from cellbench.report.extraction import compare_arms, render_extraction, summarise_extraction
+    from cellbench.stats.comparisons import Pooled
 
     def pooled(ids, y, pred):
         proba = np.eye(2)[np.asarray(pred)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runner import run_suite
-from bench.store import Store
-from bench.suite import parse_suite
+from cellbench.run.runner import run_suite
+from cellbench.run.store import Store
+from cellbench.run.suite import parse_suite
 from tests.conftest import SHARED_DATA, shared
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError, DataError, UnknownNameError
-from bench.types import Sample
-from features import (
+from cellbench.core.errors import ConfigError, DataError, UnknownNameError
+from cellbench.core.types import Sample
+from cellbench.features import (
     FEATURES,
     FeatureConfig,
     cell_mask,
@@ -20,11 +20,11 @@ from features import (
     feature_names,
     nucleus_mask,
 )
-from features.batch import read_feature_cache
-from features.haralick import cooccurrences, haralick_stack
-from features.lbp import uniform_lbp
-from features.morphology import shape_values
-from features.zernike import zernike_moments
+from cellbench.features.batch import read_feature_cache
+from cellbench.features.haralick import cooccurrences, haralick_stack
+from cellbench.features.lbp import uniform_lbp
+from cellbench.features.morphology import shape_values
+from cellbench.features.zernike import zernike_moments
 from tests.conftest import shared
 
 
@@ -286,7 +286,7 @@ def test_parallel_extraction_equals_serial(tmp_path):
 
 
 def test_cache_second_call_extracts_nothing(tmp_path, monkeypatch):
-    import features.batch
+    from cellbench import features
 
     samples = _write_samples(tmp_path, 4)
     first = extract_feature_set(samples, **_kw(tmp_path))
@@ -328,7 +328,7 @@ def test_corrupt_image_raises_naming_it_or_is_skipped_and_counted(tmp_path, monk
         cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell"
     )
     assert read_feature_cache(path).skipped == ("broken",)  # persisted with the cache
-    import features.batch
+    from cellbench import features
 
     monkeypatch.setattr(features.batch, "_extract_one", lambda *a: (_ for _ in ()).throw(AssertionError("again")))
     assert extract_feature_set(samples, **_kw(tmp_path, on_bad_image="skip")).skipped == ("broken",)
@@ -349,7 +349,7 @@ def test_bad_options_are_refused(tmp_path):
 
 @pytest.mark.parametrize(("name", "pattern"), [("cnmc_sample", "*/*.bmp"), ("allidb2", "*/*.tif")])
 def test_real_cells_get_sensible_masks_and_finite_features(name, pattern):
-    from datasets.io import read_image
+    from cellbench.datasets.io import read_image
 
     files = sorted(shared(name).glob(pattern))[::9][:6]
     assert files, f"no {pattern} files in {shared(name)}"

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.errors import DataError
-from datasets import load_dataset
-from datasets.extraction import run_extraction
-from datasets.io import write_png
+from cellbench.core.errors import DataError
+from cellbench.datasets import load_dataset
+from cellbench.datasets.extraction import run_extraction
+from cellbench.datasets.io import write_png
 from tests.conftest import shared
 
 # -- ALL-IDB1 ------------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_allidb1_without_other_cells_says_what_is_missing(tmp_path):
 
 
 def test_allidb1_unknown_option_is_refused(tmp_path):
-    from bench.errors import ConfigError
+    from cellbench.core.errors import ConfigError
 
     root = _allidb1(tmp_path, GOOD["blast"], GOOD["other"])
     with pytest.raises(ConfigError, match="allowed options: on_bad_annotation, screen_platelets"):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figures as F
+from cellbench.report import figures as F
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,7 +98,7 @@ def test_cd_diagram_is_identical_across_processes_with_different_hash_seeds(tmp_
     from pathlib import Path
 
     code = (
-        "import sys; from bench import figures as F\n"
+        "import sys; from cellbench.report import figures as F\n"
         "r = {f'model {i} / none': 1 + (i * 7919 % 23) / 2 for i in range(23)}\n"
         "F.cd_diagram(r, 6.0, sys.argv[1])\n"
     )

@@ -19,8 +19,8 @@ def _data(seed: int = 0, n: int = 300):
 
 @pytest.mark.parametrize("model", ["random_forest", "xgboost"])
 def test_native_importance_is_impurity_or_gain_and_finds_the_signal(model):
-    from bench.importance import native_importances, permutation_importances
-    from models import fit_predict
+    from cellbench.models import fit_predict
+    from cellbench.stats.importance import native_importances, permutation_importances
 
     X, y = _data()
     out = fit_predict(
@@ -47,7 +47,7 @@ def test_native_importance_is_impurity_or_gain_and_finds_the_signal(model):
 
 
 def test_report_aggregates_importance_over_folds_with_spread_and_families():
-    from bench.report import _importances, _render_importance
+    from cellbench.report.leaderboard import _importances, _render_importance
 
     rows = []
     for fold, shift in enumerate((0.0, 0.02, 0.04)):
@@ -66,7 +66,7 @@ def test_report_aggregates_importance_over_folds_with_spread_and_families():
 
 
 def test_quick_suite_explains_random_forest_and_xgboost():
-    from bench.suite import load_suite
+    from cellbench.run.suite import load_suite
 
     suite = load_suite("quick")
     assert {"random_forest", "xgboost"} <= set(suite.explain_models)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.metrics import compute_metrics, predict_labels
+from cellbench.stats.metrics import compute_metrics, predict_labels
 
 
 def test_binary_metrics_match_hand_computed_values():
@@ -38,7 +38,7 @@ def test_multiclass_metrics_and_single_class_fold_give_nan_not_error():
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("name", ["balanced_accuracy", "accuracy", "f1_weighted", "f1_macro", "mcc"])
 def test_fast_bootstrap_metrics_equal_compute_metrics(name, n_classes):
-    from bench.metrics import metric_function
+    from cellbench.stats.metrics import metric_function
 
     rng = np.random.default_rng(n_classes)
     positive = 1 if n_classes == 2 else None

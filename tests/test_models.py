@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
-from bench.errors import ConfigError, UnknownNameError
-from models import MODELS, STRATEGIES, applicable, build_pipeline, fit_predict
-from models.imbalance import sweep_subsample
+from cellbench.core.errors import ConfigError, UnknownNameError
+from cellbench.models import MODELS, STRATEGIES, applicable, build_pipeline, fit_predict
+from cellbench.models.imbalance import sweep_subsample
 
 CLASSICAL = ["random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.errors import ConfigError
-from bench.predict import find_saved, predict_images
-from bench.runner import run_suite
-from bench.store import Store
-from bench.suite import parse_suite
+from cellbench.core.errors import ConfigError
+from cellbench.run.runner import run_suite
+from cellbench.run.store import Store
+from cellbench.run.suite import parse_suite
+from cellbench.tools.cli import main
+from cellbench.tools.predict import find_saved, predict_images
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def saved_run(tmp_path_factory):
     folder = results / "p"
     with Store.open(folder, write=False) as store:
         jobs, preds = store.jobs(), store.predictions()
-    from datasets import load_dataset
+    from cellbench.datasets import load_dataset
 
     samples = {s.id: s for s in load_dataset("synthetic", n_patients=8, fields_per_patient=2).samples}
     return folder, jobs, preds, samples

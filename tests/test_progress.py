@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from bench.progress import EpochWatcher, clear_status, epoch_reporter
-from bench.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.run.progress import EpochWatcher, clear_status, epoch_reporter
 
 
 class Bar:
@@ -47,8 +47,8 @@ def test_the_newest_epoch_of_a_running_job_is_shown_and_cleared_at_the_end(tmp_p
 
 
 def test_a_run_with_a_deep_model_leaves_no_status_files(tmp_path, monkeypatch):
-    from bench.runner import run_suite
-    from bench.suite import parse_suite
+    from cellbench.run.runner import run_suite
+    from cellbench.run.suite import parse_suite
 
     monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
     suite = parse_suite(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bench.report import write_leaderboard
-from bench.runner import run_suite
-from bench.store import Store
-from bench.suite import parse_suite
+from cellbench.report.leaderboard import write_leaderboard
+from cellbench.run.runner import run_suite
+from cellbench.run.store import Store
+from cellbench.run.suite import parse_suite
 from tests.conftest import SHARED_DATA, shared
 
 
@@ -60,7 +60,7 @@ def test_a_row_missing_folds_is_shown_and_kept_out_of_the_paired_tests(tmp_path)
 def test_imagenet_and_random_weights_are_compared_pairwise_per_backbone():
     import pandas as pd
 
-    from bench.report import _imagenet_vs_scratch
+    from cellbench.report.leaderboard import _imagenet_vs_scratch
 
     scores = {  # per-fold balanced accuracy
         "mobilenet_v2": [0.80, 0.82, 0.78, 0.81, 0.79],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.repro import compare_stores, reproduce
-from bench.runner import run_suite
-from bench.suite import parse_suite
+from cellbench.run.runner import run_suite
+from cellbench.run.suite import parse_suite
+from cellbench.tools.repro import compare_stores, reproduce
 
 
 def _suite(seed=0):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import DataError
-from bench.runner import run_suite
-from bench.store import Store
-from bench.suite import parse_suite
+from cellbench.core.errors import DataError
+from cellbench.run.runner import run_suite
+from cellbench.run.store import Store
+from cellbench.run.suite import parse_suite
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"n_patients": 10, "fields_per_patient": 2}
@@ -78,7 +78,7 @@ def test_all_models_share_identical_test_folds(finished):
 
 def test_rerun_retrains_nothing_and_extracts_nothing(finished, monkeypatch):
     summary, results = finished
-    import features.batch
+    from cellbench import features
 
     def boom(*a, **k):
         raise AssertionError("features were extracted again")
@@ -89,7 +89,7 @@ def test_rerun_retrains_nothing_and_extracts_nothing(finished, monkeypatch):
 
 
 def test_leaderboard_regenerates_byte_identically(finished):
-    from bench.report import write_leaderboard
+    from cellbench.report.leaderboard import write_leaderboard
 
     _, results = finished
     with Store.open(results / "t", write=False) as store:
@@ -168,7 +168,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     assert {s for _, s in rows} == {"ok"}
     assert len(n_pred) == len(rows)
     # the resumed store equals an uninterrupted run's: same metrics, predictions and leaderboard
-    from bench.repro import compare_stores
+    from cellbench.tools.repro import compare_stores
 
     fresh = [*cmd[:cmd.index("--results") + 1], str(tmp_path / "fresh"), "--jobs", "2", "--quiet"]
     assert subprocess.run(fresh, cwd=REPO, env=env, capture_output=True).returncode == 0
@@ -178,9 +178,9 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
 def test_warnings_of_a_job_are_stored_with_it_and_listed_in_the_leaderboard(tmp_path, monkeypatch, recwarn):
     import warnings
 
-    import bench.jobs
+    from cellbench.run import jobs as job_module
 
-    original = bench.jobs._run_classical
+    original = job_module._run_classical
 
     def noisy(job, task, options):
         if job.model.name == "knn":
@@ -188,7 +188,7 @@ def test_warnings_of_a_job_are_stored_with_it_and_listed_in_the_leaderboard(tmp_
             warnings.warn("a library's internal deprecation", DeprecationWarning, stacklevel=1)
         return original(job, task, options)
 
-    monkeypatch.setattr(bench.jobs, "_run_classical", noisy)
+    monkeypatch.setattr(job_module, "_run_classical", noisy)
     suite = _suite(models={"knn": {}, "dummy": {}}, strategies=["none"], imbalance_sweep={}, explain={})
     summary = run_suite(suite, results_root=tmp_path, workers=1, progress=False)
     assert summary.failed == 0 and summary.warned == 3  # three knn folds

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as ss
 
-from bench import stats as S
+from cellbench.stats import tests as S
 
 # Demšar (2006), JMLR 7, Table 6: AUC of four C4.5 variants on 14 UCI data sets.
 DEMSAR_MODELS = ["C4.5", "C4.5+m", "C4.5+cf", "C4.5+m+cf"]

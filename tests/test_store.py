@@ -3,8 +3,8 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from bench.store import Store, StoreError
-from bench.types import JobResult
+from cellbench.core.types import JobResult
+from cellbench.run.store import Store, StoreError
 
 
 def _result(key="k1", status="ok"):
@@ -90,7 +90,7 @@ def test_reading_a_missing_store_names_it(tmp_path):
 
 
 def test_leaderboard_of_a_store_without_jobs_says_so(tmp_path):
-    from bench.report import write_leaderboard
+    from cellbench.report.leaderboard import write_leaderboard
 
     with Store.open(tmp_path) as store:
         store.save_data_set("synthetic", "given", "fp", {"primary_metric": "balanced_accuracy", "classes": ["a", "b"]})

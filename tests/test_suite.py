@@ -1,7 +1,7 @@
 import pytest
 
-from bench.errors import ConfigError, UnknownNameError
-from bench.suite import load_suite
+from cellbench.core.errors import ConfigError, UnknownNameError
+from cellbench.run.suite import load_suite
 
 
 def test_builtin_suites_load():
@@ -64,8 +64,8 @@ def test_narrowing_to_models_outside_the_sweep_plans_no_sweep_jobs():
 
     import numpy as np
 
-    from bench.cv import Folds
-    from bench.runner import Prepared, plan
+    from cellbench.run.cv import Folds
+    from cellbench.run.runner import Prepared, plan
 
     s = load_suite("quick").narrow(models=["knn", "cnn"], strategies=["none"])
     assert s.sweep_models == ()

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError
-from datasets import load_dataset
-from datasets.io import read_image, read_mask
-from datasets.synthetic import (
+from cellbench.core.errors import ConfigError
+from cellbench.datasets import load_dataset
+from cellbench.datasets.io import read_image, read_mask
+from cellbench.datasets.synthetic import (
     COMPLETE_MARKER,
     DEFAULT_COUNTS,
     INFO,

@@ -17,7 +17,7 @@ Rules for :func:`cell_mask`, in order:
    of Zheng et al. 2018 this gives a mean Dice of about 0.82.)
 3. **Fallback**: when rule 2 finds no region, or one under 1 % of the crop, the whole image.
 
-Tissue patches use the whole image as their mask (see :func:`features.extract.extract_features`).
+Tissue patches use the whole image as their mask (see :func:`cellbench.features.extract.extract_features`).
 """
 
 from __future__ import annotations

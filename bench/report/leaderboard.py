@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.comparisons import ALPHA, ROPE, SectionStats, across_datasets, paired_test, section_stats
-from bench.external_report import ExternalSection, current_jobs, render_external, summarise_external
-from bench.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS
+from cellbench.report.external import ExternalSection, current_jobs, render_external, summarise_external
+from cellbench.stats.comparisons import ALPHA, ROPE, SectionStats, across_datasets, paired_test, section_stats
+from cellbench.stats.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS
 
 SHOWN = ("balanced_accuracy", "f1_weighted", "roc_auc", "pr_auc", "mcc", "recall", "specificity", "brier")
 TOP_CURVES = 5
@@ -134,7 +134,7 @@ def summarise(store, *, with_stats: bool = True) -> Leaderboard:
     if with_stats:
         board.friedman = _friedman(board.sections)
         board.extraction_pairs = _extraction_pairs(board.sections, jobs)
-    from bench.extraction_report import summarise_extraction
+    from cellbench.report.extraction import summarise_extraction
 
     board.extraction = summarise_extraction(board.sections)
     return board
@@ -188,7 +188,7 @@ def _warnings(ok: pd.DataFrame) -> pd.DataFrame | None:
 
 def _importances(ok: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per model (and strategy): permutation and native importance per feature, mean and std over folds."""
-    from bench.importance import feature_family
+    from cellbench.stats.importance import feature_family
 
     out = {}
     if ok.empty:
@@ -352,7 +352,7 @@ def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
     for s in board.sections:
         out += _render_section(s, timings=timings)
     out += _render_across(board)
-    from bench.extraction_report import render_extraction
+    from cellbench.report.extraction import render_extraction
 
     out += render_extraction(board.extraction, timings=timings)
     out += [
@@ -467,7 +467,7 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
     if s.importance:
         lines += _render_importance(s.importance)
     if s.explanations:
-        from bench.explain import render_galleries
+        from cellbench.tools.explain import render_galleries
 
         lines += render_galleries(s.explanations, s.importance)
     if s.warnings is not None:
@@ -666,11 +666,11 @@ def _render_across(board: Leaderboard) -> list[str]:
 
 def draw_figures(board: Leaderboard, out_dir: Path) -> None:
     """Draw every figure into ``out_dir/figures`` and record relative links on the board."""
-    from bench import figures
+    from cellbench.report import figures
 
     fig_dir = Path(out_dir) / "figures"
     for s in board.sections:
-        from bench.explain import find_galleries
+        from cellbench.tools.explain import find_galleries
 
         s.explanations = find_galleries(fig_dir, s.slug)
         if s.stats is None or s.table.empty:
@@ -713,7 +713,7 @@ def draw_figures(board: Leaderboard, out_dir: Path) -> None:
             figures.cd_diagram(f.avg_ranks, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=f.nemenyi_p, alpha=f.alpha),
             out_dir,
         )
-    from bench.extraction_report import draw_extraction_figures
+    from cellbench.report.extraction import draw_extraction_figures
 
     draw_extraction_figures(board.extraction, Path(out_dir))  # manual vs segmented outlines on a few fields
 

@@ -9,8 +9,8 @@ the cell. Sources, in order of preference (the one used is named in every result
    cytoplasm, when at least 95 % of the labelled pixels are exactly 128 or 255.
 2. ``generator``: the synthetic default's exact nucleus, re-rendered from the generator (deterministic, the
    same pixels as the stored crop; the crop's cell mask file does not encode the nucleus).
-3. ``colour``: the sample's cell mask (or, without one, :func:`features.masks.cell_mask`) split by
-   :func:`features.masks.nucleus_mask` (Otsu's threshold on green inside the cell).
+3. ``colour``: the sample's cell mask (or, without one, :func:`cellbench.datasets.masks.cell_mask`) split by
+   :func:`cellbench.datasets.masks.nucleus_mask` (Otsu's threshold on green inside the cell).
 
 Tissue patches (``kind = "patch"``) have no cell and nucleus masks: :func:`sample_regions` returns ``None``.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import DataError
-from bench.types import Sample
+from cellbench.core.errors import DataError
+from cellbench.core.types import Sample
 
 EXPERT_SHARE = 0.95
 
@@ -43,8 +43,8 @@ class Regions:
         return self.nucleus | self.cytoplasm
 
     def fitted(self, size: int, *, keep_aspect: bool = True) -> Regions:
-        """The regions resized as :func:`bench.pixels.fit_to_square` resizes the image (zero padding)."""
-        from bench.pixels import fit_to_square
+        """The regions resized as :func:`cellbench.models.pixels.fit_to_square` resizes the image (zero padding)."""
+        from cellbench.models.pixels import fit_to_square
 
         def fit(m: np.ndarray) -> np.ndarray:
             return fit_to_square(m.astype(np.uint8) * 255, size, keep_aspect=keep_aspect, pad="zeros") >= 128
@@ -71,7 +71,7 @@ def mask_regions(mask: np.ndarray) -> Regions | None:
 
 def colour_regions(image: np.ndarray, cell: np.ndarray | None = None) -> Regions:
     """Regions from colour: the cell mask (found from colour when not given) split by the nucleus mask."""
-    from features.masks import cell_mask, nucleus_mask
+    from cellbench.datasets.masks import cell_mask, nucleus_mask
 
     cell = cell_mask(image) if cell is None else np.asarray(cell, bool)
     nucleus = nucleus_mask(image, cell)
@@ -88,7 +88,7 @@ def synthetic_regions(sample: Sample) -> Regions | None:
     if not (folder / "params.json").is_file():
         return None
     nuclei, instances, crop = _rendered(str(folder), str(meta["field"]))
-    from datasets.synthetic import crop_window
+    from cellbench.datasets.synthetic import crop_window
 
     x0, y0 = (int(v) for v in meta["crop_origin"])
     cell = crop_window((instances == int(meta["instance"])).view(np.uint8), x0=x0, y0=y0, size=crop, fill=0) > 0
@@ -99,7 +99,7 @@ def synthetic_regions(sample: Sample) -> Regions | None:
 @functools.lru_cache(maxsize=64)
 def _rendered(folder: str, field_id: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Nucleus and instance masks of one synthetic field, rendered again (deterministic)."""
-    from datasets import synthetic as syn
+    from cellbench.datasets import synthetic as syn
 
     params = json.loads((Path(folder) / "params.json").read_text())
     config = syn.SyntheticConfig(**params["config"])
@@ -122,7 +122,7 @@ def sample_regions(sample: Sample, *, kind: str, image: np.ndarray | None = None
 
     ``image`` (RGB uint8) is read from the sample when needed and not given. Returns None for patches.
     """
-    from datasets.io import read_image, read_mask
+    from cellbench.datasets.io import read_image, read_mask
 
     if kind == "patch":
         return None

@@ -7,8 +7,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from bench.errors import ConfigError
-from bench.store import Store
+from cellbench.core.errors import ConfigError
+from cellbench.run.store import Store
 
 
 def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
@@ -16,7 +16,7 @@ def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
 
     Timings are excluded (wall time is not deterministic); everything else must be identical.
     """
-    from bench.report import render_markdown, summarise
+    from cellbench.report.leaderboard import render_markdown, summarise
 
     diffs: list[str] = []
     with Store.open(a, write=False) as sa, Store.open(b, write=False) as sb:
@@ -57,8 +57,8 @@ def reproduce(
     folder: Path, *, data_root: Path | None, workers: int | None, progress: bool = True, executor: str = "local"
 ) -> tuple[Path, list[str]]:
     """Rerun the latest run stored in ``folder`` from its manifest in a fresh folder; return it and the diffs."""
-    from bench.runner import run_suite
-    from bench.suite import parse_suite
+    from cellbench.run.runner import run_suite
+    from cellbench.run.suite import parse_suite
 
     with Store.open(folder, write=False) as store:
         runs = store.runs()

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import ON_BAD_IMAGE, CellbenchError
-from bench.paths import REPO_ROOT, data_root
+from cellbench.core.errors import ON_BAD_IMAGE, CellbenchError
+from cellbench.core.paths import data_root
 
 
 def _csv(text: str) -> list[str]:
@@ -199,23 +199,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def check_datasets_package() -> None:
-    """Refuse to run when ``import datasets`` finds another package (e.g. Hugging Face's) instead of ours."""
-    import datasets
-
-    where = Path(getattr(datasets, "__file__", "") or "").resolve()
-    if REPO_ROOT not in where.parents:
-        raise CellbenchError(
-            f"the imported 'datasets' package is {where}, not cellbench's ({REPO_ROOT / 'datasets'}); "
-            "run from the repository root or install cellbench with `pip install -e .` in a fresh environment"
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        check_datasets_package()
         if getattr(args, "cache", None):
             os.environ["CELLBENCH_CACHE"] = str(Path(args.cache).resolve())
         commands = {
@@ -237,11 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from bench.runner import run_suite
-    from bench.suite import load_suite
+    from cellbench.run.runner import run_suite
+    from cellbench.run.suite import load_suite
 
     if args.reproduce:
-        from bench.repro import reproduce
+        from cellbench.tools.repro import reproduce
 
         out, diffs = reproduce(
             Path(args.reproduce),
@@ -283,7 +270,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench.repro import compare_stores
+    from cellbench.tools.repro import compare_stores
 
     return _report_diffs(Path(args.a), Path(args.b), compare_stores(Path(args.a), Path(args.b)))
 
@@ -301,7 +288,7 @@ def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
 def cmd_predict(args) -> int:
     from tabulate import tabulate
 
-    from bench.predict import find_saved, predict_images
+    from cellbench.tools.predict import find_saved, predict_images
 
     saved = find_saved(args.model, job=args.job)
     table = predict_images(saved, args.images, masks=args.masks)
@@ -314,7 +301,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from bench.explain import explain_suite
+    from cellbench.tools.explain import explain_suite
 
     galleries = explain_suite(
         suite=args.suite,
@@ -341,8 +328,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.report import write_leaderboard
-    from bench.store import Store
+    from cellbench.report.leaderboard import write_leaderboard
+    from cellbench.run.store import Store
 
     folder = Path(args.results) / args.suite
     with Store.open(folder, write=False) as store:
@@ -354,7 +341,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_datasets(args) -> int:
     from tabulate import tabulate
 
-    from datasets import DATASETS, load_dataset, locate
+    from cellbench.datasets import DATASETS, load_dataset, locate
 
     root = data_root(args.data_root)
     if args.action in ("show", "verify"):
@@ -362,12 +349,12 @@ def cmd_datasets(args) -> int:
             known = ", ".join(DATASETS.names())
             raise CellbenchError(f"`datasets {args.action}` needs a name; known data sets: {known}")
         if args.action == "verify":
-            from datasets.verify import parse_options, verify
+            from cellbench.datasets.verify import parse_options, verify
 
             report = verify(args.name, data_root=root, progress=not args.quiet, **parse_options(args.option))
             print(report.render())
             return 1 if report.problems else 0
-        from datasets.cards import render_card
+        from cellbench.datasets.cards import render_card
 
         print(render_card(DATASETS[args.name].info))
         return 0
@@ -403,10 +390,10 @@ def cmd_datasets(args) -> int:
 def cmd_extract(args) -> int:
     from tabulate import tabulate
 
-    from bench.extraction_report import overlay_figure
-    from datasets import DATASETS, load_dataset
-    from datasets.extraction import export_extraction, run_extraction, summary_rows
-    from datasets.verify import parse_options
+    from cellbench.datasets import DATASETS, load_dataset
+    from cellbench.datasets.extraction import export_extraction, run_extraction, summary_rows
+    from cellbench.datasets.verify import parse_options
+    from cellbench.report.extraction import overlay_figure
 
     options = parse_options(args.option)
     if DATASETS[args.dataset].needs_data:

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.cv import Folds, make_folds
-from bench.errors import ConfigError, check_on_bad_image
-from bench.paths import cache_dir
-from bench.progress import EpochWatcher
-from bench.store import Store
-from bench.suite import Suite
-from bench.task import TaskData, load_task, save_task
-from bench.types import ImbalanceSpec, Job, ModelSpec, canonical_json
+from cellbench.core.errors import ConfigError, check_on_bad_image
+from cellbench.core.paths import cache_dir
+from cellbench.core.types import ImbalanceSpec, Job, ModelSpec, canonical_json
+from cellbench.run.cv import Folds, make_folds
+from cellbench.run.progress import EpochWatcher
+from cellbench.run.store import Store
+from cellbench.run.suite import Suite
+from cellbench.run.task import TaskData, load_task, save_task
 
 log = logging.getLogger("cellbench")
 
@@ -65,11 +65,11 @@ def prepare(
     progress: bool = True,
 ) -> list[Prepared]:
     """Load every data set, extract, compute features (cached) and folds (shared by every model)."""
-    from bench.external import describe_prepared, load_external, split_external
-    from datasets import DATASETS, load_dataset, locate
-    from datasets.extraction import replace_fingerprint, run_extraction, split_options
-    from datasets.subsample import subsample_dataset
-    from models import MODELS
+    from cellbench.datasets import DATASETS, load_dataset, locate
+    from cellbench.datasets.extraction import replace_fingerprint, run_extraction, split_options
+    from cellbench.datasets.subsample import subsample_dataset
+    from cellbench.models import MODELS
+    from cellbench.run.external import describe_prepared, load_external, split_external
 
     check_on_bad_image(on_bad_image, name="--on-bad-image")
     need_features = any(MODELS[m].input == "features" for m in suite.models)
@@ -137,8 +137,8 @@ def prepare(
 
 def model_spec(suite: Suite, name: str) -> ModelSpec:
     """The model's spec in this suite: registry defaults < suite ``[deep]`` settings < the model's own params."""
-    from models import MODELS
-    from models.classical import resolve_params
+    from cellbench.models import MODELS
+    from cellbench.models.classical import resolve_params
 
     entry = MODELS[name]
     params = dict(suite.models.get(name, {}))
@@ -162,10 +162,10 @@ def _prepare_one(
     progress,
     external_ids: frozenset[str] = frozenset(),
 ) -> Prepared:
-    from bench.pixels import pixel_cache
-    from datasets.content import find_duplicates
-    from features import FeatureConfig
-    from features.batch import extract_feature_set
+    from cellbench.datasets.content import find_duplicates
+    from cellbench.features import FeatureConfig
+    from cellbench.features.batch import extract_feature_set
+    from cellbench.models.pixels import pixel_cache
 
     context = f"{dataset.name}/{extraction}"
     classes = tuple(dataset.classes)
@@ -288,7 +288,7 @@ def _prepare_one(
 
 def plan(suite: Suite, prepared: list[Prepared]) -> tuple[list[tuple[Job, str]], list[str]]:
     """Expand the suite over the prepared data: one job per coordinate, plus notes on skipped combinations."""
-    from models import MODELS, STRATEGIES, applicable
+    from cellbench.models import MODELS, STRATEGIES, applicable
 
     items: list[tuple[Job, str]] = []
     notes: list[str] = []
@@ -359,10 +359,10 @@ def run_suite(
     on_result: Callable | None = None,
 ) -> RunSummary:
     """Run ``suite``, skipping jobs already stored as ``ok``, and regenerate its leaderboard."""
-    from bench.executors import EXECUTORS
-    from bench.external import add_external_jobs
-    from bench.manifest import build_manifest
-    from bench.report import write_leaderboard
+    from cellbench.report.leaderboard import write_leaderboard
+    from cellbench.run.executors import EXECUTORS
+    from cellbench.run.external import add_external_jobs
+    from cellbench.run.manifest import build_manifest
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; known executors: {', '.join(EXECUTORS)}")

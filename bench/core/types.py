@@ -46,7 +46,7 @@ class Sample:
     ``label`` is a class name from the data set's ``classes``; ``group`` is the patient, slide or field
     id where the data say it, else ``None`` (never invented). Pixels come from ``image``, else
     ``image_source`` (a lazy reader such as one row of an HDF5 file or a centre crop of a file, see
-    :class:`datasets.io.ImageSource`; readers pass it to :func:`datasets.io.read_image`), else
+    :class:`cellbench.datasets.io.ImageSource`; readers pass it to :func:`cellbench.datasets.io.read_image`), else
     ``image_path``; an optional cell mask from ``mask_path`` or ``mask`` (non-zero = cell). ``meta`` holds
     adapter-specific values, e.g. ``meta["fold"]`` for a predefined fold and ``meta["split"]`` for the
     release's own train/validation/test split.

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import CellbenchError
-from bench.metrics import compute_metrics, predict_labels
-from bench.types import Job, JobResult, stable_hash
+from cellbench.core.errors import CellbenchError
+from cellbench.core.types import Job, JobResult, stable_hash
+from cellbench.stats.metrics import compute_metrics, predict_labels
 
 
 def derive_seed(seed: int, key: str) -> int:
@@ -26,7 +26,7 @@ def derive_seed(seed: int, key: str) -> int:
 
 def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> JobResult:
     """Fit and evaluate ``job``; never raises for a failure inside the job."""
-    from bench.task import load_task
+    from cellbench.run.task import load_task
 
     t_start = time.perf_counter()
     coords = {**job.coordinates(), "folds_key": job.folds_key}
@@ -61,7 +61,7 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
         extra["warnings"] = job_warnings(caught)
     external_preds = None
     if "external" in out:  # the fold model's predictions of the external test set (bench.external)
-        from bench.external import finite
+        from cellbench.run.external import finite
 
         rows = out["external"]
         external_preds, ext_metrics = score_predictions(task, rows, out["external_proba"], threshold=threshold)
@@ -100,10 +100,10 @@ def score_predictions(task, rows: np.ndarray, proba: np.ndarray, *, threshold: f
 
 
 def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
-    from bench.cv import inner_split
-    from bench.external import external_positions, split_external_proba
-    from models import fit_predict
-    from models.imbalance import sweep_subsample
+    from cellbench.models import fit_predict
+    from cellbench.models.imbalance import sweep_subsample
+    from cellbench.run.cv import inner_split
+    from cellbench.run.external import external_positions, split_external_proba
 
     if task.X is None:
         raise CellbenchError("no features were extracted for this task")
@@ -132,7 +132,7 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     )
     extra: dict[str, Any] = {"train_counts": np.bincount(y_train, minlength=len(task.classes)).tolist()}
     if job.explain:
-        from bench.importance import native_importances, permutation_importances
+        from cellbench.stats.importance import native_importances, permutation_importances
 
         names = task.feature_names
         extra["importance"] = {
@@ -142,7 +142,7 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
     out = split_external_proba(out, len(test), ext)
     fitted = out.pop("model")
     if options.get("save_dir"):
-        from bench.predict import model_file, save_classical, write_card
+        from cellbench.tools.predict import model_file, save_classical, write_card
 
         path = save_classical(fitted, model_file(options["save_dir"], job))
         write_card(path, job=job, task=task, threshold=out["threshold"])
@@ -150,12 +150,12 @@ def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
-    from bench.cv import inner_split
-    from bench.external import external_positions, split_external_proba
-    from bench.predict import model_file, write_card
-    from bench.progress import clear_status, epoch_reporter
-    from models.deep import train_predict
-    from models.imbalance import sweep_subsample
+    from cellbench.models.deep import train_predict
+    from cellbench.models.imbalance import sweep_subsample
+    from cellbench.run.cv import inner_split
+    from cellbench.run.external import external_positions, split_external_proba
+    from cellbench.run.progress import clear_status, epoch_reporter
+    from cellbench.tools.predict import model_file, write_card
 
     seed = derive_seed(job.seed, job.key)
     train, test = task.split(job.fold)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the cellbench package: the folder bench/ of a checkout
+
+
+def checkout_root() -> Path | None:
+    """The source checkout cellbench runs from (an editable install), or ``None`` when it is installed as a wheel."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "features").is_dir() else None
 
 
 def cache_dir() -> Path:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.types import Job
+from cellbench.core.types import Job
 
 
 def epoch_reporter(folder: str | os.PathLike, job: Job) -> Callable[[int, dict[str, Any]], None]:
-    """``on_epoch(epoch, logs)`` for :func:`models.deep.train_predict`: writes the job's status file."""
+    """``on_epoch(epoch, logs)`` for :func:`cellbench.models.deep.train_predict`: writes the job's status file."""
     path = Path(folder) / f"{job.key}.json"
     head = {"model": job.model.name, "strategy": job.imbalance.name, "fold": job.fold, "ratio": job.ratio}
     max_epochs = int(job.model.params.get("max_epochs", 0))

@@ -10,8 +10,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from bench.paths import REPO_ROOT
-from bench.types import canonical_json
+from cellbench.core.paths import checkout_root
+from cellbench.core.types import canonical_json
 
 PACKAGES = (
     "cellbench",
@@ -48,10 +48,14 @@ def package_versions() -> dict[str, str]:
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the repository the code runs from (``None`` outside a git checkout)."""
 
+    root = checkout_root()
+    if root is None:
+        return {"commit": None, "dirty": None}
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(
-                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None

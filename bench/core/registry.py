@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from bench.errors import UnknownNameError
+from cellbench.core.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

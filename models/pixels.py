@@ -19,8 +19,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from bench.errors import ConfigError, DataError, check_on_bad_image
-from bench.types import Sample, stable_hash
+from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
+from cellbench.core.types import Sample, stable_hash
 
 PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
 KINDS = ("cell", "patch")
@@ -113,7 +113,7 @@ def pixel_cache(
     """
     from tqdm.auto import tqdm
 
-    from datasets.io import read_image
+    from cellbench.datasets.io import read_image
 
     if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ConfigError(f"pixel size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.errors import ConfigError, DataError
-from bench.types import stable_hash
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import stable_hash
 
 SCHEMES = ("auto", "stratified_kfold", "group_kfold", "predefined")
 

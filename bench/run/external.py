@@ -42,8 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.errors import CellbenchError, ConfigError, DataError
-from bench.types import Dataset, Job, Sample, stable_hash
+from cellbench.core.errors import CellbenchError, ConfigError, DataError
+from cellbench.core.types import Dataset, Job, Sample, stable_hash
 
 REFIT_FOLD = -1
 ID_PREFIX = "external:"
@@ -127,7 +127,7 @@ def parse_test_spec(dataset: str, value: Any, *, where: str = "") -> TestSpec:
 
 
 def check_suite(suite) -> None:
-    """Validate every data set's ``test`` entry of ``suite`` (called by :func:`bench.suite.validate`)."""
+    """Validate every data set's ``test`` entry of ``suite`` (called by :func:`cellbench.run.suite.validate`)."""
     for name, options in suite.datasets.items():
         if "test" in options:
             parse_test_spec(name, options["test"], where=f"suite {suite.source or suite.name}")
@@ -187,7 +187,7 @@ def check_overlap(
 ) -> str:
     """Refuse shared groups or identical images between the development and the external set.
 
-    ``dev_hashes``/``ext_hashes`` map sample ids to pixel digests (:mod:`datasets.content`; unreadable images
+    ``dev_hashes``/``ext_hashes`` map sample ids to pixel digests (:mod:`cellbench.datasets.content`; unreadable images
     are left out: feature extraction refuses or skips them). Returns a sentence for the leaderboard.
 
     Raises
@@ -242,7 +242,7 @@ class ExternalSource:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ExternalPart:
-    """What :func:`bench.runner._prepare_one` receives for a data set with an external test set.
+    """What :func:`cellbench.run.runner._prepare_one` receives for a data set with an external test set.
 
     ``samples`` holds the development samples first, then the external ones (ids in ``external_ids``);
     ``dataset`` is the development data set with a fingerprint covering both parts.
@@ -256,7 +256,7 @@ class ExternalPart:
 
 def load_external(name: str, value: Any, *, data_root: Path | None) -> ExternalSource:
     """Parse ``value`` (the suite's ``test`` entry) and load the test folder when there is one."""
-    from datasets import load_dataset
+    from cellbench.datasets import load_dataset
 
     spec = parse_test_spec(name, value)
     if spec.rule != "path":
@@ -293,7 +293,7 @@ def split_external(
     DataError
         When a group or an identical image is in both sets, or group ids are known in one set only.
     """
-    from datasets.extraction import run_extraction
+    from cellbench.datasets.extraction import run_extraction
 
     spec = source.spec
     context = f"{dataset.name}/{extraction}"
@@ -383,9 +383,9 @@ def split_external(
 
 
 def _digests(samples: Sequence[Sample], fingerprint: str, extraction: str, progress: bool) -> dict[str, str]:
-    """Pixel digests by sample id (cached per data version, see :func:`datasets.content.find_duplicates`)."""
-    from bench.paths import cache_dir
-    from datasets.content import find_duplicates
+    """Pixel digests by sample id (cached per data version, see :func:`cellbench.datasets.content.find_duplicates`)."""
+    from cellbench.core.paths import cache_dir
+    from cellbench.datasets.content import find_duplicates
 
     found = find_duplicates(
         samples, fingerprint=fingerprint, extraction=extraction, cache_dir=cache_dir(), progress=progress
@@ -395,7 +395,7 @@ def _digests(samples: Sequence[Sample], fingerprint: str, extraction: str, progr
 
 def describe_prepared(prepared, part: ExternalPart) -> None:
     """Add the external set's counts (after unreadable images were skipped) to ``prepared.info``."""
-    from bench.task import load_task
+    from cellbench.run.task import load_task
 
     task = load_task(str(prepared.task_path))
     if task.external is None or not len(task.external):

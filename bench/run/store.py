@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import ConfigError
-from bench.types import JobResult, canonical_json
+from cellbench.core.errors import ConfigError
+from cellbench.core.types import JobResult, canonical_json
 
 APP = "cellbench"
 SCHEMA_VERSION = "1"

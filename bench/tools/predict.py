@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import ConfigError, DataError
-from bench.types import Job
+from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.types import Job
 
 CARD_FORMAT = 1
 MODEL_SUFFIXES = (".keras", ".joblib")
@@ -145,8 +145,8 @@ def predict_images(
     pandas.DataFrame
         ``image``, ``class``, ``probability`` (of that class) and ``proba_<class>`` for every class.
     """
-    from bench.metrics import predict_labels
-    from datasets.io import read_image, read_mask
+    from cellbench.datasets.io import read_image, read_mask
+    from cellbench.stats.metrics import predict_labels
 
     card = saved.card
     if not images:
@@ -178,9 +178,9 @@ def predict_images(
 def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
     import joblib
 
-    from features import FeatureConfig
-    from features.extract import feature_names, feature_vector
-    from models.pipeline import _full_proba
+    from cellbench.features import FeatureConfig
+    from cellbench.features.extract import feature_names, feature_vector
+    from cellbench.models.pipeline import _full_proba
 
     card = saved.card
     if not card.get("feature_config"):
@@ -199,13 +199,13 @@ def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
 
 
 def _deep_proba(saved: SavedModel, images) -> np.ndarray:
-    from models.deep import import_tensorflow_quietly
+    from cellbench.models.deep import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
     import keras
 
-    from bench.pixels import fit_to_square
-    from models.deep import _proba
+    from cellbench.models.deep import _proba
+    from cellbench.models.pixels import fit_to_square
 
     card = saved.card
     size = int(card["size"])

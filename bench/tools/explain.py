@@ -4,15 +4,15 @@ For one (suite, data set, extraction, deep model, strategy, fold) this
 
 1. finds the fold model: the ``<results>/<suite>/models/<job key>.keras`` a run with ``save_models = true`` kept,
    or else retrains that fold exactly as the run did (same job spec, so the same key and seed,
-   :func:`bench.jobs.derive_seed`; TensorFlow op determinism) and saves it there for next time. When the
+   :func:`cellbench.run.jobs.derive_seed`; TensorFlow op determinism) and saves it there for next time. When the
    store holds the job, the retrained model's test predictions are compared with the stored ones and the
    agreement is recorded;
 2. picks, from the stored (or retrained) test-fold predictions, up to ``n`` correctly and ``n`` wrongly
    classified cells per true class (the most confident of each);
-3. computes the maps of :mod:`models.cam` for the explained class (default: the predicted class) on its
+3. computes the maps of :mod:`cellbench.models.cam` for the explained class (default: the predicted class) on its
    logit, draws a gallery PNG into ``<results>/<suite>/figures/`` and writes a JSON beside it with
-   the model-randomisation sanity check (:func:`models.cam.sanity_check`) and, where nucleus masks exist
-   (:mod:`bench.regions`), the share of each map's energy inside the nucleus, the cytoplasm and outside the
+   the model-randomisation sanity check (:func:`cellbench.models.cam.sanity_check`) and, where nucleus masks exist
+   (:mod:`cellbench.models.regions`), the share of each map's energy inside the nucleus, the cytoplasm and outside the
    cell over every test cell of the fold;
 4. rewrites the leaderboard, which lists the galleries of each section (:func:`render_galleries`).
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import CellbenchError, ConfigError
+from cellbench.core.errors import CellbenchError, ConfigError
 
 log = logging.getLogger("cellbench")
 
@@ -57,7 +57,7 @@ class Gallery:
 
 
 def slug(*parts: str) -> str:
-    """File-name-safe join (as :attr:`bench.report.Section.slug`)."""
+    """File-name-safe join (as :attr:`cellbench.report.leaderboard.Section.slug`)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
 
 
@@ -89,12 +89,12 @@ def explain_suite(
     CellbenchError
         When the fold model cannot be had (its retraining failed: the message says why).
     """
-    from bench.report import write_leaderboard
-    from bench.runner import plan, prepare, results_folder
-    from bench.store import STORE_NAME, Store
-    from bench.suite import load_suite, validate
-    from models import MODELS
-    from models.cam import parse_methods
+    from cellbench.models import MODELS
+    from cellbench.models.cam import parse_methods
+    from cellbench.report.leaderboard import write_leaderboard
+    from cellbench.run.runner import plan, prepare, results_folder
+    from cellbench.run.store import STORE_NAME, Store
+    from cellbench.run.suite import load_suite, validate
 
     methods = parse_methods(methods)
     if target not in TARGETS:
@@ -180,8 +180,8 @@ def explain_job(
     seed: int,
 ) -> Gallery:
     """The gallery of one deep job (its fold model saved or retrained); see the module docstring."""
-    from bench.task import load_task
-    from models.cam import CamExplainer, sanity_check
+    from cellbench.models.cam import CamExplainer, sanity_check
+    from cellbench.run.task import load_task
 
     task = load_task(str(task_path))
     model, source, preds = fold_model(job, task_path, task=task, folder=folder, stored=stored)
@@ -292,13 +292,13 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
 
     Returns (keras.Model, source dict, predictions with ``sample_id``, ``y_true``, ``y_pred``, ``proba``).
     """
-    from models.deep import import_tensorflow_quietly
+    from cellbench.models.deep import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
     import keras
 
-    from bench.metrics import predict_labels
-    from models.deep import _proba
+    from cellbench.models.deep import _proba
+    from cellbench.stats.metrics import predict_labels
 
     path = folder / "models" / f"{job.key}.keras"
     source: dict[str, Any] = {"file": f"models/{path.name}"}
@@ -306,7 +306,7 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
     if path.is_file():
         source["how"] = "saved"
     else:
-        from bench.jobs import derive_seed, run_job
+        from cellbench.run.jobs import derive_seed, run_job
 
         seed = derive_seed(job.seed, job.key)
         log.info("no saved model for %s fold %d: retraining it (seed %d)", job.model.name, job.fold, seed)
@@ -389,9 +389,9 @@ def sanity_indices(picks: Sequence[int], n_total: int, *, limit: int) -> np.ndar
 
 def test_regions(job, task, ids: Sequence[str], *, size: int, data_root, options, kind: str) -> dict[str, Any] | None:
     """Nucleus and cell masks of the test cells at the model's input size, or None when there are none."""
-    from bench.regions import sample_regions
-    from datasets import load_dataset
-    from datasets.extraction import run_extraction, split_options
+    from cellbench.datasets import load_dataset
+    from cellbench.datasets.extraction import run_extraction, split_options
+    from cellbench.models.regions import sample_regions
 
     if kind == "patch":
         return None
@@ -436,7 +436,7 @@ def energy_summary(
     """Per method, mean ± std over test cells of the energy shares in nucleus, cytoplasm and outside the cell;
     the area shares of the same regions (what a map spread evenly would give). Stores per-cell values in
     ``regions["energy"]`` for the gallery."""
-    from models.cam import energy_fractions
+    from cellbench.models.cam import energy_fractions
 
     nucleus, cell = regions["nucleus"], regions["cell"]
     parts = {"nucleus": nucleus, "cytoplasm": cell & ~nucleus, "outside": ~cell}
@@ -475,7 +475,7 @@ def _round(x) -> float | None:
 
 
 def _description(method: str) -> str:
-    from models.cam import DESCRIPTIONS
+    from cellbench.models.cam import DESCRIPTIONS
 
     return DESCRIPTIONS[method]
 
@@ -496,8 +496,8 @@ def draw_gallery(
     (scaled to its own maximum; guided maps to their 99th percentile) over the image."""
     import matplotlib
 
-    from bench.figures import STYLE, _figure
-    from models.cam import LABELS, normalise
+    from cellbench.models.cam import LABELS, normalise
+    from cellbench.report.figures import STYLE, _figure
 
     shown = {m: normalise(v, percentile=99.0 if m.startswith("guided") else 100.0) for m, v in maps.items()}
     rows, cols = len(cells), 1 + len(maps)
@@ -545,7 +545,7 @@ def _save_palette(fig, path: Path) -> Path:
     """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
     from PIL import Image
 
-    from bench.figures import write_atomic
+    from cellbench.report.figures import write_atomic
 
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
@@ -586,7 +586,7 @@ def render_galleries(
 
     if not galleries:
         return []
-    from models.cam import LABELS
+    from cellbench.models.cam import LABELS
 
     methods = list(dict.fromkeys(m for g in galleries for m in g["methods"]))
     maps = {m: d for g in galleries for m, d in g["method_maps"].items()}

@@ -9,10 +9,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from bench.errors import ConfigError
-from bench.jobs import run_job
-from bench.processes import THREAD_VARS, init_worker, pool_context, single_threaded
-from bench.types import Job, JobResult
+from cellbench.core.errors import ConfigError
+from cellbench.core.types import Job, JobResult
+from cellbench.core.workers import THREAD_VARS, init_worker, pool_context, single_threaded
+from cellbench.run.jobs import run_job
 
 WorkItem = tuple[Job, str]  # (job, task file path)
 JobFunction = Callable[[Job, str, "dict | None"], JobResult]

@@ -1,8 +1,8 @@
 """The leaderboard's "External test" table: models refit on the development set, scored on an independent one.
 
-Data comes from the store alone (see :mod:`bench.external` for the jobs that fill it): the refit jobs
+Data comes from the store alone (see :mod:`cellbench.run.external` for the jobs that fill it): the refit jobs
 (``fold = -1``), the fold models' external metrics (``extra["external"]`` of the CV jobs) and the CV table
-of the same data set. Statistics reuse :mod:`bench.stats`: a bootstrap CI of the refit's external score
+of the same data set. Statistics reuse :mod:`cellbench.stats.tests`: a bootstrap CI of the refit's external score
 (whole patients resampled where ids are known) and McNemar's test of each refit against the best one on the
 same external samples (hard predictions) and DeLong's test of their AUCs (binary tasks).
 """
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench import stats
-from bench.comparisons import ALPHA, N_BOOT, pooled_predictions
-from bench.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS, metric_function
+from cellbench.stats import tests as stats
+from cellbench.stats.comparisons import ALPHA, N_BOOT, pooled_predictions
+from cellbench.stats.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS, metric_function
 
 
 @dataclass(kw_only=True)
@@ -176,7 +176,7 @@ def _num(x) -> float:
 
 def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int | None = None) -> list[str]:
     """Markdown lines of the external test table (``shown``: further metrics of the refit, as in the CV table)."""
-    from bench.report import _fmt, _p, _pm
+    from cellbench.report.leaderboard import _fmt, _p, _pm
 
     info, primary = ext.info, ext.primary
     label = METRIC_LABELS.get(primary, primary)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.metrics import LOWER_IS_BETTER, metric_function
+from cellbench.stats import tests as stats
+from cellbench.stats.metrics import LOWER_IS_BETTER, metric_function
 
 ALPHA = stats.ALPHA
 ROPE = stats.ROPE

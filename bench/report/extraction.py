@@ -2,7 +2,7 @@
 on segmented cells compare with models trained on manually extracted cells.
 
 Everything comes from the store: each (data set, extraction)'s info record carries the extraction's counts,
-detection quality and overlay outlines (:mod:`datasets.extraction`), and the pooled out-of-fold predictions
+detection quality and overlay outlines (:mod:`cellbench.datasets.extraction`), and the pooled out-of-fold predictions
 give the comparisons:
 
 - **extraction quality** per data set: annotated, found, matched, missed and unmatched cells, detection
@@ -66,8 +66,8 @@ def summarise_extraction(sections) -> ExtractionSummary:
 
 def compare_arms(man, seg) -> pd.DataFrame:
     """Per model × strategy: scores on the cells both arms hold, McNemar's test, and the end-to-end score."""
-    from bench import stats
-    from bench.metrics import metric_function
+    from cellbench.stats import tests as stats
+    from cellbench.stats.metrics import metric_function
 
     info = seg.info
     classes = list(info.get("classes", []))
@@ -109,7 +109,7 @@ def _f(x, digits: int = 3) -> str:
 
 
 def _p(x) -> str:
-    from bench.comparisons import ALPHA
+    from cellbench.stats.comparisons import ALPHA
 
     if x is None or not np.isfinite(x):
         return "—"
@@ -121,7 +121,7 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
     """Markdown lines of the extraction section (nothing when no data set has a field extraction)."""
     if summary is None or not (summary.quality or summary.manual):
         return []
-    from bench.metrics import METRIC_LABELS
+    from cellbench.stats.metrics import METRIC_LABELS
 
     lines = ["## Extraction: manual vs automatic segmentation", ""]
     if summary.quality:
@@ -227,7 +227,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
     import matplotlib
     from matplotlib.patches import Circle, Polygon, Rectangle
 
-    from bench.figures import STYLE, _figure, _save
+    from cellbench.report.figures import STYLE, _figure, _save
 
     seg = {o["field"]: o for o in arms.get("segmentation", [])}
     man = {o["field"]: o for o in arms.get("manual", [])}

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.cv import SCHEMES
-from bench.errors import ConfigError
-from bench.metrics import METRICS
+from cellbench.core.errors import ConfigError
+from cellbench.run.cv import SCHEMES
+from cellbench.stats.metrics import METRICS
 
-SUITES_DIR = Path(__file__).parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 _TOP_KEYS = {
     "name",
@@ -86,9 +86,9 @@ class Suite:
 
         Data sets, models and strategies named here replace the suite's lists (options and parameters
         the suite gives for them are kept); names are checked against the registries. ``test_data`` is a
-        folder that becomes the (only) data set's external test set (see :mod:`bench.external`).
+        folder that becomes the (only) data set's external test set (see :mod:`cellbench.run.external`).
         ``max_per_class`` / ``max_groups`` subsample every data set deterministically and group-wise
-        (:mod:`datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
+        (:mod:`cellbench.datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
         """
         changes: dict[str, Any] = {}
         if datasets:
@@ -106,13 +106,13 @@ class Suite:
         if seed is not None:
             changes["seed"] = seed
         if test_data is not None:
-            from bench.external import with_test_data
+            from cellbench.run.external import with_test_data
 
             changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
         given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
         if test_data is not None:
             given["test_data"] = str(test_data)
-        from datasets.subsample import check_limit
+        from cellbench.datasets.subsample import check_limit
 
         for key, value in (("max_per_class", max_per_class), ("max_groups", max_groups)):
             if value is not None:
@@ -172,7 +172,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     sweep = _table(raw.get("imbalance_sweep", {}), f"{where} [imbalance_sweep]")
     _no_unknown(sweep, _SWEEP_KEYS, f"{where} [imbalance_sweep]")
     deep = _table(raw.get("deep", {}), f"{where} [deep]")
-    from models.deep import TRAINING_DEFAULTS
+    from cellbench.models.deep import TRAINING_DEFAULTS
 
     _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models", "gpu"}, f"{where} [deep]")
     explain = _table(raw.get("explain", {}), f"{where} [explain]")
@@ -212,10 +212,10 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
 
 def validate(suite: Suite) -> None:
     """Check every name against its registry and every value against its allowed range."""
-    from datasets import DATASETS
-    from datasets.extraction import EXTRACTIONS, check_suite_options
-    from models import MODELS, STRATEGIES
-    from models.imbalance import parse_ratio
+    from cellbench.datasets import DATASETS
+    from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
+    from cellbench.models import MODELS, STRATEGIES
+    from cellbench.models.imbalance import parse_ratio
 
     where = f"suite {suite.source or suite.name}"
     if not suite.datasets:
@@ -226,7 +226,7 @@ def validate(suite: Suite) -> None:
         DATASETS[name]
         EXTRACTIONS.check(opts.get("extractions", ["given"]))
         check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
-    from bench.external import check_suite
+    from cellbench.run.external import check_suite
 
     check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
     MODELS.check(suite.models)

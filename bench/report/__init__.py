@@ -1,0 +1,1 @@
+"""The leaderboard: records summarised from the store, renderers returning text, figures."""

@@ -1,0 +1,1 @@
+"""Statistics of stored results: metrics, hypothesis tests, paired comparisons and feature importance."""

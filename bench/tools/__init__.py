@@ -1,0 +1,1 @@
+"""Commands: the command line, explanations, prediction, reproduction checks and extraction exports."""
