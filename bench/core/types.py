@@ -5,8 +5,6 @@ They carry data only; behaviour lives in the modules that use them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,29 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: the same object always gives the same text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj: Any):
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
-
-
-def stable_hash(obj: Any, *, length: int = 16) -> str:
-    """Hex digest of the canonical JSON of ``obj``."""
-    return hashlib.blake2b(canonical_json(obj).encode(), digest_size=32).hexdigest()[:length]
+from cellbench.core.hashing import stable_hash
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -1,9 +1,10 @@
-"""Worker processes shared by feature extraction and the local executor: one thread each, modules preloaded.
+"""Worker processes: one pool setup for every parallel step (feature extraction, field extraction, jobs).
 
-Both pools use the ``forkserver`` start method on Linux (``spawn`` elsewhere). The fork server is started
-once per driver, by whichever pool comes first, and imports the modules every job needs once (``PRELOAD``)
-instead of in every worker. Thread limits are applied in each worker by :func:`init_worker`, not in the
-driver's environment: a driver running jobs itself (one worker) keeps every core for them.
+Pools use the ``forkserver`` start method on Linux (``spawn`` elsewhere). The fork server is started once per
+driver, by whichever pool comes first, and imports the modules given to :func:`preload` once instead of in every
+worker: call it before the first pool starts (the runner does, with the modules its jobs need). Every worker is
+limited to one thread for BLAS, OpenMP, OpenCV and TensorFlow by :func:`init_worker`, so ``n`` workers use ``n``
+cores; the driver's own environment is left as it is, so a driver running a job itself keeps every core.
 """
 
 from __future__ import annotations
@@ -13,33 +14,42 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",  # read when a deep job first imports TensorFlow, after this initializer ran
+    "TF_NUM_INTRAOP_THREADS",  # read when a deep job first imports TensorFlow, after the initializer ran
 )
-# imported by every classical job and by feature extraction; TensorFlow is left out (most jobs never need it)
-PRELOAD = (
-    "bench.jobs",
-    "features.batch",
-    "models.pipeline",
-    "imblearn.pipeline",
-    "sklearn.ensemble",
-    "sklearn.svm",
-    "xgboost",
-)
+_PRELOAD: list[str] = []
+
+
+def preload(*modules: str) -> None:
+    """Have the fork server import ``modules`` (dotted names) once; effective until the server has started."""
+    for m in modules:
+        if m not in _PRELOAD:
+            _PRELOAD.append(m)
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def pool_context():
-    """The multiprocessing context for worker pools (use with ``initializer=init_worker``)."""
+    """The multiprocessing context of every worker pool (use with ``initializer=init_worker``)."""
     if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
+    ctx.set_forkserver_preload(list(_PRELOAD))
     return ctx
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` single-threaded processes (:func:`pool_context`, :func:`init_worker`)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=init_worker)
 
 
 def init_worker() -> None:
@@ -50,14 +60,10 @@ def init_worker() -> None:
     for var in THREAD_VARS:
         os.environ[var] = "1"
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
+    threadpool_limits(1)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.types import stable_hash
+from cellbench.core.hashing import stable_hash
 
 SCHEMES = ("auto", "stratified_kfold", "group_kfold", "predefined")
 

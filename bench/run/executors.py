@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import Job, JobResult
-from cellbench.core.workers import THREAD_VARS, init_worker, pool_context, single_threaded
+from cellbench.core.workers import THREAD_VARS, default_workers, process_pool, single_threaded
 from cellbench.run.jobs import run_job
 
 WorkItem = tuple[Job, str]  # (job, task file path)
 JobFunction = Callable[[Job, str, "dict | None"], JobResult]
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def run_local(
@@ -52,7 +48,7 @@ def run_local(
         while pending:
             broken: list[WorkItem] = []
             size = min(workers, len(pending))
-            with ProcessPoolExecutor(max_workers=size, mp_context=pool_context(), initializer=init_worker) as pool:
+            with process_pool(size) as pool:
                 futures = {
                     pool.submit(_run_marked, fn, job, path, options, marks): (job, path) for job, path in pending
                 }

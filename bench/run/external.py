@@ -43,7 +43,8 @@ from typing import Any, Literal
 import numpy as np
 
 from cellbench.core.errors import CellbenchError, ConfigError, DataError
-from cellbench.core.types import Dataset, Job, Sample, stable_hash
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Dataset, Job, Sample
 
 REFIT_FOLD = -1
 ID_PREFIX = "external:"

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import CellbenchError
-from cellbench.core.types import Job, JobResult, stable_hash
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Job, JobResult
 from cellbench.stats.metrics import compute_metrics, predict_labels
 
 

@@ -10,8 +10,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from cellbench.core.hashing import canonical_json
 from cellbench.core.paths import checkout_root
-from cellbench.core.types import canonical_json
 
 PACKAGES = (
     "cellbench",

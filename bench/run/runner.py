@@ -15,8 +15,13 @@ from typing import Any
 import numpy as np
 
 from cellbench.core.errors import ConfigError, check_on_bad_image
+from cellbench.core.hashing import canonical_json
 from cellbench.core.paths import cache_dir
-from cellbench.core.types import ImbalanceSpec, Job, ModelSpec, canonical_json
+from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.core.workers import preload
+from cellbench.features import batch
+from cellbench.models import pipeline
+from cellbench.run import jobs
 from cellbench.run.cv import Folds, make_folds
 from cellbench.run.progress import EpochWatcher
 from cellbench.run.store import Store
@@ -364,6 +369,9 @@ def run_suite(
     from cellbench.run.external import add_external_jobs
     from cellbench.run.manifest import build_manifest
 
+    # the fork server imports what every job needs once, not every worker again
+    preload(jobs.__name__, batch.__name__, pipeline.__name__, "imblearn.pipeline", "sklearn.ensemble", "sklearn.svm",
+            "xgboost")  # fmt: skip
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; known executors: {', '.join(EXECUTORS)}")
     t0 = time.perf_counter()

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import ConfigError
-from cellbench.core.types import JobResult, canonical_json
+from cellbench.core.hashing import canonical_json
+from cellbench.core.types import JobResult
 
 APP = "cellbench"
 SCHEMA_VERSION = "1"
