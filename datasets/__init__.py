@@ -1,9 +1,6 @@
-"""Dataset adapters, the synthetic default and cell extraction."""
+"""Dataset adapters, the synthetic default and cell extraction; :mod:`cellbench.datasets.catalog` lists them."""
 
-from cellbench.datasets.registry import DATASETS, DatasetEntry, load_dataset, locate, register_dataset
+from cellbench.datasets.catalog import DATASETS, load_dataset, locate, register_dataset
+from cellbench.datasets.entry import DatasetEntry, FieldDefaults
 
-# importing the adapters registers them
-from cellbench.datasets import synthetic  # noqa: F401  isort: skip
-from cellbench.datasets import adapters  # noqa: F401  isort: skip
-
-__all__ = ["DATASETS", "DatasetEntry", "load_dataset", "locate", "register_dataset"]
+__all__ = ["DATASETS", "DatasetEntry", "FieldDefaults", "load_dataset", "locate", "register_dataset"]

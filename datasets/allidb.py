@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.folder import (
     BadFiles,
     check_options,
@@ -22,7 +23,6 @@ from cellbench.datasets.folder import (
     subdirs,
     walk_images,
 )
-from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "ImNNN_<0|1>.tif"
 _NAME = re.compile(r"Im(?P<number>\d+)_(?P<label>[01])\.tiff?", re.IGNORECASE)
@@ -75,7 +75,6 @@ def detect(path: Path) -> bool:
     )
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
     """Load the ALL-IDB2 crops under ``root`` (recursively).
 
@@ -127,3 +126,6 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
     check_unique(((f"Im{s.meta['number']:03d}", s.image_path) for s in samples), what="image")
     notes = ["no patient ids: image-level CV", *bad.notes()]
     return make_dataset(INFO, root, samples, notes=notes)
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

@@ -30,7 +30,7 @@ import numpy as np
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
-from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.entry import DatasetEntry, FieldDefaults
 from cellbench.datasets.fieldsets import (
     BadAnnotations,
     centroid_inside,
@@ -40,7 +40,7 @@ from cellbench.datasets.fieldsets import (
     read_xyc,
 )
 from cellbench.datasets.folder import check_root, is_hidden, subdirs
-from cellbench.datasets.registry import register_dataset
+from cellbench.datasets.segmentation import background_colour, stain_channel, stain_threshold
 
 _NAME = re.compile(r"(?P<field>Im(?P<number>\d{3})_(?P<label>[01]))\.(?:jpe?g|tiff?|png)", re.IGNORECASE)
 BLAST_DIRS = ("xyc", "xyc_blast")
@@ -120,7 +120,6 @@ def detect(path: Path) -> bool:
     )
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_annotation: str = "raise", screen_platelets: bool = True, **options) -> Dataset:
     """Load the ALL-IDB1 fields under ``root`` with their blast and other-cell centroids.
 
@@ -243,8 +242,6 @@ def _load_field(path: Path, m: re.Match, *, blasts: Path, others: list[Path], ba
 
 def platelet_like(path: Path, centroids: list[tuple[float, float]]) -> list[bool]:
     """For each centroid, whether the stained object there is smaller than a white cell (module docstring)."""
-    from cellbench.datasets.segmentation import background_colour, stain_channel, stain_threshold
-
     data = np.fromfile(path, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_4)  # JPEG decodes at 1/4 directly: fast
     if bgr is None:
@@ -278,9 +275,13 @@ def platelet_like(path: Path, centroids: list[tuple[float, float]]) -> list[bool
 
 # manual: ALL-IDB2's 257 px windows (2.5 diameters); segmentation: 110 px with per-field scale adaptation (the
 # 2592x1944 fields are at up to 1.5x the magnification); centroids match within 0.6 diameters
-register_field_defaults(
-    "allidb1",
-    manual={"cell_diameter": CELL_DIAMETER, "window": 2.5},
-    segmentation={"cell_diameter": 110.0, "adapt_scale": True, "max_distance": 0.6},
-    white=("other", "blast"),
+ENTRY = DatasetEntry(
+    info=INFO,
+    load=load,
+    detect=detect,
+    field_defaults=FieldDefaults(
+        manual={"cell_diameter": CELL_DIAMETER, "window": 2.5},
+        segmentation={"cell_diameter": 110.0, "adapt_scale": True, "max_distance": 0.6},
+        white=("other", "blast"),
+    ),
 )

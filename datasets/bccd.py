@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
-from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.entry import DatasetEntry, FieldDefaults
 from cellbench.datasets.fieldsets import (
     BadAnnotations,
     box_problem,
@@ -30,7 +30,6 @@ from cellbench.datasets.fieldsets import (
     make_field_dataset,
 )
 from cellbench.datasets.folder import check_root, is_hidden
-from cellbench.datasets.registry import register_dataset
 
 CLASSES = ("RBC", "WBC", "Platelets")
 WHITE = ("WBC",)
@@ -71,7 +70,6 @@ def detect(path: Path) -> bool:
     return ann.is_dir() and (path / "JPEGImages").is_dir() and any(p.suffix == ".xml" for p in list(ann.iterdir())[:20])
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_annotation: str = "raise", **options) -> Dataset:
     """Load the BCCD fields and their VOC boxes.
 
@@ -158,10 +156,14 @@ def read_voc(xml: Path, img_dir: Path, *, bad: BadAnnotations, split: str | None
         meta={"width": size[0], "height": size[1], **({"split": split} if split else {})},
     )
 
-register_field_defaults(
-    "bccd",
-    manual={"cell_diameter": CELL_DIAMETER, "margin": 0.1},
-    # the boxes hold the whole cell: grow the stained nucleus over its cytoplasm
-    segmentation={"cell_diameter": CELL_DIAMETER, "cytoplasm": True, "min_iou": 0.3},
-    white=WHITE,
+ENTRY = DatasetEntry(
+    info=INFO,
+    load=load,
+    detect=detect,
+    field_defaults=FieldDefaults(
+        manual={"cell_diameter": CELL_DIAMETER, "margin": 0.1},
+        # the boxes hold the whole cell: grow the stained nucleus over its cytoplasm
+        segmentation={"cell_diameter": CELL_DIAMETER, "cytoplasm": True, "min_iou": 0.3},
+        white=WHITE,
+    ),
 )

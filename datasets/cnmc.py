@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.folder import (
     BadFiles,
     check_options,
@@ -28,7 +29,6 @@ from cellbench.datasets.folder import (
     subdirs,
     walk_images,
 )
-from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "UID_<patient>_<image>_<cell>_<all|hem>.bmp"
 _NAME = re.compile(r"UID_(?P<patient>H?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)\.bmp", re.IGNORECASE)
@@ -96,7 +96,6 @@ def _has_cells(path: Path) -> bool:
     )
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
     """Load the C-NMC training cells under ``root``.
 
@@ -200,3 +199,6 @@ def _notes(samples: list[Sample], folds: set[int], ignored: list[Path], lower_id
             f"(e.g. {relpath(ignored[0], root)}; unlabelled test-phase data)"
         )
     return notes
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

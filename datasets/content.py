@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from cellbench.core.errors import DataError
-from cellbench.core.types import Sample, stable_hash
-from cellbench.datasets.io import H5Row, center_crop, close_h5_files, h5_dataset, image_ref, read_image, to_rgb8
+from cellbench.core.files import write_json
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Sample
+from cellbench.datasets.io import H5Row, as_rgb8, center_crop, close_h5_files, h5_dataset, image_ref, read_image
 
 DIGEST_VERSION = 1  # bump when what is hashed changes
 BLOCK_ROWS = 512  # HDF5 rows read at once: 512 x 96 x 96 x 3 = 14 MB
@@ -79,18 +81,16 @@ def _h5_block(samples: Sequence[Sample], first: H5Row) -> Iterator[Read]:
         return
     for s, row in zip(samples, rows):
         try:
-            img = to_rgb8(row, s.image_source.describe())
+            img = as_rgb8(row, where=s.image_source.describe())
             yield (center_crop(img, first.crop, s.image_source.describe()) if first.crop else img), None
         except DataError as exc:
             yield None, str(exc)
 
 
 def _one(s: Sample) -> Read:
-    from cellbench.models.pixels import as_rgb8
-
     try:
         if s.image is not None:
-            return as_rgb8(s.image), None
+            return as_rgb8(s.image, where=f"sample {s.id}"), None
         ref = image_ref(s)
         if ref is None:
             return None, f"sample {s.id} has neither an image nor an image path"
@@ -204,7 +204,4 @@ def _read_cache(path: Path, ids: list[str]) -> list | None:
 
 
 def _write_cache(path: Path, ids: list[str], digests: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"ids": ids, "digests": digests}))
-    tmp.replace(path)
+    write_json(path, {"ids": ids, "digests": digests})

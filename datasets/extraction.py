@@ -16,10 +16,10 @@ both arms are the ids they share. Groups are the field's patient where known, el
 (field-disjoint CV).
 
 Crops are written once into ``<cache>/extractions/<data set>-<method>-<key>/`` (``cells/``, ``index.csv``,
-``extraction.json``, a ``COMPLETE`` marker written last; built in a temporary folder and renamed into place) with
-``key`` a hash of the data fingerprint, the parameters and this code; feature and pixel caches key on it too.
-Parameters come from the suite (``[datasets.NAME.manual]``, ``[datasets.NAME.segmentation]``) over each data
-set's defaults (:func:`register_field_defaults`).
+``extraction.json``, a ``COMPLETE`` marker written last; built in a temporary folder and renamed into place by
+:func:`cellbench.core.files.build_folder`) with ``key`` a hash of the data fingerprint, the parameters and this
+code; feature and pixel caches key on it too. Parameters come from the suite (``[datasets.NAME.manual]``,
+``[datasets.NAME.segmentation]``) over each data set's defaults (``field_defaults`` of its catalog entry).
 """
 
 from __future__ import annotations
@@ -40,9 +40,14 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from cellbench.core import files, paths
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
+from cellbench.core.hashing import stable_hash
 from cellbench.core.registry import Registry
-from cellbench.core.types import Annotation, Dataset, Field, Sample, stable_hash
+from cellbench.core.types import Annotation, Dataset, Field, Sample
+from cellbench.core.workers import process_pool
+from cellbench.datasets.catalog import field_defaults
+from cellbench.datasets.io import crop_window, read_image, read_mask, write_png
 from cellbench.datasets.matching import (
     Candidate,
     MatchParams,
@@ -58,12 +63,9 @@ log = logging.getLogger(__name__)
 
 Extractor = Callable[..., Any]
 
-EXTRACTIONS: Registry[Extractor] = Registry("extraction")
-
 EXTRACTION_VERSION = 1
 OPTION_TABLES = ("manual", "segmentation")  # per-extraction option tables of a suite's data set entry
 COMPLETE = "COMPLETE"
-STALE_TMP_S = 3600.0  # temporary build folders older than this are from killed runs
 OVERLAY_FIELDS = 3
 INDEX_COLUMNS = (
     "sample_id", "field", "group", "label", "annotation", "status", "x0", "y0", "x1", "y1", "cx", "cy",
@@ -128,29 +130,11 @@ class ManualParams:
         return max(8, round(self.window * d))
 
 
-@dataclass(frozen=True, kw_only=True)
-class FieldDefaults:
-    """A field data set's extraction defaults; ``white`` names the annotation labels segmentation looks for
-    (``None``: every class of the data set)."""
-
-    manual: Mapping[str, Any] = field(default_factory=dict)
-    segmentation: Mapping[str, Any] = field(default_factory=dict)
-    white: tuple[str, ...] | None = None
-
-
-DEFAULTS: dict[str, FieldDefaults] = {}
-
-
-def register_field_defaults(name: str, **kwargs) -> None:
-    """Set data set ``name``'s extraction defaults (see :class:`FieldDefaults`)."""
-    DEFAULTS[name] = FieldDefaults(**kwargs)
-
-
 def resolve_options(
     dataset: str, method: str, options: Mapping[str, Any] | None
 ) -> ManualParams | tuple[SegmentationParams, MatchParams]:
     """The parameters of ``method`` on ``dataset``: its defaults, then ``options``; unknown names are refused."""
-    defaults = DEFAULTS.get(dataset, FieldDefaults())
+    defaults = field_defaults(dataset)
     where = f"[datasets.{dataset}.{method}]"
     options = dict(options or {})
     if method == "manual":
@@ -205,20 +189,24 @@ def run_extraction(
     progress: bool = True,
     n_jobs: int | None = None,
     on_bad_image: str = "raise",
+    cache_dir: str | os.PathLike | None = None,
 ) -> Extracted:
     """Run extraction ``name`` on ``dataset`` (from its crop cache when present).
 
     ``on_bad_image``: ``"raise"`` stops at a field whose image cannot be read, naming it; ``"skip"`` leaves such
-    fields out and counts them in the notes.
+    fields out and counts them in the notes. ``n_jobs``: worker processes over the fields (``None`` or 1: this
+    process). ``cache_dir``: the folder the crop cache lives in (``None``: the default cache folder).
     """
     check_on_bad_image(on_bad_image)
-    result = EXTRACTIONS[name](dataset, options=options, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
+    extract = EXTRACTIONS[name]
+    cache = paths.cache_dir() if cache_dir is None else Path(cache_dir)
+    result = extract(dataset, options=options, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image,
+                     cache_dir=cache)  # fmt: skip
     if isinstance(result, Extracted):
         return result
     return Extracted(samples=tuple(result), fingerprint=dataset.fingerprint)
 
 
-@EXTRACTIONS.register("given")
 def given(dataset: Dataset, **options) -> tuple[Sample, ...]:
     """The data set's own single-cell samples."""
     if not dataset.samples:
@@ -229,20 +217,19 @@ def given(dataset: Dataset, **options) -> tuple[Sample, ...]:
     return dataset.samples
 
 
-@EXTRACTIONS.register("manual")
-def manual(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None,
-           on_bad_image: str = "raise", **_) -> Extracted:
-    """Cells cut from the annotations (see the module docstring)."""
-    params = resolve_options(dataset.name, "manual", options)
-    return _extract(dataset, "manual", params, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
+def manual(dataset: Dataset, *, options=None, **run) -> Extracted:
+    """Cells cut from the annotations (see the module docstring); ``run`` as :func:`_extract` takes it."""
+    return _extract(dataset, "manual", resolve_options(dataset.name, "manual", options), **run)
 
 
-@EXTRACTIONS.register("segmentation")
-def segmentation(dataset: Dataset, *, options=None, progress: bool = True, n_jobs: int | None = None,
-                 on_bad_image: str = "raise", **_) -> Extracted:
+def segmentation(dataset: Dataset, *, options=None, **run) -> Extracted:
     """Cells found automatically and matched to the annotations (see the module docstring)."""
-    params = resolve_options(dataset.name, "segmentation", options)
-    return _extract(dataset, "segmentation", params, progress=progress, n_jobs=n_jobs, on_bad_image=on_bad_image)
+    return _extract(dataset, "segmentation", resolve_options(dataset.name, "segmentation", options), **run)
+
+
+EXTRACTIONS: Registry[Extractor] = Registry("extraction")
+for _name, _extractor in (("given", given), ("manual", manual), ("segmentation", segmentation)):
+    EXTRACTIONS.add(_name, _extractor)
 
 
 # -- the crop cache -----------------------------------------------------------------------------------------
@@ -255,7 +242,8 @@ def _canonical(params) -> dict[str, Any]:
 
 
 def extraction_key(dataset: Dataset, method: str, params, *, on_bad_image: str = "raise") -> str:
-    defaults = DEFAULTS.get(dataset.name, FieldDefaults())
+    """The crop cache's key: data fingerprint, method, parameters, target labels, classes and code version."""
+    defaults = field_defaults(dataset.name)
     extra = {"on_bad_image": on_bad_image} if on_bad_image != "raise" else {}
     return stable_hash(
         {
@@ -272,20 +260,28 @@ def extraction_key(dataset: Dataset, method: str, params, *, on_bad_image: str =
 
 
 def _extract(
-    dataset: Dataset, method: str, params, *, progress: bool, n_jobs: int | None, on_bad_image: str
+    dataset: Dataset,
+    method: str,
+    params,
+    *,
+    progress: bool,
+    n_jobs: int | None,
+    on_bad_image: str,
+    cache_dir: Path,
 ) -> Extracted:
-    from cellbench.core.paths import cache_dir
-
     if not dataset.fields:
         raise DataError(
             f"data set {dataset.name!r} has no whole fields to extract cells from (extraction {method!r}); "
             "use the extraction 'given'"
         )
     key = extraction_key(dataset, method, params, on_bad_image=on_bad_image)
-    parent = cache_dir() / "extractions"
-    final = parent / f"{dataset.name}-{method}-{key}"
-    if not (final / COMPLETE).is_file():
-        _build(dataset, method, params, final, progress=progress, n_jobs=n_jobs, skip_bad=on_bad_image == "skip")
+    final = Path(cache_dir) / "extractions" / f"{dataset.name}-{method}-{key}"
+
+    def build(folder: Path) -> None:
+        _build(dataset, method, params, folder, key=key, progress=progress, n_jobs=n_jobs,
+               skip_bad=on_bad_image == "skip")  # fmt: skip
+
+    files.build_folder(final, build, marker=COMPLETE)
     return read_extraction(final, dataset=dataset, fingerprint=key)
 
 
@@ -323,62 +319,51 @@ def read_extraction(folder: Path, *, dataset: Dataset | None = None, fingerprint
 
 
 def _build(
-    dataset: Dataset, method: str, params, final: Path, *, progress: bool, n_jobs: int | None, skip_bad: bool
+    dataset: Dataset,
+    method: str,
+    params,
+    folder: Path,
+    *,
+    key: str,
+    progress: bool,
+    n_jobs: int | None,
+    skip_bad: bool,
 ) -> None:
+    """Fill the (temporary) extraction folder ``folder``: crops, ``index.csv`` and ``extraction.json``."""
     from tqdm.auto import tqdm
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".tmp-{final.name}-*"):  # left by a killed run
-        try:
-            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
-                shutil.rmtree(stale, ignore_errors=True)
-        except OSError:
-            pass
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
-    (tmp / "cells").mkdir(parents=True)
-    white = DEFAULTS.get(dataset.name, FieldDefaults()).white
+    (folder / "cells").mkdir()
+    white = field_defaults(dataset.name).white
     targets = tuple(c for c in dataset.classes if white is None or c in white)
     overlay_ids = _overlay_fields(dataset)
-    job = _FieldJob(method=method, params=params, classes=tuple(dataset.classes), targets=targets, folder=tmp,
-                    overlay=frozenset(overlay_ids), skip_bad=skip_bad)
+    job = _FieldJob(method=method, params=params, classes=tuple(dataset.classes), targets=targets, folder=folder,
+                    overlay=frozenset(overlay_ids), skip_bad=skip_bad)  # fmt: skip
+    results = []
+    bar = tqdm(total=len(dataset.fields), desc=f"{method} {dataset.name}", unit="field", disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
     try:
-        results = []
-        bar = tqdm(total=len(dataset.fields), desc=f"{method} {dataset.name}", unit="field", disable=not progress,
-                   dynamic_ncols=True)
-        try:
-            for out in _map(job, dataset.fields, n_jobs=n_jobs):
-                results.append(out)
-                bar.update(1)
-        finally:
-            bar.close()
-        unreadable = [(r.field, r.error) for r in results if r.error]
-        results = [r for r in results if not r.error]
-        if not results:
-            raise DataError(f"{method} {dataset.name}: no readable field (e.g. {unreadable[0][1]})")
-        info = _summarise(dataset, method, params, results, targets=targets, overlay_ids=overlay_ids)
-        if unreadable:
-            info["unreadable_fields"] = [f for f, _ in unreadable]
-            info["notes"].append(
-                f"{len(unreadable)} field(s) with an unreadable image skipped (--on-bad-image skip): "
-                + ", ".join(f for f, _ in unreadable[:5])
-            )
-        info["key"] = final.name.rsplit("-", 1)[-1]
-        rows = [r for out in results for r in out.rows]
-        with (tmp / "index.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        (tmp / "extraction.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str) + "\n")
-        (tmp / COMPLETE).write_text("ok\n")
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not (final / COMPLETE).is_file():  # not "another process finished first"
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        for out in _map(job, dataset.fields, n_jobs=n_jobs):
+            results.append(out)
+            bar.update(1)
+    finally:
+        bar.close()
+    unreadable = [(r.field, r.error) for r in results if r.error]
+    results = [r for r in results if not r.error]
+    if not results:
+        raise DataError(f"{method} {dataset.name}: no readable field (e.g. {unreadable[0][1]})")
+    info = _summarise(dataset, method, params, results, targets=targets, overlay_ids=overlay_ids)
+    if unreadable:
+        info["unreadable_fields"] = [f for f, _ in unreadable]
+        info["notes"].append(
+            f"{len(unreadable)} field(s) with an unreadable image skipped (--on-bad-image skip): "
+            + ", ".join(f for f, _ in unreadable[:5])
+        )
+    info["key"] = key
+    with (folder / "index.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for out in results for r in out.rows)
+    (folder / "extraction.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _overlay_fields(dataset: Dataset) -> list[str]:
@@ -388,16 +373,11 @@ def _overlay_fields(dataset: Dataset) -> list[str]:
 
 
 def _map(job: _FieldJob, items: Sequence[Field], *, n_jobs: int | None):
+    """``job`` of each field, in order: in this process, or over ``n_jobs`` single-threaded worker processes."""
     if n_jobs is None or n_jobs <= 1 or len(items) < 4:
-        for f in items:
-            yield job(f)
+        yield from map(job, items)
         return
-    import multiprocessing
-    import sys
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+    with process_pool(n_jobs) as pool:
         yield from pool.map(job, items, chunksize=2)
 
 
@@ -426,8 +406,6 @@ class _FieldJob:
     skip_bad: bool = False
 
     def __call__(self, f: Field) -> _FieldResult:
-        from cellbench.datasets.io import read_image
-
         try:
             image = read_image(f.image_path)
         except DataError as exc:
@@ -463,7 +441,7 @@ class _FieldJob:
                 x0 = round(ann.centroid[0] - side / 2)
                 y0 = round(ann.centroid[1] - side / 2)
                 x1, y1 = x0 + side, y0 + side
-                crop, cmask = _window(image, x0, y0, side, fill), None
+                crop, cmask = crop_window(image, x0=x0, y0=y0, size=side, fill=fill), None
                 outline = {"kind": "window", "box": [x0, y0, x1, y1], "centroid": [round(v, 1) for v in ann.centroid]}
             else:
                 raise DataError(f"field {f.id}: annotation {idx} has no mask, box or centroid")
@@ -566,8 +544,6 @@ class _FieldJob:
 
     def _write(self, f, sid, label, idx, status, box, crop, cmask, score) -> dict[str, Any]:
         name = sid.replace("/", "__")
-        from cellbench.datasets.io import write_png
-
         write_png(self.folder / "cells" / f"{name}.png", np.ascontiguousarray(crop))
         mask_rel = ""
         if cmask is not None:
@@ -590,8 +566,6 @@ class _AnnotationMasks:
         self._files: dict[str, np.ndarray] = {}
 
     def get(self, idx: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        from cellbench.datasets.io import read_mask
-
         ann = self.field.annotations[idx]
         if ann.mask is not None:
             m = np.asarray(ann.mask)
@@ -630,12 +604,6 @@ def _padded(box, margin: float, size: tuple[int, int]) -> tuple[int, int, int, i
     pad = round(margin * max(x1 - x0, y1 - y0))
     w, h = size
     return max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
-
-
-def _window(image: np.ndarray, x0: int, y0: int, side: int, fill: tuple[int, ...]) -> np.ndarray:
-    from cellbench.datasets.synthetic import crop_window
-
-    return crop_window(image, x0=x0, y0=y0, size=side, fill=fill)
 
 
 def _encode_mask(cell: np.ndarray, nucleus: np.ndarray | None, box) -> np.ndarray:
@@ -823,10 +791,3 @@ def replace_fingerprint(dataset: Dataset, extracted: Extracted) -> Dataset:
     """``dataset`` with the extraction's fingerprint and notes (what feature and pixel caches key on)."""
     return replace(dataset, fingerprint=extracted.fingerprint, notes=(*dataset.notes, *extracted.notes))
 
-
-# the synthetic default's fields: white cells about 33 px across (red cells 25 px), instance masks
-register_field_defaults(
-    "synthetic",
-    manual={"cell_diameter": 33.0, "margin": 0.25},
-    segmentation={"cell_diameter": 33.0, "cytoplasm": True, "min_iou": 0.3},
-)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
-from cellbench.datasets.registry import fingerprint_files
+from cellbench.datasets.fingerprint import fingerprint_files
 
 ON_BAD_ANNOTATION = ("raise", "skip")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
+from cellbench.datasets.fingerprint import fingerprint_samples
 from cellbench.datasets.io import IMAGE_SUFFIXES
-from cellbench.datasets.registry import fingerprint_samples, register_dataset, require_classes
 
 ON_BAD_LABEL = ("raise", "skip")
 _IGNORED_DIRS = frozenset({"__macosx", "__pycache__"})
@@ -107,6 +108,16 @@ def check_unique(keys: Iterable[tuple[str, Path]], *, what: str) -> None:
         if key in seen:
             raise DataError(f"{what} {key!r} appears twice: {seen[key]} and {path}; point the data root at one copy")
         seen[key] = path
+
+
+def require_classes(name: str, samples: Iterable[Sample], classes: tuple[str, ...], where: Path) -> None:
+    """Refuse a data set where fewer than two classes have samples, naming the folder."""
+    present = sorted({s.label for s in samples})
+    if len(present) < 2:
+        raise DataError(
+            f"data set {name!r} at {where}: found samples of {len(present)} class(es) "
+            f"({', '.join(present) or 'none'}); at least two of {', '.join(classes)} are needed"
+        )
 
 
 class BadFiles:
@@ -218,7 +229,6 @@ def detect(path: Path) -> bool:
     return False
 
 
-@register_dataset(INFO, detect=detect)
 def load(
     root: Path,
     *,
@@ -483,3 +493,6 @@ def _csv_classes(path: Path, found: list[str], classes: Sequence[str] | None) ->
         if name not in found:
             raise DataError(f"class {name!r} not found in {path}; labels there: {', '.join(found) or 'none'}")
     return tuple(classes)
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.folder import (
     BadFiles,
     check_options,
@@ -21,7 +22,6 @@ from cellbench.datasets.folder import (
     sample_id,
     subdirs,
 )
-from cellbench.datasets.registry import register_dataset
 
 NAME_FORMAT = "<patient>_idx5_x<X>_y<Y>_class<0|1>.png"
 _NAME = re.compile(r"(?P<patient>[^_]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])\.png", re.IGNORECASE)
@@ -80,7 +80,6 @@ def _is_patient(folder: Path) -> bool:
     return (folder / "0").is_dir() or (folder / "1").is_dir()
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
     """Load the IDC patches under ``root``.
 
@@ -143,3 +142,6 @@ def _patches(root: Path, folder: Path, cls: str, bad: BadFiles) -> list[Sample]:
             )
         )
     return samples
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

@@ -1,4 +1,4 @@
-"""Reading images and masks with errors that name the file."""
+"""Reading images and masks with errors that name the file, and the one rule that turns any array into RGB."""
 
 from __future__ import annotations
 
@@ -11,15 +11,68 @@ import cv2
 import numpy as np
 
 from cellbench.core.errors import DataError
+from cellbench.core.files import write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def read_image(path: str | Path | ImageSource) -> np.ndarray:
-    """Read an image as an RGB ``uint8`` array of shape (H, W, 3).
+def as_rgb8(image: np.ndarray, *, where: str = "") -> np.ndarray:
+    """``image`` (channels in RGB order) as a contiguous RGB ``uint8`` array (H, W, 3).
 
-    Grey images are repeated to three channels, an alpha channel is dropped and 16-bit images are
-    scaled to 8 bits. ``path`` may be an :class:`ImageSource` (one image inside a larger file).
+    The one rule for every image, decoded from a file, read from a container (HDF5, npz) or given in memory:
+
+    - grey (H, W) or (H, W, 1) is repeated to three channels; an alpha channel (H, W, 4) is dropped;
+    - ``uint8`` is kept as it is, ``uint16`` divided by 257 (65535 -> 255), ``bool`` True is 255;
+    - other numbers (floats, other integers; NaN and infinities read as 0): floats within [0, 1] are multiplied
+      by 255, values within [0, 255] kept, anything else stretched from its minimum and maximum to 0..255;
+      then rounded.
+
+    Raises
+    ------
+    DataError
+        For another shape, an empty image or a non-numeric type; the message starts with ``where`` (the source)
+        and names the shape and type.
+    """
+    img = np.asarray(image)
+    prefix = f"{where}: " if where else ""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise DataError(
+            f"{prefix}unsupported image shape {np.shape(image)} ({img.dtype}); grey (H, W), RGB (H, W, 3) or "
+            "RGBA (H, W, 4) expected"
+        )
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise DataError(f"{prefix}the image is empty (shape {np.shape(image)})")
+    img = _as_uint8(img[:, :, :3], prefix)
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
+def _as_uint8(img: np.ndarray, prefix: str) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img / 257.0).round().astype(np.uint8)
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * np.uint8(255)
+    floating = np.issubdtype(img.dtype, np.floating)
+    if not (floating or np.issubdtype(img.dtype, np.integer)):
+        raise DataError(f"{prefix}unsupported pixel type {img.dtype} (shape {img.shape}); a numeric image expected")
+    x = np.where(np.isfinite(img), img, 0).astype(np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    if floating and lo >= 0.0 and hi <= 1.0:
+        x *= 255.0
+    elif lo < 0.0 or hi > 255.0:
+        x = (x - lo) * (255.0 / ((hi - lo) or 1.0))
+    return x.round().astype(np.uint8)
+
+
+def read_image(path: str | Path | ImageSource) -> np.ndarray:
+    """Read an image as an RGB ``uint8`` array of shape (H, W, 3), converted by :func:`as_rgb8`.
+
+    ``path`` may be an :class:`ImageSource` (one image inside a larger file).
 
     Raises
     ------
@@ -39,25 +92,9 @@ def read_image(path: str | Path | ImageSource) -> np.ndarray:
         raise DataError(
             f"cannot read image {path}: not a valid image file (readable formats: {', '.join(IMAGE_SUFFIXES)})"
         )
-    return _to_rgb8(img, path)
-
-
-def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        finite = np.nan_to_num(img.astype(np.float64))
-        lo, hi = float(finite.min()), float(finite.max())
-        img = ((finite - lo) / (hi - lo or 1.0) * 255).round().astype(np.uint8)
-    if img.ndim == 2:
-        return np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise DataError(f"cannot read image {path}: unsupported shape {img.shape} (grey, RGB or RGBA expected)")
-    if img.shape[2] == 1:
-        return np.repeat(img, 3, axis=2)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = img[:, :, 2::-1]  # OpenCV decodes BGR(A): RGB order (alpha dropped)
+    return as_rgb8(img, where=f"image {path}")
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -74,15 +111,12 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write an RGB or grey ``uint8`` array as PNG (atomically: a temporary file is renamed)."""
-    path = Path(path)
+    """Write an RGB or grey ``uint8`` array as PNG (atomically, :func:`cellbench.core.files.write_bytes`)."""
     arr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, buf = cv2.imencode(".png", arr)
     if not ok:
         raise DataError(f"cannot encode PNG for {path}")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    write_bytes(path, buf.tobytes())
 
 
 # -- lazy image sources: one image of a larger file, read only when needed -----------------------------
@@ -123,7 +157,7 @@ class H5Row(ImageSource):
             img = np.asarray(data[self.index])
         except (OSError, ValueError, IndexError) as exc:
             raise DataError(f"cannot read {self.describe()}: {exc}") from None
-        img = to_rgb8(img, self.describe())
+        img = as_rgb8(img, where=self.describe())
         return center_crop(img, self.crop, self.describe()) if self.crop else img
 
     def describe(self) -> str:
@@ -149,14 +183,16 @@ def image_ref(sample) -> Path | ImageSource | None:
     return sample.image_source if sample.image_source is not None else sample.image_path
 
 
-def to_rgb8(img: np.ndarray, where: str) -> np.ndarray:
-    """An array read from a container file (HDF5, npz; channels in RGB order) as RGB ``uint8`` (H, W, 3)."""
-    from cellbench.models.pixels import as_rgb8
-
-    try:
-        return as_rgb8(img)
-    except DataError as exc:
-        raise DataError(f"{where}: {exc}") from None
+def crop_window(image: np.ndarray, *, x0: int, y0: int, size: int, fill: tuple[int, ...] | int) -> np.ndarray:
+    """The ``size`` square at (x0, y0) of ``image``; parts outside are filled with ``fill``."""
+    h, w = image.shape[:2]
+    out = np.empty((size, size, *image.shape[2:]), dtype=image.dtype)
+    out[...] = fill
+    sx0, sy0 = max(0, x0), max(0, y0)
+    sx1, sy1 = min(w, x0 + size), min(h, y0 + size)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
 
 
 def center_crop(img: np.ndarray, size: int, where: str) -> np.ndarray:

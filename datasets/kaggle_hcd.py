@@ -17,11 +17,11 @@ from pathlib import Path
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines, spread
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, is_image
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, is_image, require_classes
 from cellbench.datasets.io import FileCrop
 from cellbench.datasets.pcam import check_crop
-from cellbench.datasets.registry import register_dataset, require_classes
 
 LABELS_FILE = "train_labels.csv"
 TRAIN_DIR = "train"
@@ -73,7 +73,6 @@ def detect(path: Path) -> bool:
     return (path / LABELS_FILE).is_file() and (path / TRAIN_DIR).is_dir()
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, center_crop: int | None = None, on_bad_label: str = "raise", **options) -> Dataset:
     """Load the labelled Kaggle patches under ``root``.
 
@@ -177,3 +176,6 @@ def _read_labels(path: Path, bad: BadFiles) -> dict[str, tuple[str, int]]:
                 continue
             out[sid] = (_CLASSES[int(value)], line)
     return out
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

@@ -16,7 +16,6 @@ decompressed once into the cache folder and memory-mapped, so they are never hel
 
 from __future__ import annotations
 
-import os
 import re
 import zipfile
 from collections.abc import Sequence
@@ -26,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.paths import cache_dir
-from cellbench.core.types import Dataset, DatasetInfo, Sample, stable_hash
+from cellbench.core.files import atomic_path
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries
-from cellbench.datasets.registry import register_dataset, require_classes
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, require_classes
 
 SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{s}_{part}" for s in SPLITS for part in ("images", "labels"))
@@ -297,31 +297,37 @@ def _detect_flag(flag: str):
     return detect
 
 
-def _register(flag: str) -> None:
+def _flag_entry(flag: str) -> DatasetEntry:
     info = flag_info(flag)
 
-    def load(root: Path, *, size: int = 28, splits: Sequence[str] | None = None, on_bad_label="raise", **options):
+    def load(
+        root: Path,
+        *,
+        cache_dir: Path,
+        size: int = 28,
+        splits: Sequence[str] | None = None,
+        on_bad_label: str = "raise",
+        **options,
+    ) -> Dataset:
         check_options(flag, options, on_bad_label=on_bad_label, allowed=("size", "splits"))
         root = check_root(flag, root)
         path = _find(root, flag, _check_size(flag, size))
-        return load_npz(path, flag=flag, name=flag, info=info, splits=splits, on_bad_label=on_bad_label)
+        return load_npz(
+            path, flag=flag, name=flag, info=info, splits=splits, on_bad_label=on_bad_label, cache_dir=cache_dir
+        )
 
     load.__doc__ = f"Load MedMNIST {flag} (``size=`` 28, 64, 128 or 224; ``splits=`` a subset of train, val, test)."
-    register_dataset(info, detect=_detect_flag(flag))(load)
-
-
-for _flag in REGISTERED:
-    _register(_flag)
+    return DatasetEntry(info=info, load=load, detect=_detect_flag(flag), uses_cache=True)
 
 
 def _detect_any(path: Path) -> bool:
     return bool(npz_files(path, named=False))
 
 
-@register_dataset(GENERIC, detect=_detect_any)
 def load_generic(
     root: Path,
     *,
+    cache_dir: Path,
     flag: str | None = None,
     size: int = 28,
     file: str | None = None,
@@ -334,6 +340,8 @@ def load_generic(
 
     Parameters
     ----------
+    cache_dir
+        Where arrays too large for memory are decompressed to (see the module docstring).
     flag, size
         Which file: ``<flag>.npz`` (28 px) or ``<flag>_<size>.npz``; by default the only MedMNIST file there.
     file
@@ -372,7 +380,15 @@ def load_generic(
     base = replace(flag_info(flag, name=GENERIC.name), folder_names=GENERIC.folder_names) if flag in FLAGS else GENERIC
     if kind is not None:
         base = replace(base, kind=kind)
-    return load_npz(path, flag=flag, name=GENERIC.name, info=base, splits=splits, on_bad_label=on_bad_label)
+    return load_npz(
+        path, flag=flag, name=GENERIC.name, info=base, splits=splits, on_bad_label=on_bad_label, cache_dir=cache_dir
+    )
+
+
+ENTRIES: tuple[DatasetEntry, ...] = (
+    *(_flag_entry(flag) for flag in REGISTERED),
+    DatasetEntry(info=GENERIC, load=load_generic, detect=_detect_any, uses_cache=True),
+)
 
 
 def _check_size(name: str, size: int) -> int:
@@ -395,10 +411,11 @@ def load_npz(
     flag: str | None,
     name: str,
     info: DatasetInfo,
+    cache_dir: Path,
     splits: Sequence[str] | None = None,
     on_bad_label: str = "raise",
 ) -> Dataset:
-    """Samples of a MedMNIST ``.npz`` file (see the module docstring).
+    """Samples of a MedMNIST ``.npz`` file (see the module docstring); large arrays go to ``cache_dir``.
 
     Raises
     ------
@@ -411,7 +428,7 @@ def load_npz(
         raise DataError(f"{path}: {flag} is multi-label (14 findings per image); only single-label files are supported")
     if flag and flag.endswith("3d"):
         raise DataError(f"{path}: {flag} holds 3D volumes; only the 2D MedMNIST flags are supported")
-    arrays = _read_arrays(path, chosen)
+    arrays = _read_arrays(path, chosen, cache_dir=cache_dir)
     labels = {s: _labels(arrays[f"{s}_labels"], path, f"{s}_labels") for s in chosen}
     images = {s: arrays[f"{s}_images"] for s in chosen}
     for s in chosen:
@@ -468,7 +485,7 @@ def _choose(splits: Sequence[str] | None, name: str) -> list[str]:
     return [s for s in SPLITS if s in splits]
 
 
-def _read_arrays(path: Path, chosen: list[str]) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, chosen: list[str], *, cache_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of the chosen splits: in memory when small, else decompressed once into the cache and mapped."""
     try:
         zf = zipfile.ZipFile(path)
@@ -484,11 +501,11 @@ def _read_arrays(path: Path, chosen: list[str]) -> dict[str, np.ndarray]:
             )
         out = {}
         for key in (f"{s}_{part}" for s in chosen for part in ("images", "labels")):
-            out[key] = _member(path, zf, members[key], key)
+            out[key] = _member(path, zf, members[key], key, cache_dir=cache_dir)
     return out
 
 
-def _member(path: Path, zf: zipfile.ZipFile, member: str, key: str) -> np.ndarray:
+def _member(path: Path, zf: zipfile.ZipFile, member: str, key: str, *, cache_dir: Path) -> np.ndarray:
     from numpy.lib import format as npy
 
     try:
@@ -508,20 +525,17 @@ def _member(path: Path, zf: zipfile.ZipFile, member: str, key: str) -> np.ndarra
                 if data.size != int(np.prod(shape, dtype=np.int64)):
                     raise DataError(f"{path}: {key} is truncated")
                 return data.reshape(shape, order="F" if fortran else "C")
-            return _to_cache(path, f, key, shape, dtype, fortran, nbytes)
+            return _to_cache(path, f, key, shape, dtype, fortran, folder=Path(cache_dir) / "medmnist")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read {key} from {path}: {exc}") from None
 
 
-def _to_cache(path: Path, f, key: str, shape, dtype, fortran: bool, nbytes: int) -> np.ndarray:
-    """Stream a large member into ``<cache>/medmnist/<hash>.npy`` (once) and memory-map it read-only."""
+def _to_cache(path: Path, f, key: str, shape, dtype, fortran: bool, *, folder: Path) -> np.ndarray:
+    """Stream a large member into ``<folder>/<hash>.npy`` (once) and memory-map it read-only."""
     st = path.stat()
-    folder = cache_dir() / "medmnist"
     target = folder / f"{stable_hash([str(path.resolve()), st.st_size, st.st_mtime_ns, key])}.npy"
     if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{target.stem}.{os.getpid()}.tmp.npy"
-        try:
+        with atomic_path(target) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape, fortran_order=fortran)
             flat = out.reshape(-1, order="F" if fortran else "C")
             step, done = 64 * 2**20 // dtype.itemsize, 0
@@ -533,9 +547,6 @@ def _to_cache(path: Path, f, key: str, shape, dtype, fortran: bool, nbytes: int)
                 done += chunk.size
             out.flush()
             del out, flat
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
 
 

@@ -29,10 +29,10 @@ import numpy as np
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries
+from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, require_classes
 from cellbench.datasets.io import H5Row, h5_key, h5_open
-from cellbench.datasets.registry import register_dataset, require_classes
 
 SPLITS = ("train", "valid", "test")
 PREFIX = "camelyonpatch_level_2_split_"
@@ -98,7 +98,6 @@ def detect(path: Path) -> bool:
     return any((m := _FILE.fullmatch(e.name)) and m["part"] == "x" for e in entries(path, limit=500))
 
 
-@register_dataset(INFO, detect=detect)
 def load(
     root: Path,
     *,
@@ -283,3 +282,6 @@ def _read_meta(path: Path, n: int) -> dict[str, list] | None:
         except (TypeError, ValueError):
             raise DataError(f"{path}: coord_x/coord_y must be whole numbers in every row") from None
     return out
+
+
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

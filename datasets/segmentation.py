@@ -49,6 +49,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cellbench.core.errors import ConfigError
+from cellbench.datasets.masks import fill_holes, largest_region, nucleus_mask
 
 SEGMENTATION_VERSION = 1  # bump whenever the found cells of the same image and parameters change
 UNITS = ("px", "image")
@@ -498,8 +499,6 @@ def merge_convex(labels: np.ndarray, *, min_solidity: float, max_area: float) ->
 
 def _refine(image: np.ndarray, background: np.ndarray, det: _Detection, diameter: float) -> list[FoundCell]:
     """Full-resolution outlines and nuclei of the detected regions."""
-    from cellbench.datasets.masks import fill_holes, largest_region, nucleus_mask
-
     h, w = image.shape[:2]
     s = det.scale
     cells = []

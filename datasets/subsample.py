@@ -27,7 +27,8 @@ from dataclasses import replace
 import numpy as np
 
 from cellbench.core.errors import ConfigError
-from cellbench.core.types import Dataset, Sample, stable_hash
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Dataset, Sample
 
 _STREAM = 0x5EB5  # seeds the subsample's random stream apart from other uses of the suite seed
 

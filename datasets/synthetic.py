@@ -24,9 +24,9 @@ Layout of a generated folder ``<cache>/synthetic/<fingerprint>/``::
     cells/<cell_id>_mask.png  uint8, 255 = the cell, 0 elsewhere
     COMPLETE                  written last; a folder without it is never used
 
-Generation writes into a temporary sibling folder that is renamed into place once complete, so a
-killed run leaves no folder that looks complete and concurrent processes are safe (the first rename
-wins; the others discard their copy).
+Generation writes into a temporary sibling folder that is renamed into place once complete
+(:func:`cellbench.core.files.build_folder`), so a killed run leaves no folder that looks complete and concurrent
+processes are safe (the first rename wins; the others discard their copy).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ import functools
 import json
 import math
 import os
-import shutil
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,11 +44,12 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from cellbench.core import files
 from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.paths import cache_dir
-from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field, Sample, stable_hash
-from cellbench.datasets.io import write_png
-from cellbench.datasets.registry import register_dataset
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field, Sample
+from cellbench.datasets.entry import DatasetEntry, FieldDefaults
+from cellbench.datasets.io import crop_window, write_png
 
 GENERATOR_VERSION = 1  # bump whenever the generated pixels, masks or index change
 CLASSES = ("normal", "blast")
@@ -85,7 +84,6 @@ WHITE = np.array([247.0, 243.0, 246.0], dtype=np.float32)
 RBC_RADIUS = 12.5
 SIZE_RANGE = (0.8, 1.25)  # bounds of a patient's cell-size scale
 MIN_CROP = 72
-STALE_TMP_S = 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -686,86 +684,24 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def crop_window(image: np.ndarray, *, x0: int, y0: int, size: int, fill: tuple[int, ...] | int) -> np.ndarray:
-    """The ``size`` square at (x0, y0) of ``image``; parts outside are filled with ``fill``."""
-    h, w = image.shape[:2]
-    out = np.empty((size, size, *image.shape[2:]), dtype=image.dtype)
-    out[...] = fill
-    sx0, sy0 = max(0, x0), max(0, y0)
-    sx1, sy1 = min(w, x0 + size), min(h, y0 + size)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # writing and loading
 
 
-def generate(config: SyntheticConfig | None = None, *, out_dir: str | os.PathLike | None = None) -> Path:
-    """Generate the data set unless a complete copy exists; return its folder.
+def generate(config: SyntheticConfig | None = None, *, out_dir: str | os.PathLike) -> Path:
+    """Generate the data set into ``out_dir/<fingerprint>/`` unless a complete copy is there; return that folder.
 
-    Parameters
-    ----------
-    config
-        The configuration (default: ``SyntheticConfig()``).
-    out_dir
-        Parent folder; the data go to ``out_dir/<fingerprint>/``. Default ``cache_dir()/"synthetic"``.
+    ``config`` defaults to ``SyntheticConfig()``. A folder without its completion marker (damaged from outside)
+    is replaced, and temporary folders of killed runs are removed (:func:`cellbench.core.files.build_folder`).
     """
     config = config or SyntheticConfig()
-    parent = Path(out_dir) if out_dir is not None else cache_dir() / "synthetic"
-    parent.mkdir(parents=True, exist_ok=True)
-    final = parent / config.fingerprint
-    if is_complete(final):
-        return final
-    if final.exists():  # damaged from outside (a copy cut short, a deleted marker): move it away
-        _discard(final, parent / f".stale-{config.fingerprint}-{os.getpid()}-{os.urandom(4).hex()}")
-    _clean_stale_tmp(parent, config.fingerprint)
-
-    tmp = parent / f".tmp-{config.fingerprint}-{os.getpid()}-{os.urandom(4).hex()}"
-    tmp.mkdir()
-    try:
-        _write_all(config, tmp)
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not is_complete(final):  # not the "another process won" race: a real failure
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    final = Path(out_dir) / config.fingerprint
+    return files.build_folder(final, lambda tmp: _write_all(config, tmp), marker=COMPLETE_MARKER)
 
 
 def is_complete(folder: Path) -> bool:
     """Whether ``folder`` holds a finished generation (its completion marker is written last)."""
-    return (folder / COMPLETE_MARKER).is_file() and (folder / "index.csv").is_file()
-
-
-def _discard(folder: Path, aside: Path) -> None:
-    try:
-        folder.rename(aside)
-    except OSError:
-        return  # another process moved or replaced it
-    if is_complete(aside):  # another process finished in between: put its folder back
-        try:
-            aside.rename(folder)
-            return
-        except OSError:
-            pass
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _clean_stale_tmp(parent: Path, fingerprint: str) -> None:
-    """Remove temporary folders of this fingerprint left by killed runs (older than an hour)."""
-    now = time.time()
-    for p in parent.glob(f".tmp-{fingerprint}-*"):
-        try:
-            if now - p.stat().st_mtime > STALE_TMP_S:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
+    return files.is_complete(folder, COMPLETE_MARKER) and (Path(folder) / "index.csv").is_file()
 
 
 def _write_all(config: SyntheticConfig, folder: Path) -> None:
@@ -785,7 +721,6 @@ def _write_all(config: SyntheticConfig, folder: Path) -> None:
     _write_index(folder / "index.csv", rows)
     params = {"config": asdict(config), "generator": GENERATOR_VERSION, "fingerprint": config.fingerprint}
     (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
-    (folder / COMPLETE_MARKER).write_text("ok\n")
 
 
 def _write_cells(field: RenderedField, *, plan: FieldPlan, folder: Path, crop: int) -> list[dict]:
@@ -893,16 +828,15 @@ def config_from_options(options: dict[str, Any]) -> SyntheticConfig:
     return SyntheticConfig(**options)
 
 
-@register_dataset(INFO, needs_data=False)
-def load_synthetic(root: Path | None = None, **options) -> Dataset:
+def load_synthetic(root: Path | None = None, *, cache_dir: str | os.PathLike, **options) -> Dataset:
     """Generate (first use) and load the synthetic set; ``options`` are :class:`SyntheticConfig` fields.
 
-    ``root`` is ignored (the data live in the cache). Samples are the cell crops (group = patient);
-    fields carry one :class:`Annotation` per white cell with the mask path and instance id in ``meta``
-    (masks are not loaded).
+    ``root`` is ignored: the data live in ``cache_dir/synthetic/<fingerprint>/``. Samples are the cell crops
+    (group = patient); fields carry one :class:`Annotation` per white cell with the mask path and instance id in
+    ``meta`` (masks are not loaded).
     """
     config = config_from_options(options)
-    folder = generate(config)
+    folder = generate(config, out_dir=Path(cache_dir) / "synthetic")
     rows = read_index(folder)
     samples = []
     by_field: dict[str, list[Annotation]] = {}
@@ -960,3 +894,16 @@ def load_synthetic(root: Path | None = None, **options) -> Dataset:
         root=folder,
         notes=("synthetic data generated by cellbench; not real patients",),
     )
+
+
+ENTRY = DatasetEntry(
+    info=INFO,
+    load=load_synthetic,
+    needs_data=False,
+    uses_cache=True,
+    # the fields' white cells are about 33 px across (red cells 25 px), with instance masks
+    field_defaults=FieldDefaults(
+        manual={"cell_diameter": 33.0, "margin": 0.25},
+        segmentation={"cell_diameter": 33.0, "cytoplasm": True, "min_iou": 0.3},
+    ),
+)

@@ -10,14 +10,18 @@ a digest of all decoded pixels that two copies of a download can compare.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cellbench.core.errors import ConfigError
 from cellbench.core.types import Dataset
+from cellbench.datasets.catalog import load_dataset
 from cellbench.datasets.content import Duplicates, iter_images, pixel_digest, summarise_duplicates
 from cellbench.datasets.io import close_h5_files
 
@@ -173,20 +177,22 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     )
 
 
-def verify(name: str, *, data_root: Path | None, progress: bool = True, **options) -> Verification:
-    """Load data set ``name`` (found under ``data_root``) with ``options`` and verify it."""
-    from cellbench.datasets import load_dataset
-
-    return verify_dataset(load_dataset(name, data_root=data_root, **options), progress=progress)
+def verify(
+    name: str,
+    *,
+    data_root: Path | None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    **options,
+) -> Verification:
+    """Load data set ``name`` (found under ``data_root``; generated data in ``cache_dir``) and verify it."""
+    dataset = load_dataset(name, data_root=data_root, cache_dir=cache_dir, **options)
+    return verify_dataset(dataset, progress=progress)
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings as adapter options; VALUE is read as a TOML value (``32``, ``["test"]``,
     ``true``) and otherwise kept as text."""
-    import tomllib
-
-    from cellbench.core.errors import ConfigError
-
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")

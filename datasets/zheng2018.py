@@ -22,11 +22,10 @@ from pathlib import Path
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
-from cellbench.datasets.extraction import register_field_defaults
+from cellbench.datasets.entry import DatasetEntry, FieldDefaults
 from cellbench.datasets.fieldsets import BadAnnotations, check_field_options, image_size, make_field_dataset
 from cellbench.datasets.folder import check_root
 from cellbench.datasets.io import read_mask
-from cellbench.datasets.registry import register_dataset
 
 CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 NUCLEUS_LEVEL = 192
@@ -86,7 +85,6 @@ def detect(path: Path) -> bool:
     return any(_subset_dirs(path, k) is not None and _labels_file(path, k) is not None for k in (1, 2))
 
 
-@register_dataset(INFO, detect=detect)
 def load(root: Path, *, on_bad_annotation: str = "raise", **options) -> Dataset:
     """Load the white-cell images, their expert masks and class labels.
 
@@ -169,16 +167,20 @@ def _field(k: int, image: Path, mask: Path, labels: dict[int, str], *, bad: BadA
     )
     return Field(id=fid, image_path=image, annotations=(ann,), meta={"subset": k, "width": size[0], "height": size[1]})
 
-register_field_defaults(
-    "zheng2018",
-    manual={"cell_diameter": CELL_DIAMETER, "diameter_unit": "image", "margin": 0.1},
-    # one cell fills up to half the image: more of it lies above the stain threshold than in a smear field
-    segmentation={
-        "cell_diameter": CELL_DIAMETER,
-        "diameter_unit": "image",
-        "keep": "central",
-        "max_stained_share": 0.6,
-        "cytoplasm": True,
-        "min_iou": 0.3,
-    },
+ENTRY = DatasetEntry(
+    info=INFO,
+    load=load,
+    detect=detect,
+    field_defaults=FieldDefaults(
+        manual={"cell_diameter": CELL_DIAMETER, "diameter_unit": "image", "margin": 0.1},
+        # one cell fills up to half the image: more of it lies above the stain threshold than in a smear field
+        segmentation={
+            "cell_diameter": CELL_DIAMETER,
+            "diameter_unit": "image",
+            "keep": "central",
+            "max_stained_share": 0.6,
+            "cytoplasm": True,
+            "min_iou": 0.3,
+        },
+    ),
 )

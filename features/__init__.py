@@ -1,15 +1,15 @@
 """Handcrafted cell features: pure functions image (+ mask) -> named values, and cached batch extraction.
 
-Families (``FEATURES``): morphology, haralick, lbp, intensity, nucleus; column prefixes ``morph_``,
-``haralick_``, ``lbp_``, ``int_`` and ``nuc_``.
+Families (``FEATURES``, listed in :mod:`cellbench.features.catalog`): intensity, morphology, nucleus, haralick, lbp;
+column prefixes ``int_``, ``morph_``, ``nuc_``, ``haralick_`` and ``lbp_``.
 """
 
-from cellbench.features.registry import FEATURES, Family, register_family  # isort: skip
 from cellbench.datasets.masks import cell_mask, nucleus_mask
-from cellbench.features import intensity, morphology, nucleus, texture  # noqa: F401  (register the families)
 from cellbench.features.batch import extract_feature_set, feature_cache_path
+from cellbench.features.catalog import FEATURES, register_family
 from cellbench.features.config import FeatureConfig
 from cellbench.features.extract import extract_features, feature_names
+from cellbench.features.family import Family
 
 __all__ = [
     "FEATURES",

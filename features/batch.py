@@ -15,9 +15,7 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -25,8 +23,13 @@ from typing import Literal
 import numpy as np
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
-from cellbench.core.types import FeatureSet, Sample, stable_hash
+from cellbench.core.files import atomic_path
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import FeatureSet, Sample
+from cellbench.core.workers import default_workers, process_pool
+from cellbench.datasets.io import image_ref, read_image, read_mask
 from cellbench.features.config import FeatureConfig, check_kind
+from cellbench.features.extract import feature_names, feature_vector
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,8 @@ def extract_feature_set(
     Parameters
     ----------
     n_jobs
-        Worker processes (default: the cores this process may use), each single-threaded; 1 extracts in
-        this process.
+        Worker processes (default: the cores this process may use, :func:`cellbench.core.workers.default_workers`),
+        each single-threaded (:func:`cellbench.core.workers.process_pool`); 1 extracts in this process.
     on_bad_image
         ``"raise"``: an unreadable image or mask (or an empty mask) stops extraction with a
         :class:`DataError` naming it, and nothing is cached. ``"skip"``: such samples are left out, their
@@ -96,9 +99,15 @@ def extract_feature_set(
     FeatureSet
         Rows in the order of ``samples`` (skipped ones left out), columns as
         :func:`cellbench.features.extract.feature_names`.
+
+    Raises
+    ------
+    UnknownNameError
+        For a family of ``config`` outside the catalog, before anything is read or extracted.
     """
     check_on_bad_image(on_bad_image)
     check_kind(kind)
+    names = feature_names(config)
     if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
         raise ConfigError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
     ids = [s.id for s in samples]
@@ -116,11 +125,8 @@ def extract_feature_set(
     elif cached is not None:
         log.info("features cache %s holds other samples; extracting again", path)
 
-    from cellbench.features.extract import feature_names
-
-    names = feature_names(config)
     # an image source (one row of an HDF5 file, a centre crop) is read like a path by datasets.io.read_image
-    items = [(s.id, _pixels_ref(s), s.image, s.mask_path, s.mask) for s in samples]
+    items = [(s.id, image_ref(s), s.image, s.mask_path, s.mask) for s in samples]
     rows, kept, skipped, reasons = [], [], [], {}
     results = _run(
         items, config=config, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {name or extraction}"
@@ -146,10 +152,6 @@ def extract_feature_set(
     return fs
 
 
-def _pixels_ref(s: Sample):
-    return s.image_source if s.image_source is not None else s.image_path
-
-
 def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
     """The feature set cached at ``path``, or ``None`` when there is none (or it cannot be read)."""
     path = Path(path)
@@ -172,12 +174,10 @@ def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
 
 
 def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dict[str, str] | None = None) -> None:
-    """Write ``fs`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    """Write ``fs`` to ``path`` atomically (:func:`cellbench.core.files.atomic_path`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {"sample_id": pa.array(list(fs.ids), pa.string())}
     columns.update({n: pa.array(fs.X[:, i], pa.float64()) for i, n in enumerate(fs.names)})
     meta = {
@@ -188,12 +188,8 @@ def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dic
         "code_version": code_version(),
     }
     table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _reorder(fs: FeatureSet, ids: list[str]) -> FeatureSet:
@@ -210,7 +206,7 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
     from tqdm.auto import tqdm
 
     if n_jobs is None:
-        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n_jobs = default_workers()
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     try:
         if n_jobs == 1 or len(items) < 8:
@@ -218,14 +214,10 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
                 yield _extract_one(item, config, kind)
                 bar.update(1)
             return
-        from cellbench.core.workers import init_worker, pool_context
-
         # chunks: a few per worker for load balance, large enough to amortise the transfers
         size = max(1, min(64, len(items) // (4 * n_jobs)))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        pool = ProcessPoolExecutor(
-            max_workers=min(n_jobs, len(chunks)), mp_context=pool_context(), initializer=init_worker
-        )
+        pool = process_pool(min(n_jobs, len(chunks)))
         try:
             futures = [pool.submit(_extract_chunk, chunk, config, kind) for chunk in chunks]
             for future in futures:
@@ -244,9 +236,6 @@ def _extract_chunk(chunk, config: FeatureConfig, kind: str):
 
 def _extract_one(item, config: FeatureConfig, kind: str) -> tuple[str, np.ndarray | None, str | None]:
     """``(id, values, None)``, or ``(id, None, message)`` for an unreadable image or mask or an empty mask."""
-    from cellbench.datasets.io import read_image, read_mask
-    from cellbench.features.extract import feature_vector
-
     sid, image_path, image, mask_path, mask = item
     try:
         if image is None:

@@ -8,6 +8,9 @@ import cv2
 import numpy as np
 
 from cellbench.core.errors import DataError
+from cellbench.datasets.io import as_rgb8
+from cellbench.datasets.masks import nucleus_mask
+from cellbench.features.stain import haematoxylin
 
 
 class Cell:
@@ -53,32 +56,12 @@ class Cell:
     @cached_property
     def hem_pixels(self) -> np.ndarray:
         """Haematoxylin optical density of the pixels inside the mask (as ``skimage.color.rgb2hed``)."""
-        from cellbench.features.intensity import haematoxylin
-
         return haematoxylin(self.rgb_pixels)
 
     @cached_property
     def nucleus(self) -> np.ndarray:
         """Nucleus mask at working resolution (see :func:`cellbench.datasets.masks.nucleus_mask`)."""
-        from cellbench.datasets.masks import nucleus_mask
-
         return nucleus_mask(self.rgb, self.mask)
-
-
-def as_rgb(image: np.ndarray, *, sample: str = "") -> np.ndarray:
-    """``image`` as a contiguous RGB ``uint8`` array (grey is repeated, alpha dropped)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise DataError(f"sample {sample}: expected a uint8 image, got dtype {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise DataError(f"sample {sample}: expected an RGB image (H, W, 3), got shape {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise DataError(f"sample {sample}: the image is empty (shape {image.shape})")
-    return np.ascontiguousarray(image[:, :, :3])
 
 
 def prepare_cell(
@@ -86,15 +69,15 @@ def prepare_cell(
 ) -> Cell:
     """Downscale ``image`` if its longer side exceeds ``max_side``, then crop it to the mask.
 
-    The crop keeps ``margin`` pixels around the mask's bounding box (neighbourhood operators such as LBP
-    then see real pixels, not padding).
+    ``image`` is turned into RGB ``uint8`` by :func:`cellbench.datasets.io.as_rgb8`. The crop keeps ``margin``
+    pixels around the mask's bounding box (neighbourhood operators such as LBP then see real pixels, not padding).
 
     Raises
     ------
     DataError
         If the mask is empty or its shape differs from the image's.
     """
-    image = as_rgb(image, sample=sample)
+    image = as_rgb8(image, where=f"sample {sample}")
     mask = np.asarray(mask)
     if mask.shape != image.shape[:2]:
         raise DataError(f"sample {sample}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")

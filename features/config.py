@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from cellbench.core.errors import ConfigError
-from cellbench.core.types import stable_hash
+from cellbench.core.hashing import stable_hash
 
 CELL_FAMILIES = ("morphology", "haralick", "lbp", "intensity", "nucleus")
 PATCH_FAMILIES = ("haralick", "lbp", "intensity")
@@ -17,10 +17,13 @@ KINDS = ("cell", "patch")
 class FeatureConfig:
     """What to extract; every field is part of :meth:`key`.
 
+    The values are checked here; the family names against the catalog where the columns are first needed
+    (:func:`cellbench.features.extract.feature_names`, before any extraction starts).
+
     Parameters
     ----------
     families
-        Feature families, in column order (see ``features.FEATURES``).
+        Feature families, in column order (see :data:`cellbench.features.catalog.FEATURES`).
     haralick_levels
         Grey levels inside the cell for the co-occurrence matrices (level 0 is kept for background).
     haralick_distances
@@ -46,16 +49,13 @@ class FeatureConfig:
     max_side: int | None = 512
 
     def __post_init__(self):
-        from cellbench.features.registry import FEATURES
-
         for name in ("families", "haralick_distances", "lbp_radii"):
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__"):
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
         if not self.families:
-            raise ConfigError(f"families must name at least one of: {', '.join(FEATURES.names())}")
-        FEATURES.check(self.families)
+            raise ConfigError(f"families must name at least one feature family (built in: {', '.join(CELL_FAMILIES)})")
         if len(set(self.families)) != len(self.families):
             raise ConfigError(f"families are repeated: {self.families}")
         _check_int("haralick_levels", self.haralick_levels, 4, 255)

@@ -7,15 +7,22 @@ from typing import Literal
 
 import numpy as np
 
+from cellbench.datasets.io import as_rgb8
 from cellbench.datasets.masks import cell_mask
-from cellbench.features.cell import Cell, as_rgb, prepare_cell
+from cellbench.features.catalog import FEATURES
+from cellbench.features.cell import Cell, prepare_cell
 from cellbench.features.config import FeatureConfig, check_kind
-from cellbench.features.registry import FEATURES
 
 
 @lru_cache(maxsize=32)
 def feature_names(config: FeatureConfig) -> tuple[str, ...]:
-    """The columns ``config`` produces, in order (the same for every image)."""
+    """The columns ``config`` produces, in order (the same for every image).
+
+    Raises
+    ------
+    UnknownNameError
+        For a family of ``config`` that is not in :data:`cellbench.features.catalog.FEATURES` (listing those that are).
+    """
     return tuple(name for family in config.families for name in FEATURES[family].names(config))
 
 
@@ -37,7 +44,8 @@ def extract_features(
     Parameters
     ----------
     image
-        RGB ``uint8`` array (H, W, 3); grey (H, W) is accepted.
+        RGB array (H, W, 3); grey (H, W) and other pixel types are converted by
+        :func:`cellbench.datasets.io.as_rgb8`.
     mask
         Non-zero = cell. Defaults to :func:`cellbench.datasets.masks.cell_mask` for cells and to the whole image for
         patches.
@@ -56,11 +64,13 @@ def extract_features(
     ------
     DataError
         For an empty mask (``"empty mask for sample X: no cell pixels"``), a mask whose shape differs from
-        the image's, or an image that is not 8-bit grey/RGB.
+        the image's, or an image that is not grey, RGB or RGBA.
+    UnknownNameError
+        For a feature family outside the catalog.
     """
     config = config or _default_config(kind)
-    values = feature_vector(image, mask, config=config, kind=kind, sample=sample)
-    return dict(zip(feature_names(config), values.tolist()))
+    names = feature_names(config)
+    return dict(zip(names, feature_vector(image, mask, config=config, kind=kind, sample=sample).tolist()))
 
 
 def feature_vector(
@@ -73,7 +83,8 @@ def feature_vector(
 ) -> np.ndarray:
     """As :func:`extract_features`, as a float64 array in :func:`feature_names` order."""
     check_kind(kind)
-    image = as_rgb(image, sample=sample)
+    feature_names(config)  # an unknown family stops here, before any pixel work
+    image = as_rgb8(image, where=f"sample {sample}")
     if mask is None:
         mask = cell_mask(image) if kind == "cell" else np.ones(image.shape[:2], bool)
     cell = prepare_cell(image, mask, max_side=config.max_side, margin=max(config.lbp_radii) + 1, sample=sample)

@@ -15,22 +15,12 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
-from cellbench.features.registry import register_family
+from cellbench.features.family import family
 
 PERCENTILES = (10, 25, 50, 75, 90)
 STATS = ("mean", "std", *(f"p{p}" for p in PERCENTILES), "skew", "kurtosis")
 CHANNELS = ("r", "g", "b", "grey", "sat", "hem")
 NAMES = tuple(f"int_{c}_{s}" for c in CHANNELS for s in STATS)
-
-# skimage.color.hed_from_rgb[:, 0]: the haematoxylin column of the colour-deconvolution matrix
-_HEM = np.array([1.87798274, -0.06590806, -0.60190736])
-# optical density of each 8-bit value as skimage computes it: log(max(v / 255, 1e-6)) / log(1e-6)
-_OD = np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / np.log(1e-6)
-
-
-def haematoxylin(rgb: np.ndarray) -> np.ndarray:
-    """Haematoxylin density (>= 0) of ``uint8`` RGB values (any shape (..., 3)), as ``rgb2hed(...)[..., 0]``."""
-    return np.maximum(_OD[rgb] @ _HEM, 0.0)
 
 
 def histogram_stats(hist: np.ndarray) -> np.ndarray:
@@ -68,7 +58,7 @@ def _shape_moments(var: np.ndarray, m3: np.ndarray, m4: np.ndarray) -> tuple[np.
     return np.where(ok, m3 / safe**1.5, 0.0), np.where(ok, m4 / safe**2 - 3.0, 0.0)
 
 
-@register_family("intensity", names=lambda config: NAMES)
+@family("intensity", names=lambda config: NAMES)
 def intensity(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Statistics of R, G, B, grey, saturation and haematoxylin density inside the cell mask."""
     mask = cell.mask.view(np.uint8)

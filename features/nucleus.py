@@ -12,8 +12,8 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
+from cellbench.features.family import family
 from cellbench.features.morphology import scaled, shape_values
-from cellbench.features.registry import register_family
 
 SHAPE = ("area", "perimeter", "solidity", "eccentricity", "circularity", "convexity", "major_axis", "minor_axis")
 NAMES = (
@@ -30,7 +30,7 @@ NAMES = (
 MIN_PIXELS = 5
 
 
-@register_family("nucleus", names=lambda config: NAMES)
+@family("nucleus", names=lambda config: NAMES)
 def nucleus(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Nucleus size, N:C ratio, nucleus shape, number of parts and nucleus-vs-cytoplasm contrast."""
     nuc = cell.nucleus

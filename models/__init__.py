@@ -1,9 +1,9 @@
-"""Classical and deep models behind one registry, and class-imbalance strategies."""
+"""Classical and deep models behind one registry, and class-imbalance strategies (listed in
+:mod:`cellbench.models.catalog`)."""
 
-from cellbench.models.classical import MODELS, ModelEntry, register_model
-
-from cellbench.models import deep  # noqa: F401  (registers the deep models; TensorFlow is imported lazily)  isort: skip
-from cellbench.models.imbalance import STRATEGIES, Strategy
+from cellbench.models.catalog import MODELS, STRATEGIES, register_model, register_strategy, resolve_params
+from cellbench.models.entry import ModelEntry
+from cellbench.models.imbalance import Strategy
 from cellbench.models.pipeline import applicable, build_pipeline, fit_predict
 
 __all__ = [
@@ -15,4 +15,6 @@ __all__ = [
     "build_pipeline",
     "fit_predict",
     "register_model",
+    "register_strategy",
+    "resolve_params",
 ]

@@ -3,8 +3,8 @@
 Every model takes raw RGB in [0, 255] (each backbone's own preprocessing is a layer of the model, so a
 saved ``.keras`` file needs nothing else), ends in a linear Dense layer named ``logits`` (Grad-CAM works
 on it) and outputs probabilities from an Activation layer named ``probs`` (one sigmoid unit for binary
-tasks, softmax otherwise). TensorFlow is imported only when a model is built or trained, never when this
-module is imported, so registering the entries costs nothing on classical code paths.
+tasks, softmax otherwise). TensorFlow (and Keras) is imported only when a model is built or trained, never when
+this module is imported, so listing the entries (:data:`DEEP_MODELS`) costs nothing on classical code paths.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from typing import Any, Literal
 import numpy as np
 
 from cellbench.core.errors import CellbenchError, ConfigError
-from cellbench.models.classical import register_model
+from cellbench.core.files import atomic_path
+from cellbench.core.paths import checkout_root
+from cellbench.models.entry import ModelEntry, applies
+from cellbench.models.imbalance import builtin_strategy
+from cellbench.models.losses import make_loss
+from cellbench.models.pixels import AugmentConfig, make_dataset
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "size": 96,
@@ -108,50 +113,67 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------------- registry
+# ---------------------------------------------------------------------------------------------------- entries
 
 
-def _register(name: str, defaults: Mapping[str, Any], description: str) -> None:
-    def build(params: Mapping[str, Any], seed: int, n_classes: int = 2):
-        """The (untrained) Keras model; see :func:`build_model`."""
-        return build_model(name, params, n_classes=n_classes, seed=seed)[0]
+@dataclass(frozen=True)
+class _Builder:
+    """``build(params, seed, n_classes=2)`` of a deep entry: the untrained Keras model (see :func:`build_model`)."""
 
-    register_model(
-        name,
-        defaults={**TRAINING_DEFAULTS, **defaults},
-        class_weight="param",
-        description=description,
-        kind="deep",
-        input="pixels",
-    )(build)
+    name: str
+
+    def __call__(self, params: Mapping[str, Any], seed: int, n_classes: int = 2):
+        return build_model(self.name, params, n_classes=n_classes, seed=seed)[0]
 
 
-_register(
-    "cnn",
-    {"filters": [32, 64, 128, 256], "dense": 128, "dropout": 0.3},
-    "custom CNN: 4 conv blocks (32→256 filters, batch norm, ReLU, max-pooling), dense + dropout",
-)
-_register(
-    "cnn_tiny",
-    {"filters": [8, 16], "dense": 16, "dropout": 0.1, "size": 32, "max_epochs": 3},
-    "tiny custom CNN (2 conv blocks, 8→16 filters) for smoke tests",
-)
-for _key, _bb in BACKBONES.items():
-    _base = {"weights": "imagenet", "dropout": 0.2, **({"alpha": _bb.alpha} if _bb.alpha else {})}
-    _width = f" α={_bb.alpha}" if _bb.alpha else ""
-    _register(_key, _base, f"{_bb.title}{_width}, ImageNet weights, frozen backbone + trained head")
-    _register(
-        f"{_key}_scratch",
-        {**_base, "weights": "random"},
-        f"{_bb.title}{_width}, random initialisation, every layer trained from scratch (compare with {_key} to "
-        "see what ImageNet brings)",
+def _entry(name: str, defaults: Mapping[str, Any], description: str) -> ModelEntry:
+    return ModelEntry(
+        name, "deep", "pixels", _Builder(name), {**TRAINING_DEFAULTS, **defaults}, "param", description
     )
-    _register(
-        f"{_key}_ft",
-        {**_base, "finetune_layers": _bb.finetune_layers, "finetune_lr_factor": 0.1, "finetune_epochs": None},
-        f"{_bb.title}{_width}, ImageNet weights, head trained, then the top {_bb.finetune_layers} layers "
-        "fine-tuned at a 10× lower learning rate",
+
+
+def _backbone_entries(key: str, bb: Backbone) -> tuple[ModelEntry, ...]:
+    """A backbone frozen on ImageNet weights, trained from scratch (``_scratch``) and fine-tuned (``_ft``)."""
+    base = {"weights": "imagenet", "dropout": 0.2, **({"alpha": bb.alpha} if bb.alpha else {})}
+    width = f" α={bb.alpha}" if bb.alpha else ""
+    return (
+        _entry(key, base, f"{bb.title}{width}, ImageNet weights, frozen backbone + trained head"),
+        _entry(
+            f"{key}_scratch",
+            {**base, "weights": "random"},
+            f"{bb.title}{width}, random initialisation, every layer trained from scratch (compare with {key} to "
+            "see what ImageNet brings)",
+        ),
+        _entry(
+            f"{key}_ft",
+            {**base, "finetune_layers": bb.finetune_layers, "finetune_lr_factor": 0.1, "finetune_epochs": None},
+            f"{bb.title}{width}, ImageNet weights, head trained, then the top {bb.finetune_layers} layers "
+            "fine-tuned at a 10× lower learning rate",
+        ),
     )
+
+
+DEEP_MODELS: tuple[ModelEntry, ...] = (
+    _entry(
+        "cnn",
+        {"filters": [32, 64, 128, 256], "dense": 128, "dropout": 0.3},
+        "custom CNN: 4 conv blocks (32→256 filters, batch norm, ReLU, max-pooling), dense + dropout",
+    ),
+    _entry(
+        "cnn_tiny",
+        {"filters": [8, 16], "dense": 16, "dropout": 0.1, "size": 32, "max_epochs": 3},
+        "tiny custom CNN (2 conv blocks, 8→16 filters) for smoke tests",
+    ),
+    *(entry for key, bb in BACKBONES.items() for entry in _backbone_entries(key, bb)),
+)
+_DEEP = {e.name: e for e in DEEP_MODELS}
+
+
+def deep_entry(name: str) -> ModelEntry:
+    """The entry of deep model ``name``, or a :class:`ConfigError` listing the deep models."""
+    if name not in _DEEP:
+        raise ConfigError(f"{name!r} is not a deep model; deep models: {', '.join(deep_models())}")
+    return _DEEP[name]
 
 
 def backbone_name(name: str) -> str:
@@ -189,8 +211,6 @@ def weights_path(name: str, params: Mapping[str, Any]) -> str:
         When the file is absent and cannot be downloaded (offline, or the download failed): a transfer
         model never trains from random weights under its name (ask for ``weights = "random"`` explicitly).
     """
-    from cellbench.core.paths import checkout_root
-
     bb = BACKBONES[backbone_name(name)]
     file = bb.weights_file(params)
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
@@ -237,10 +257,7 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     """
     import keras
 
-    from cellbench.models.classical import MODELS
-
-    if MODELS[name].kind != "deep":
-        raise ConfigError(f"{name!r} is not a deep model; deep models: {', '.join(deep_models())}")
+    deep_entry(name)
     if n_classes < 2:
         raise ConfigError(f"n_classes must be at least 2, got {n_classes}")
     size = int(params["size"])
@@ -277,9 +294,8 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
 
 
 def deep_models() -> list[str]:
-    from cellbench.models.classical import MODELS
-
-    return [n for n in MODELS.names() if MODELS[n].kind == "deep"]
+    """Names of the deep models, in catalog order."""
+    return [e.name for e in DEEP_MODELS]
 
 
 def _backbone(name: str, params: Mapping[str, Any], size: int):
@@ -540,35 +556,13 @@ def train_predict(
     BatchTooLargeError
         When a batch does not fit in memory (the message names the batch size to lower).
     """
-    from cellbench.models.classical import resolve_params
-    from cellbench.models.imbalance import STRATEGIES
-    from cellbench.models.losses import make_loss
-    from cellbench.models.pipeline import applicable
-    from cellbench.models.pixels import AugmentConfig
-
-    params = resolve_params(name, params)
-    if max_epochs is not None:
-        params["max_epochs"] = max_epochs
-    if batch_size is not None:
-        params["batch_size"] = batch_size
-    ok, why = applicable(name, strategy)
-    if not ok:
-        raise ConfigError(f"strategy {strategy!r} does not apply to model {name!r}: {why}")
-    STRATEGIES[strategy].resolve(strategy_params or {})
-    if strategy not in DEEP_STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} has no deep form; deep strategies: {', '.join(DEEP_STRATEGIES)}")
-    if strategy == "threshold" and positive is None:
-        raise ConfigError("threshold tuning applies to binary tasks only")
-    if len(inner) != 1:
-        raise ConfigError(f"deep models need exactly one inner (train, validation) split, got {len(inner)}")
+    params = _training_params(
+        name, params, strategy, strategy_params=strategy_params, max_epochs=max_epochs, batch_size=batch_size,
+        positive=positive,
+    )  # fmt: skip
     y = np.asarray(y, dtype=np.int64)
-    train_idx, test_idx = np.asarray(train_idx), np.asarray(test_idx)
-    ((tr_pos, va_pos),) = inner
-    fit_idx, val_idx = train_idx[np.asarray(tr_pos)], train_idx[np.asarray(va_pos)]
-    if len(fit_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError(f"empty inner split ({len(fit_idx)} training, {len(val_idx)} validation samples)")
-    fit_idx = fit_idx[resample_indices(y[fit_idx], strategy, seed=seed)]
-    y_fit = y[fit_idx]
+    split = _inner_split(y, np.asarray(train_idx), inner, strategy=strategy, seed=seed)
+    y_fit = y[split.fit]
     batch = int(params["batch_size"])
     augment = AugmentConfig.from_param(params["augment"])
 
@@ -576,43 +570,21 @@ def train_predict(
     t_fit = time.perf_counter()
     model, backbone = build_model(name, params, n_classes=n_classes, seed=seed)
     data = _Data(images, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
-    train_ds, val_ds = data.make(fit_idx, training=True), data.make(val_idx, training=False)
+    train_ds, val_ds = data.make(split.fit, training=True), data.make(split.val, training=False)
     loss = make_loss(strategy, n_classes=n_classes, y_train=y_fit)
     class_weight = balanced_class_weight(y_fit, n_classes) if strategy == "class_weight" else None
-    history: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "lr")}
-    phases: dict[str, int] = {}
-    plan = [("head", float(params["learning_rate"]), int(params["max_epochs"]))]
-    if is_finetune(name):
-        ft_epochs = params["finetune_epochs"] if params["finetune_epochs"] is not None else params["max_epochs"]
-        plan.append(("finetune", float(params["learning_rate"]) * float(params["finetune_lr_factor"]), int(ft_epochs)))
     with _oom_guard(name, batch):
-        for phase, lr, epochs in plan:
-            set_phase(
-                backbone,
-                phase=phase,
-                finetune_layers=int(params.get("finetune_layers", 0)),
-                from_scratch=params.get("weights") == "random",
-            )
-            compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes)
-            h = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=epochs,
-                callbacks=_callbacks(params, on_epoch, phase=phase, offset=len(history["loss"])),
-                class_weight=class_weight,
-                shuffle=False,  # the tf.data pipeline shuffles, seeded
-                verbose=0,
-            )
-            for k in history:
-                history[k].extend(float(v) for v in h.history.get(k, []))
-            phases[phase] = len(h.history.get("loss", []))
+        history, phases = _fit_phases(
+            model, backbone, _phase_plan(name, params), params=params, train_ds=train_ds, val_ds=val_ds, loss=loss,
+            class_weight=class_weight, n_classes=n_classes, on_epoch=on_epoch,
+        )  # fmt: skip
         fit_s = time.perf_counter() - t_fit
         threshold = 0.5
         if strategy == "threshold":
-            val_proba = _proba(model.predict(val_ds, verbose=0), n_classes)
-            threshold = tune_threshold(y[val_idx] == positive, val_proba[:, positive])
+            threshold = _tuned_threshold(model, val_ds, y[split.val] == positive, column=positive, n_classes=n_classes)
         t_pred = time.perf_counter()
-        proba = _proba(model.predict(data.make(test_idx, training=False, labels=False), verbose=0), n_classes)
+        test_ds = data.make(np.asarray(test_idx), training=False, labels=False)
+        proba = _proba(model.predict(test_ds, verbose=0), n_classes)
         predict_s = time.perf_counter() - t_pred
     if save_path is not None:
         save_model(model, save_path)
@@ -624,21 +596,125 @@ def train_predict(
         "history": history,
         "epochs": len(history["loss"]),
         "phases": phases,
-        "n_train": len(train_idx),
-        "n_fit": len(fit_idx),
-        "n_val": len(val_idx),
+        "n_train": split.n_train,
+        "n_fit": len(split.fit),
+        "n_val": len(split.val),
     }
 
 
+def _training_params(
+    name: str,
+    params: Mapping[str, Any],
+    strategy: str,
+    *,
+    strategy_params: Mapping[str, Any] | None,
+    max_epochs: int | None,
+    batch_size: int | None,
+    positive: int | None,
+) -> dict[str, Any]:
+    """The model's parameters (its defaults, ``params``, then the overrides), once ``strategy`` is known to apply."""
+    entry = deep_entry(name)
+    params = entry.resolve(params)
+    if max_epochs is not None:
+        params["max_epochs"] = max_epochs
+    if batch_size is not None:
+        params["batch_size"] = batch_size
+    chosen = builtin_strategy(strategy)
+    ok, why = applies(entry, chosen)
+    if not ok:
+        raise ConfigError(f"strategy {strategy!r} does not apply to model {name!r}: {why}")
+    chosen.resolve(strategy_params or {})
+    if strategy not in DEEP_STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} has no deep form; deep strategies: {', '.join(DEEP_STRATEGIES)}")
+    if strategy == "threshold" and positive is None:
+        raise ConfigError("threshold tuning applies to binary tasks only")
+    return params
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Split:
+    """Rows to fit on (after resampling) and to validate on, and the training fold's size."""
+
+    fit: np.ndarray
+    val: np.ndarray
+    n_train: int
+
+
+def _inner_split(
+    y: np.ndarray, train_idx: np.ndarray, inner: Sequence[tuple[np.ndarray, np.ndarray]], *, strategy: str, seed: int
+) -> _Split:
+    """The one inner (train, validation) split as rows of ``y``, the training rows resampled for ``strategy``."""
+    if len(inner) != 1:
+        raise ConfigError(f"deep models need exactly one inner (train, validation) split, got {len(inner)}")
+    ((tr_pos, va_pos),) = inner
+    fit_idx, val_idx = train_idx[np.asarray(tr_pos)], train_idx[np.asarray(va_pos)]
+    if len(fit_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(f"empty inner split ({len(fit_idx)} training, {len(val_idx)} validation samples)")
+    fit_idx = fit_idx[resample_indices(y[fit_idx], strategy, seed=seed)]
+    return _Split(fit=fit_idx, val=val_idx, n_train=len(train_idx))
+
+
+def _phase_plan(name: str, params: Mapping[str, Any]) -> list[tuple[str, float, int]]:
+    """(phase, learning rate, epochs): the head, then for ``_ft`` models fine-tuning at a lower rate."""
+    plan = [("head", float(params["learning_rate"]), int(params["max_epochs"]))]
+    if is_finetune(name):
+        ft_epochs = params["finetune_epochs"] if params["finetune_epochs"] is not None else params["max_epochs"]
+        plan.append(("finetune", float(params["learning_rate"]) * float(params["finetune_lr_factor"]), int(ft_epochs)))
+    return plan
+
+
+def _fit_phases(
+    model,
+    backbone,
+    plan: Sequence[tuple[str, float, int]],
+    *,
+    params: Mapping[str, Any],
+    train_ds,
+    val_ds,
+    loss,
+    class_weight: dict[int, float] | None,
+    n_classes: int,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Train through the phases of ``plan``; the per-epoch history (phases appended) and the epochs per phase."""
+    history: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "lr")}
+    phases: dict[str, int] = {}
+    for phase, lr, epochs in plan:
+        set_phase(
+            backbone,
+            phase=phase,
+            finetune_layers=int(params.get("finetune_layers", 0)),
+            from_scratch=params.get("weights") == "random",
+        )
+        compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes)
+        h = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=_callbacks(params, on_epoch, phase=phase, offset=len(history["loss"])),
+            class_weight=class_weight,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+            verbose=0,
+        )
+        for k in history:
+            history[k].extend(float(v) for v in h.history.get(k, []))
+        phases[phase] = len(h.history.get("loss", []))
+    return history, phases
+
+
+def _tuned_threshold(model, val_ds, is_positive: np.ndarray, *, column: int, n_classes: int) -> float:
+    """The threshold on the positive class's ``column``, tuned on the inner validation split (``tune_threshold``)."""
+    val_proba = _proba(model.predict(val_ds, verbose=0), n_classes)
+    return tune_threshold(is_positive, val_proba[:, column])
+
+
 def save_model(model, path: str | os.PathLike) -> Path:
-    """Save ``model`` as a ``.keras`` file, atomically (written beside it, then renamed)."""
+    """Save ``model`` as a ``.keras`` file, atomically (:func:`cellbench.core.files.atomic_path`)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ConfigError(f"model files end in .keras, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # the temporary name keeps the .keras suffix Keras chooses the format by
+        model.save(tmp)
     return path
 
 
@@ -651,8 +727,6 @@ class _Data:
     seed: int
 
     def make(self, idx: np.ndarray, *, training: bool, labels: bool = True):
-        from cellbench.models.pixels import make_dataset
-
         return make_dataset(
             self.images,
             self.targets if labels else None,

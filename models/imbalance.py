@@ -1,7 +1,8 @@
 """Class-imbalance strategies and the imbalance sweep.
 
 Samplers are imbalanced-learn objects placed in a Pipeline, so they act only in ``fit`` (training
-folds) and never on test data.
+folds) and never on test data. :data:`BUILTIN` lists the strategies (:mod:`cellbench.models.catalog` makes the
+``STRATEGIES`` registry of them).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.registry import Registry
+from cellbench.core.errors import ConfigError, DataError, UnknownNameError
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """A registered imbalance strategy.
+    """An imbalance strategy.
 
     ``sampler(params, seed, y)`` builds an imblearn sampler for a training fold with labels ``y``
     (``None`` for strategies without resampling). ``class_weight`` asks for cost-sensitive learning;
@@ -46,9 +46,6 @@ class Strategy:
         return {**defaults, **params}
 
 
-STRATEGIES: Registry[Strategy] = Registry("imbalance strategy")
-
-
 def _oversample(params, seed, y):
     from imblearn.over_sampling import RandomOverSampler
 
@@ -70,7 +67,7 @@ def _smote(params, seed, y):
     return SMOTE(k_neighbors=min(int(params["k_neighbors"]), smallest - 1), random_state=seed)
 
 
-for _s in (
+BUILTIN: tuple[Strategy, ...] = (
     Strategy("none", "train on the natural class ratio"),
     Strategy("class_weight", "cost-sensitive learning with balanced class weights", class_weight=True),
     Strategy("oversample", "random over-sampling of minority classes (training folds only)", _oversample),
@@ -92,8 +89,15 @@ for _s in (
         "decision threshold tuned for balanced accuracy on an inner validation split of the training fold",
         tune_threshold=True,
     ),
-):
-    STRATEGIES.add(_s.name, _s)
+)
+
+
+def builtin_strategy(name: str) -> Strategy:
+    """The built-in strategy ``name``, or an :class:`UnknownNameError` listing them."""
+    for s in BUILTIN:
+        if s.name == name:
+            return s
+    raise UnknownNameError("imbalance strategy", name, (s.name for s in BUILTIN))
 
 
 def parse_ratio(text: str) -> float:

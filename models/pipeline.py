@@ -8,22 +8,13 @@ from typing import Any
 import numpy as np
 
 from cellbench.core.errors import ConfigError
-from cellbench.models.classical import MODELS, resolve_params
-from cellbench.models.imbalance import STRATEGIES
+from cellbench.models.catalog import MODELS, STRATEGIES, resolve_params
+from cellbench.models.entry import applies
 
 
 def applicable(model: str, strategy: str) -> tuple[bool, str]:
     """Whether ``strategy`` can be applied to ``model``; if not, the reason for the leaderboard."""
-    m, s = MODELS[model], STRATEGIES[strategy]
-    if s.class_weight and m.class_weight is None:
-        return False, f"{model} has no cost-sensitive form (no class or sample weights)"
-    if s.tune_threshold and m.constant:
-        return False, f"{model} predicts constant probabilities, so there is no threshold to tune"
-    if m.kind == "classical" and not s.classical:
-        return False, f"{strategy} is a loss for neural networks and does not apply to {model}"
-    if m.kind == "deep" and not s.deep:
-        return False, f"{strategy} interpolates feature vectors and does not apply to pixel models"
-    return True, ""
+    return applies(MODELS[model], STRATEGIES[strategy])
 
 
 def build_pipeline(

@@ -20,7 +20,10 @@ import cv2
 import numpy as np
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
-from cellbench.core.types import Sample, stable_hash
+from cellbench.core.files import atomic_path, write_json
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import Sample
+from cellbench.datasets.io import as_rgb8, image_ref, read_image
 
 PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
 KINDS = ("cell", "patch")
@@ -40,26 +43,6 @@ class PixelSet:
     def load(self) -> np.ndarray:
         """The N × S × S × 3 uint8 array, memory-mapped (read-only)."""
         return np.load(self.path, mmap_mode="r")
-
-
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """An in-memory image as RGB uint8 (H, W, 3): grey repeated, alpha dropped, other depths rescaled."""
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype == np.bool_:
-        img = img.astype(np.uint8) * 255
-    elif img.dtype != np.uint8:
-        finite = np.nan_to_num(img.astype(np.float64))
-        scale = 255.0 if finite.size and 0.0 <= finite.min() and finite.max() <= 1.0 else 1.0
-        img = np.clip(finite * scale, 0, 255).round().astype(np.uint8)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or img.shape[0] == 0 or img.shape[1] == 0:
-        raise DataError(f"unsupported image shape {image.shape}; grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) expected")
-    if img.shape[2] == 1:
-        return np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
 
 
 def fit_to_square(
@@ -103,8 +86,10 @@ def pixel_cache(
 ) -> PixelSet:
     """The pixels of ``samples`` fitted to ``size`` px, read from the cache or built once and cached.
 
-    ``kind="cell"`` keeps the aspect ratio (padding with ``pad``); ``"patch"`` resizes as is. The array
-    is written to a temporary file and renamed, so a killed run never leaves a partial cache.
+    ``kind="cell"`` keeps the aspect ratio (padding with ``pad``); ``"patch"`` resizes as is. In-memory images
+    are converted by :func:`cellbench.datasets.io.as_rgb8`, files read by :func:`cellbench.datasets.io.read_image`.
+    The array is written to a temporary file and renamed (:func:`cellbench.core.files.atomic_path`), so a killed
+    run never leaves a partial cache.
 
     Raises
     ------
@@ -112,8 +97,6 @@ def pixel_cache(
         For an unreadable image when ``on_bad_image="raise"``, or when every image is unreadable.
     """
     from tqdm.auto import tqdm
-
-    from cellbench.datasets.io import read_image
 
     if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ConfigError(f"pixel size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
@@ -140,15 +123,12 @@ def pixel_cache(
     if cached is not None and (on_bad_image == "skip" or not cached.skipped):
         return cached
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.{os.getpid()}.tmp.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
-    kept, skipped = [], []
-    try:
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
+        kept, skipped = [], []
         for i, s in enumerate(tqdm(samples, desc=f"pixels {extraction} {size}px", unit="img", disable=not progress)):
             try:
-                ref = s.image_source if s.image_source is not None else s.image_path
-                img = as_rgb8(s.image) if s.image is not None else read_image(ref)
+                img = as_rgb8(s.image) if s.image is not None else read_image(image_ref(s))
             except DataError as exc:
                 if on_bad_image == "raise":
                     raise DataError(f"sample {s.id}: {exc} (use --on-bad-image skip to skip it)") from None
@@ -160,23 +140,19 @@ def pixel_cache(
                 _release(out)
         if not kept:
             raise DataError(f"none of the {len(samples)} images could be read ({extraction}, {size} px)")
-        if skipped:  # compact the rows of readable images into a second file
-            tmp2 = folder / f".{key}.{os.getpid()}.tmp2.npy"
-            compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(len(kept), size, size, 3))
-            for a in range(0, len(kept), RELEASE_ROWS):  # in blocks: out[kept] at once would copy it all to RAM
-                compact[a : a + RELEASE_ROWS] = out[kept[a : a + RELEASE_ROWS]]
-                _release(compact)
-                _release(out)
-            compact.flush()
-            del out, compact
-            tmp2.replace(tmp)
+        if skipped:  # compact the rows of readable images into a second file, renamed over the first
+            with atomic_path(tmp) as tmp2:
+                compact = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(len(kept), size, size, 3))
+                for a in range(0, len(kept), RELEASE_ROWS):  # in blocks: out[kept] at once would copy it all to RAM
+                    compact[a : a + RELEASE_ROWS] = out[kept[a : a + RELEASE_ROWS]]
+                    _release(compact)
+                    _release(out)
+                compact.flush()
+                del out, compact
         else:
             out.flush()
             del out
-        _write_json(index, {"ids": [ids[i] for i in kept], "skipped": skipped, "size": size, "key": key})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_json(index, {"ids": [ids[i] for i in kept], "skipped": skipped, "size": size, "key": key})
     return PixelSet(ids=tuple(ids[i] for i in kept), path=path, skipped=tuple(skipped))
 
 
@@ -200,12 +176,6 @@ def _read_index(path: Path, index: Path) -> PixelSet | None:
     if n != len(meta["ids"]):
         return None
     return PixelSet(ids=tuple(meta["ids"]), path=path, skipped=tuple(meta["skipped"]))
-
-
-def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,10 @@ import numpy as np
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Sample
+from cellbench.datasets import synthetic as syn
+from cellbench.datasets.io import crop_window, image_ref, read_image, read_mask
+from cellbench.datasets.masks import cell_mask, nucleus_mask
+from cellbench.models.pixels import fit_to_square
 
 EXPERT_SHARE = 0.95
 
@@ -44,8 +48,6 @@ class Regions:
 
     def fitted(self, size: int, *, keep_aspect: bool = True) -> Regions:
         """The regions resized as :func:`cellbench.models.pixels.fit_to_square` resizes the image (zero padding)."""
-        from cellbench.models.pixels import fit_to_square
-
         def fit(m: np.ndarray) -> np.ndarray:
             return fit_to_square(m.astype(np.uint8) * 255, size, keep_aspect=keep_aspect, pad="zeros") >= 128
 
@@ -71,8 +73,6 @@ def mask_regions(mask: np.ndarray) -> Regions | None:
 
 def colour_regions(image: np.ndarray, cell: np.ndarray | None = None) -> Regions:
     """Regions from colour: the cell mask (found from colour when not given) split by the nucleus mask."""
-    from cellbench.datasets.masks import cell_mask, nucleus_mask
-
     cell = cell_mask(image) if cell is None else np.asarray(cell, bool)
     nucleus = nucleus_mask(image, cell)
     return Regions(nucleus=nucleus, cytoplasm=cell & ~nucleus, source="colour")
@@ -88,8 +88,6 @@ def synthetic_regions(sample: Sample) -> Regions | None:
     if not (folder / "params.json").is_file():
         return None
     nuclei, instances, crop = _rendered(str(folder), str(meta["field"]))
-    from cellbench.datasets.synthetic import crop_window
-
     x0, y0 = (int(v) for v in meta["crop_origin"])
     cell = crop_window((instances == int(meta["instance"])).view(np.uint8), x0=x0, y0=y0, size=crop, fill=0) > 0
     nucleus = crop_window(nuclei.view(np.uint8), x0=x0, y0=y0, size=crop, fill=0) > 0
@@ -99,8 +97,6 @@ def synthetic_regions(sample: Sample) -> Regions | None:
 @functools.lru_cache(maxsize=64)
 def _rendered(folder: str, field_id: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Nucleus and instance masks of one synthetic field, rendered again (deterministic)."""
-    from cellbench.datasets import synthetic as syn
-
     params = json.loads((Path(folder) / "params.json").read_text())
     config = syn.SyntheticConfig(**params["config"])
     if params.get("generator") != syn.GENERATOR_VERSION or params.get("fingerprint") != config.fingerprint:
@@ -122,8 +118,6 @@ def sample_regions(sample: Sample, *, kind: str, image: np.ndarray | None = None
 
     ``image`` (RGB uint8) is read from the sample when needed and not given. Returns None for patches.
     """
-    from cellbench.datasets.io import read_image, read_mask
-
     if kind == "patch":
         return None
     mask = sample.mask if sample.mask is not None else (read_mask(sample.mask_path) if sample.mask_path else None)
@@ -135,8 +129,7 @@ def sample_regions(sample: Sample, *, kind: str, image: np.ndarray | None = None
     if found is not None:
         return found
     if image is None:
-        source = getattr(sample, "image_source", None) or sample.image_path  # an image inside a larger file
-        image = sample.image if sample.image is not None else read_image(source)
+        image = sample.image if sample.image is not None else read_image(image_ref(sample))
     cell = None
     if mask is not None:
         m = np.asarray(mask)

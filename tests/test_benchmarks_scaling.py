@@ -74,13 +74,12 @@ def test_driver_memory_does_not_grow_with_the_number_of_jobs(benchmark, warm_cac
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4])
-def test_feature_extraction_scaling(benchmark, tmp_path, monkeypatch, factor):
+def test_feature_extraction_scaling(benchmark, tmp_path, factor):
     from cellbench.datasets.synthetic import load_synthetic
     from cellbench.features import FeatureConfig
     from cellbench.features.batch import extract_feature_set
 
-    monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path))
-    samples = load_synthetic(n_patients=10 * factor, fields_per_patient=4).samples
+    samples = load_synthetic(n_patients=10 * factor, fields_per_patient=4, cache_dir=tmp_path).samples
     runs = iter(range(100))
 
     def run():

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cellbench.datasets.extraction as ext
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Annotation, Dataset, Field
+from cellbench.datasets import load_dataset
 from cellbench.datasets.extraction import EXTRACTIONS, extraction_key, resolve_options, run_extraction
 from cellbench.datasets.io import read_mask, write_png
 from cellbench.datasets.matching import Candidate, MatchParams, Target, detection_scores, match_cells
 from cellbench.datasets.segmentation import SegmentationParams, segment_field
-from cellbench.datasets.synthetic import load_synthetic
 from cellbench.tools.cli import main
 
 SMALL = {"n_patients": 4, "fields_per_patient": 2}
@@ -25,7 +26,7 @@ SMALL = {"n_patients": 4, "fields_per_patient": 2}
 
 @pytest.fixture(scope="module")
 def synthetic() -> Dataset:
-    return load_synthetic(**SMALL)
+    return load_dataset("synthetic", **SMALL)
 
 
 # -- segmentation ------------------------------------------------------------------------------------------
@@ -172,7 +173,6 @@ def test_segmentation_samples_share_the_ids_of_the_annotated_cells(synthetic):
 
 def test_extractions_are_cached_and_keyed_on_their_parameters(synthetic, monkeypatch):
     first = run_extraction("segmentation", synthetic, progress=False)
-    import cellbench.datasets.extraction as ext
 
     def boom(*a, **k):
         raise AssertionError("extracted again")
@@ -183,6 +183,53 @@ def test_extractions_are_cached_and_keyed_on_their_parameters(synthetic, monkeyp
     params = resolve_options("synthetic", "segmentation", {"seed_distance": 0.5})
     assert extraction_key(synthetic, "segmentation", params) != first.fingerprint
     assert first.fingerprint != synthetic.fingerprint  # feature and pixel caches key on the extraction
+
+
+# What the extractions of a small synthetic set produced when EXTRACTION_CODE was frozen: index rows (ids,
+# labels, boxes, statuses, match scores) and the counts, not the PNG bytes. The keys are those of existing caches.
+GOLDEN_KEYS = {"manual": "08b2966fe43be476", "segmentation": "b1f6409027d6d7f8"}
+GOLDEN_CLASS_DEFAULT_KEYS = {"manual": "96e2768c704d842c", "segmentation": "1d0af304b63fad0c"}
+GOLDEN_DIGESTS = {"manual": "a58bce9cfeefd2b7", "segmentation": "8ccafe43deeb353e"}
+_ROW_KEYS = ("sample_id", "field", "group", "label", "annotation", "status", "x0", "y0", "x1", "y1", "match_score")
+_QUALITY_KEYS = ("targets", "found", "matched", "missed", "unmatched", "cell_dice", "nucleus_dice", "masks_compared")
+
+
+def _output_digest(ex) -> str:
+    from cellbench.core.hashing import stable_hash
+
+    with (ex.folder / "index.csv").open(newline="") as fh:
+        rows = [[r[k] for k in _ROW_KEYS] for r in csv.DictReader(fh)]
+    info = ex.info
+    counts = {"cells": info["cells"], "cells_by_class": info["cells_by_class"], "excluded": info.get("excluded")}
+    if q := ex.info.get("quality"):
+        counts["quality"] = {k: round(q[k], 6) if isinstance(q[k], float) else q[k] for k in _QUALITY_KEYS}
+    return stable_hash({"rows": rows, "counts": counts})
+
+
+@pytest.fixture(scope="module")
+def golden_set(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("golden-cache")
+    return load_dataset("synthetic", n_patients=4, fields_per_patient=1, cache_dir=cache), cache
+
+
+@pytest.mark.parametrize("method", ["manual", "segmentation"])
+def test_extraction_keys_stay_those_of_existing_caches(golden_set, method):
+    from cellbench.datasets.matching import MatchParams
+
+    ds, _ = golden_set
+    assert extraction_key(ds, method, resolve_options(ds.name, method, None)) == GOLDEN_KEYS[method]
+    plain = ext.ManualParams() if method == "manual" else (SegmentationParams(), MatchParams())
+    assert extraction_key(ds, method, plain) == GOLDEN_CLASS_DEFAULT_KEYS[method]
+
+
+@pytest.mark.parametrize("method", ["manual", "segmentation"])
+def test_extraction_output_is_unchanged(golden_set, method):
+    ds, cache = golden_set
+    ex = run_extraction(method, ds, progress=False, cache_dir=cache)
+    assert ex.fingerprint == GOLDEN_KEYS[method]
+    assert _output_digest(ex) == GOLDEN_DIGESTS[method], (
+        f"the extraction's output changed ({method}): bump EXTRACTION_VERSION (and record the new digest here)"
+    )
 
 
 def test_centroid_windows_have_the_documented_size_and_are_padded(tmp_path):

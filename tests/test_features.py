@@ -107,8 +107,11 @@ def test_config_key_and_validation():
     assert FeatureConfig().key() == FeatureConfig().key()
     assert FeatureConfig(haralick_levels=16).key() != FeatureConfig().key()
     assert FeatureConfig(lbp_radii=[1, 3]).lbp_radii == (1, 3)
+    gabor = FeatureConfig(families=("haralick", "gabor"))  # the catalog, not the config, knows the families
     with pytest.raises(UnknownNameError, match="unknown feature family 'gabor'.*haralick.*morphology"):
-        FeatureConfig(families=("haralick", "gabor"))
+        feature_names(gabor)
+    with pytest.raises(UnknownNameError, match="unknown feature family 'gabor'"):
+        extract_features(synthetic_cell(40)[0], config=gabor)
     with pytest.raises(ConfigError, match="lbp_radii must be an integer in 1..8, got 0"):
         FeatureConfig(lbp_radii=(0,))
     with pytest.raises(ConfigError, match="unknown data kind 'slide'; known kinds: cell, patch"):
@@ -241,8 +244,10 @@ def test_errors_name_the_bad_value():
         extract_features(img, np.zeros((40, 40), bool), sample="s7")
     with pytest.raises(DataError, match=r"sample s8: mask shape \(30, 30\) differs"):
         extract_features(img, np.ones((30, 30), bool), sample="s8")
-    with pytest.raises(DataError, match="uint8"):
-        extract_features(img.astype(np.float32))
+    with pytest.raises(DataError, match=r"sample s9: unsupported image shape \(40, 40, 2\)"):
+        extract_features(img[:, :, :2], sample="s9")
+    # other pixel types follow the one RGB rule of datasets.io.as_rgb8: floats in [0, 1] are scaled by 255
+    assert extract_features(img.astype(np.float32) / 255) == extract_features(img)
     with pytest.raises(ConfigError, match="unknown data kind"):
         extract_features(img, kind="tissue")
 
@@ -342,6 +347,9 @@ def test_bad_options_are_refused(tmp_path):
         extract_feature_set(samples, **_kw(tmp_path, n_jobs=0))
     with pytest.raises(DataError, match="duplicate sample ids: c0"):
         extract_feature_set(samples + samples, **_kw(tmp_path))
+    with pytest.raises(UnknownNameError, match="unknown feature family 'gabor'; known .*: haralick, intensity"):
+        extract_feature_set(samples, **_kw(tmp_path, config=FeatureConfig(families=("gabor",))))
+    assert not (tmp_path / "cache").exists()  # refused before anything was read or extracted
 
 
 # -- real data ------------------------------------------------------------------------------------------

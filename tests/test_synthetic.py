@@ -55,7 +55,7 @@ def test_same_config_gives_identical_bytes(tmp_path):
 
 def test_layout_crops_and_masks(cache):
     config = SyntheticConfig(**SMALL)
-    folder = generate(config)
+    folder = generate(config, out_dir=cache / "synthetic")
     assert folder == cache / "synthetic" / config.fingerprint
     rows = _rows(folder)
     assert len(rows) == expected_counts(config)["total"]
@@ -120,15 +120,21 @@ def test_load_returns_cells_grouped_by_patient(cache):
         for a in f.annotations:
             assert a.label in ds.classes and Path(a.meta["mask_path"]).is_file() and a.meta["instance"] >= 1
     assert ds.fingerprint == SyntheticConfig(**SMALL).fingerprint
-    assert load_synthetic(**SMALL, seed=3).fingerprint != ds.fingerprint
+    assert load_synthetic(**SMALL, seed=3, cache_dir=cache).fingerprint != ds.fingerprint
+
+
+def test_the_cache_folder_is_passed_down_explicitly(tmp_path, cache):
+    ds = load_dataset("synthetic", **SMALL, cache_dir=tmp_path / "elsewhere")
+    assert ds.root == tmp_path / "elsewhere" / "synthetic" / SyntheticConfig(**SMALL).fingerprint
+    assert not cache.exists()  # $CELLBENCH_CACHE was not used
 
 
 def test_complete_folder_is_reused(cache):
     config = SyntheticConfig(**SMALL)
-    folder = generate(config)
+    folder = generate(config, out_dir=cache / "synthetic")
     stamps = {p: p.stat().st_mtime_ns for p in (folder / "index.csv", *sorted(folder.glob("fields/*"))[:3])}
-    assert generate(config) == folder
-    load_synthetic(**SMALL)
+    assert generate(config, out_dir=cache / "synthetic") == folder
+    load_synthetic(**SMALL, cache_dir=cache)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert sorted(p.name for p in folder.parent.iterdir()) == [config.fingerprint]
 
@@ -145,7 +151,7 @@ def test_half_written_generation_is_not_taken_as_complete(cache):
     (final / "index.csv").write_text("cell_id\n")
     assert not is_complete(tmp) and not is_complete(final)
 
-    folder = generate(config)
+    folder = generate(config, out_dir=cache / "synthetic")
     assert folder == final and is_complete(folder)
     assert (folder / COMPLETE_MARKER).is_file()
     assert len(_rows(folder)) == expected_counts(config)["total"]
@@ -154,7 +160,7 @@ def test_half_written_generation_is_not_taken_as_complete(cache):
 def test_concurrent_generation_is_safe(cache):
     config = SyntheticConfig(**SMALL)
     with ThreadPoolExecutor(3) as pool:
-        folders = list(pool.map(lambda _: generate(config), range(3)))
+        folders = list(pool.map(lambda _: generate(config, out_dir=cache / "synthetic"), range(3)))
     assert len(set(folders)) == 1 and is_complete(folders[0])
     assert [p.name for p in folders[0].parent.iterdir()] == [config.fingerprint]
 
@@ -178,7 +184,7 @@ def test_invalid_config_names_the_value(options, message):
 
 def test_unknown_option_lists_the_known_ones(cache):
     with pytest.raises(ConfigError, match=r"'colour'.*known options: seed, n_patients"):
-        load_synthetic(colour="red")
+        load_synthetic(colour="red", cache_dir=cache)
 
 
 def test_equal_configs_share_a_fingerprint():

@@ -1,0 +1,58 @@
+"""The model catalog: every built-in model and imbalance strategy, listed once.
+
+:data:`MODELS` holds the classical estimators (:mod:`cellbench.models.estimators`) then the deep models
+(:mod:`cellbench.models.deep`), in this order (the leaderboard lists models in it); :data:`STRATEGIES` the
+imbalance strategies of :mod:`cellbench.models.imbalance`. :func:`register_model` and :func:`register_strategy`
+add a plug-in's model or strategy at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from cellbench.core.registry import Registry
+from cellbench.models import deep, estimators, imbalance
+from cellbench.models.entry import ClassWeightSupport, ModelEntry, model_entry
+from cellbench.models.imbalance import Strategy
+
+MODELS: Registry[ModelEntry] = Registry("model")
+for _model in (*estimators.CLASSICAL, *deep.DEEP_MODELS):
+    MODELS.add(_model.name, _model)
+
+STRATEGIES: Registry[Strategy] = Registry("imbalance strategy")
+for _strategy in imbalance.BUILTIN:
+    STRATEGIES.add(_strategy.name, _strategy)
+
+
+def register_model(
+    name: str,
+    *,
+    defaults: Mapping[str, Any],
+    class_weight: ClassWeightSupport,
+    description: str,
+    kind: Literal["classical", "deep"] = "classical",
+    input: Literal["features", "pixels"] = "features",
+    constant: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding ``build(params: dict, seed: int) -> estimator`` to :data:`MODELS` (plug-ins, at run time)."""
+
+    def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
+        entry = model_entry(
+            name, defaults=defaults, class_weight=class_weight, description=description, kind=kind, input=input,
+            constant=constant,
+        )(build)  # fmt: skip
+        MODELS.add(name, entry)
+        return build
+
+    return decorate
+
+
+def register_strategy(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` to :data:`STRATEGIES` (plug-ins, at run time); return it."""
+    return STRATEGIES.add(strategy.name, strategy)
+
+
+def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge user ``params`` over model ``name``'s defaults, refusing unknown parameter names."""
+    return MODELS[name].resolve(params)

@@ -1,0 +1,71 @@
+"""What the model catalog holds about a model, and which imbalance strategies apply to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cellbench.core.errors import ConfigError
+from cellbench.models.imbalance import Strategy
+
+ClassWeightSupport = Literal["param", "sample_weight"] | None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model: ``build(params, seed)`` makes a fresh, unfitted estimator (Keras model for ``kind="deep"``).
+
+    ``class_weight`` says how cost-sensitive learning reaches the estimator: through its
+    ``class_weight`` parameter, through ``sample_weight`` in ``fit``, or not at all (``None``).
+    """
+
+    name: str
+    kind: Literal["classical", "deep"]
+    input: Literal["features", "pixels"]
+    build: Callable[..., Any]
+    defaults: Mapping[str, Any]
+    class_weight: ClassWeightSupport
+    description: str
+    constant: bool = False  # predicts the same probabilities for every input (baselines)
+
+    def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` over the defaults, refusing unknown parameter names (naming the allowed ones)."""
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(unknown)} for model {self.name!r}; "
+                f"allowed: {', '.join(sorted(self.defaults))}"
+            )
+        return {**self.defaults, **params}
+
+
+def model_entry(
+    name: str,
+    *,
+    defaults: Mapping[str, Any],
+    class_weight: ClassWeightSupport,
+    description: str,
+    kind: Literal["classical", "deep"] = "classical",
+    input: Literal["features", "pixels"] = "features",
+    constant: bool = False,
+) -> Callable[[Callable[..., Any]], ModelEntry]:
+    """Decorator making ``build(params: dict, seed: int) -> estimator`` the :class:`ModelEntry` ``name``."""
+
+    def decorate(build: Callable[..., Any]) -> ModelEntry:
+        return ModelEntry(name, kind, input, build, dict(defaults), class_weight, description, constant)
+
+    return decorate
+
+
+def applies(model: ModelEntry, strategy: Strategy) -> tuple[bool, str]:
+    """Whether ``strategy`` can be applied to ``model``; if not, the reason for the leaderboard."""
+    if strategy.class_weight and model.class_weight is None:
+        return False, f"{model.name} has no cost-sensitive form (no class or sample weights)"
+    if strategy.tune_threshold and model.constant:
+        return False, f"{model.name} predicts constant probabilities, so there is no threshold to tune"
+    if model.kind == "classical" and not strategy.classical:
+        return False, f"{strategy.name} is a loss for neural networks and does not apply to {model.name}"
+    if model.kind == "deep" and not strategy.deep:
+        return False, f"{strategy.name} interpolates feature vectors and does not apply to pixel models"
+    return True, ""
