@@ -34,3 +34,12 @@ def shared(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data set {name} not found at {path} (set CELLBENCH_SHARED_DATA)")
     return path
+
+
+def leaderboard(summary) -> str:
+    """Write the leaderboard of a finished run (``run_suite``'s summary) from its store; return its text."""
+    from cellbench.report.leaderboard import write_leaderboard
+    from cellbench.run.store import Store
+
+    with Store.open(summary.results_dir, write=False) as store:
+        return write_leaderboard(store, out_dir=summary.results_dir).read_text()

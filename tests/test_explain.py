@@ -198,7 +198,7 @@ def test_zheng_expert_masks_give_nucleus_and_cytoplasm():
 
 
 def test_find_and_render_galleries(tmp_path):
-    from cellbench.tools.explain import find_galleries, render_galleries
+    from cellbench.report.galleries import find_galleries, render_galleries
 
     stat = {"mean": 0.5, "std": 0.1, "n": 10}
     doc = {
@@ -239,7 +239,7 @@ def test_find_and_render_galleries(tmp_path):
     assert "normal: 1 of 3 correct, 0 of 0 wrong" in text
     assert "Grad-CAM" in text and "0.50 ± 0.10" in text and "ReLU(...)" in text
     assert "rf / none: shape 67%, texture 33%" in text and "Grad-CAM energy in the nucleus 50%" in text
-    assert find_galleries(fig, "synthetic-manual") == []  # its PNG is missing
+    assert find_galleries(fig, "synthetic-manual") == ()  # its PNG is missing
     patches = "\n".join(render_galleries([{**found[0], "energy": None}]))
     assert "energy: nucleus" not in patches and "no nucleus masks for these images" not in patches  # no importance
     with_imp = "\n".join(render_galleries([{**found[0], "energy": None}], {"rf / none": imp}))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.paths import cache_dir
 from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
 from cellbench.run.external import (
     REFIT_FOLD,
@@ -19,11 +20,12 @@ from cellbench.run.external import (
     parse_test_spec,
     split_external,
 )
+from cellbench.report.summary import summarise
 from cellbench.run.runner import run_suite
 from cellbench.run.store import Store, external_predictions_key
 from cellbench.run.suite import parse_suite
 from cellbench.tools.cli import main
-from tests.conftest import shared
+from tests.conftest import leaderboard, shared
 
 SMALL = {"n_patients": 12, "fields_per_patient": 2}
 HOLDOUT = {"holdout_groups": 4, "seed": 0}
@@ -185,9 +187,9 @@ def test_cv_on_development_refit_and_fold_models_on_the_held_out_patients(holdou
         info = store.data_sets()[("synthetic", "given")]
         samples = store.samples("synthetic", "given")
         preds = store.predictions()
-    ext = info["external"]
-    assert ext["rule"] == "holdout" and ext["n_groups"] == 4 and info["n_groups"] == 8
-    assert "no patient in both sets" in ext["overlap_check"]
+    ext = info.external
+    assert ext.rule == "holdout" and ext.n_groups == 4 and info.n_groups == 8
+    assert "no patient in both sets" in ext.overlap_check
     group = dict(zip(samples.sample_id, samples.grp))
     # 2 models × 2 strategies: 3 CV folds each plus one refit (fold -1)
     assert sorted(jobs.groupby(["model", "imbalance"]).fold.apply(sorted).tolist()) == [[REFIT_FOLD, 0, 1, 2]] * 4
@@ -195,23 +197,21 @@ def test_cv_on_development_refit_and_fold_models_on_the_held_out_patients(holdou
     own = preds[~preds.job_key.str.endswith("@external")]
     ext_ids = set(own[own.job_key.isin(refits.key)].sample_id)
     dev_ids = set(own[own.job_key.isin(cv.key)].sample_id)
-    assert len(ext_ids) == ext["n_samples"] and len(dev_ids) == info["n_samples"]
+    assert len(ext_ids) == ext.n_samples and len(dev_ids) == info.n_samples
     assert not ext_ids & dev_ids
     assert {group[i] for i in ext_ids}.isdisjoint({group[i] for i in dev_ids})  # patient-disjoint
     for r in refits.itertuples():  # refit on the whole development set, scored on the whole external set
-        assert r.extra["n_train"] == info["n_samples"] and r.extra["n_test"] == ext["n_samples"]
+        assert r.extra.n_train == info.n_samples and r.extra.n_test == ext.n_samples
     for r in cv.itertuples():  # fold models: trained on development folds only, and they score the external set
-        assert r.extra["n_train"] + r.extra["n_test"] == info["n_samples"]
+        assert r.extra.n_train + r.extra.n_test == info.n_samples
         mine = preds[preds.job_key == external_predictions_key(r.key)]
-        assert set(mine.sample_id) == ext_ids and r.extra["external"]["n"] == len(ext_ids)
-        assert r.extra["external"]["metrics"]["balanced_accuracy"] is not None
+        assert set(mine.sample_id) == ext_ids and r.extra.external.n == len(ext_ids)
+        assert r.extra.external.metrics["balanced_accuracy"] is not None
 
 
 def test_leaderboard_has_the_cv_table_and_the_external_table(holdout_run):
-    from cellbench.report.leaderboard import summarise
-
     summary, folder = holdout_run
-    text = summary.leaderboard.read_text()
+    text = leaderboard(summary)
     assert "**CV**: patient-disjoint" in text and "BalAcc (primary)" in text
     assert "### External test" in text and "BalAcc external (refit)" in text and "optimism" in text
     assert "4 of 12 patients held out" in text
@@ -229,7 +229,7 @@ def test_leaderboard_has_the_cv_table_and_the_external_table(holdout_run):
         assert r.cv_mean == pytest.approx(cv.balanced_accuracy_mean.iloc[0])
         assert r.optimism == pytest.approx(r.cv_mean - r.ext_balanced_accuracy)
         folds = [
-            e["external"]["metrics"]["balanced_accuracy"]
+            e.external.metrics["balanced_accuracy"]
             for e in jobs[(jobs.fold >= 0) & (jobs.model == r.model) & (jobs.imbalance == r.strategy)].extra
         ]
         assert r.folds_mean == pytest.approx(np.mean(folds)) and r.folds_n == 3
@@ -260,8 +260,6 @@ def test_the_refit_predictions_are_reproducible_with_the_same_seed(holdout_run, 
 def test_rerun_resumes_and_another_test_set_in_the_same_folder_is_not_mixed_in(holdout_run, tmp_path):
     import shutil
 
-    from cellbench.report.leaderboard import summarise
-
     summary, folder = holdout_run
     again = run_suite(_suite(), results_root=folder.parent, workers=1, progress=False)
     assert again.ran == 0 and again.skipped_done == summary.planned
@@ -272,13 +270,13 @@ def test_rerun_resumes_and_another_test_set_in_the_same_folder_is_not_mixed_in(h
     with Store.open(tmp_path / "ext", write=False) as store:
         assert len(store.jobs()) == summary.planned + 4  # the earlier test set's jobs are kept (resumable) ...
         section = summarise(store).sections[0]
-        key = store.data_sets()[("synthetic", "given")]["external"]["key"]
+        key = store.data_sets()[("synthetic", "given")].external.key
     # ... but neither counted as CV folds nor shown as external scores of the current test set
     assert section.table[["model", "strategy", "folds", "folds_ok"]].values.tolist() == [
         ["logistic_regression", "none", 3, 3]
     ]
     assert len(section.external.table) == 1 and section.external.table.folds_n.tolist() == [3]
-    assert section.external.info["key"] == key
+    assert section.external.info.key == key
 
 
 def test_an_overlapping_patient_is_refused_and_nothing_is_stored(tmp_path):
@@ -337,14 +335,15 @@ def test_the_official_split_is_the_samples_marked_test():
         replace(s, meta={**s.meta, "split": "test" if s.group in patients[:3] else "train"}) for s in ds.samples
     )
     ds = replace(ds, samples=marked)
-    part = split_external(ExternalSource(spec=TestSpec(dataset="synthetic", rule="official")), ds, "given", marked)
+    official = ExternalSource(spec=TestSpec(dataset="synthetic", rule="official"))
+    part = split_external(official, ds, "given", marked, cache_dir=cache_dir())
     ext = [s for s in part.samples if s.id in part.external_ids]
     assert {s.group for s in ext} == set(patients[:3]) and len(ext) == sum(s.group in patients[:3] for s in marked)
     assert part.samples[-len(ext) :] == tuple(ext)  # development samples first, then the external ones
     assert part.dataset.fingerprint == ds.fingerprint and part.info["rule"] == "official"
     unmarked = tuple(replace(s, meta={**s.meta, "split": "train"}) for s in marked)
     with pytest.raises(ConfigError, match=r"meta\['split'\] == 'test'.*splits found: train"):
-        split_external(ExternalSource(spec=TestSpec(dataset="synthetic", rule="official")), ds, "given", unmarked)
+        split_external(official, ds, "given", unmarked, cache_dir=cache_dir())
 
 
 def test_the_real_idc_folder_as_its_own_test_set_is_refused_naming_patients(tmp_path):
@@ -371,9 +370,9 @@ def test_idc_develop_on_70_patients_test_on_the_other_30(tmp_path):
     assert summary.failed == 0
     with Store.open(tmp_path / "idc70", write=False) as store:
         info = store.data_sets()[("idc", "given")]
-    assert info["n_groups"] == 70 and info["external"]["n_groups"] == 30
-    assert info["n_samples"] + info["external"]["n_samples"] == 3873
-    text = summary.leaderboard.read_text()
+    assert info.n_groups == 70 and info.external.n_groups == 30
+    assert info.n_samples + info.external.n_samples == 3873
+    text = leaderboard(summary)
     assert "patient-disjoint StratifiedGroupKFold, 5 folds" in text and "### External test" in text
 
 

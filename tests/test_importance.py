@@ -47,14 +47,16 @@ def test_native_importance_is_impurity_or_gain_and_finds_the_signal(model):
 
 
 def test_report_aggregates_importance_over_folds_with_spread_and_families():
-    from cellbench.report.leaderboard import _importances, _render_importance
+    from cellbench.core.types import Importance, JobExtra
+    from cellbench.report.markdown import _render_importance
+    from cellbench.report.summary import _importances
 
     rows = []
     for fold, shift in enumerate((0.0, 0.02, 0.04)):
         perm = {n: 0.01 * i + shift for i, n in enumerate(NAMES)}
         native = {n: (i + 1 + fold) / 30 for i, n in enumerate(NAMES)}
         rows.append({"model": "xgboost", "imbalance": "none", "fold": fold,
-                     "extra": {"importance": {"permutation": perm, "native": native}}})  # fmt: skip
+                     "extra": JobExtra(importance=Importance(permutation=perm, native=native))})  # fmt: skip
     df = _importances(pd.DataFrame(rows))["xgboost / none"]
     assert df.index[0] == "morph_solidity" and df.folds.iloc[0] == 3
     np.testing.assert_allclose(df.loc["morph_area", "perm_std"], 0.02)

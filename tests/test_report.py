@@ -1,67 +1,79 @@
-"""Leaderboard edge cases: Friedman + Nemenyi across data sets, and rows left unfinished by a stopped run."""
+"""The leaderboard from a store written directly (no training): Friedman + Nemenyi across data sets, unfinished
+rows, warnings, importance and training curves, byte-identical regeneration."""
 
 from __future__ import annotations
 
+import pandas as pd
+
+from cellbench.core.types import JobExtra
 from cellbench.report.leaderboard import write_leaderboard
-from cellbench.run.runner import run_suite
+from cellbench.report.summary import _imagenet_vs_scratch, summarise
 from cellbench.run.store import Store
-from cellbench.run.suite import parse_suite
-from tests.conftest import SHARED_DATA, shared
+from tests.stores import FakeData, write_store
+
+SKILLS = {("logistic_regression", "none"): 0.95, ("naive_bayes", "none"): 0.8, ("knn", "none"): 0.65,
+          ("dummy", "none"): 0.5}  # fmt: skip
 
 
 def test_two_data_sets_give_friedman_nemenyi_and_a_cd_diagram(tmp_path):
-    shared("allidb2")
-    suite = parse_suite(
-        {
-            "name": "two",
-            "seed": 0,
-            "strategies": ["none"],
-            "cv": {"folds": 3},
-            "datasets": {"synthetic": {"n_patients": 10, "fields_per_patient": 2}, "allidb2": {}},
-            "models": {"logistic_regression": {}, "naive_bayes": {}, "knn": {}, "dummy": {}},
-        },
-        source="test",
-    )
-    summary = run_suite(suite, results_root=tmp_path, data_root=SHARED_DATA, workers=2, progress=False)
-    assert summary.failed == 0
-    text = summary.leaderboard.read_text()
+    folder = write_store(tmp_path, [FakeData(name="alpha", skills=SKILLS), FakeData(name="beta", skills=SKILLS)])
+    with Store.open(folder, write=False) as store:
+        text = write_leaderboard(store, out_dir=folder).read_text()
+        board = summarise(store)
     assert "Friedman test over 2 independent (data set × extraction) blocks and 4 model × strategy rows" in text
     assert "Nemenyi critical difference" in text and "average rank" in text
     assert "![critical difference diagram](figures/" in text
-    assert any((summary.results_dir / "figures").glob("*cd*.png"))
+    assert any((folder / "figures").glob("*cd*.png"))
+    ranks = board.friedman.avg_ranks.sort_values()
+    assert ranks.index[0] == "logistic_regression / none" and ranks.index[-1] == "dummy / none"
     # regenerated from the store alone: byte-identical
-    with Store.open(summary.results_dir, write=False) as store:
-        again = write_leaderboard(store, out_dir=summary.results_dir).read_text()
-    assert again == text
+    with Store.open(folder, write=False) as store:
+        assert write_leaderboard(store, out_dir=folder).read_text() == text
+
+
+def test_one_data_set_refuses_friedman_with_folds_as_blocks(tmp_path):
+    folder = write_store(tmp_path, [FakeData(skills=SKILLS)])
+    with Store.open(folder, write=False) as store:
+        text = write_leaderboard(store, out_dir=folder).read_text()
+    assert "Friedman/Nemenyi not computed" in text
+    assert not (folder / "figures" / "cd_diagram.png").exists()
 
 
 def test_a_row_missing_folds_is_shown_and_kept_out_of_the_paired_tests(tmp_path):
-    suite = parse_suite(
-        {
-            "name": "gap",
-            "seed": 0,
-            "strategies": ["none"],
-            "cv": {"folds": 6},
-            "datasets": {"synthetic": {"n_patients": 12, "fields_per_patient": 2}},
-            "models": {"logistic_regression": {}, "naive_bayes": {}, "dummy": {}},
-        },
-        source="test",
-    )
-    summary = run_suite(suite, results_root=tmp_path, workers=2, progress=False)
-    with Store.open(summary.results_dir) as store:  # as if the run had stopped before naive_bayes' last fold
+    folder = write_store(tmp_path, [FakeData(folds=6, skills=SKILLS)])
+    with Store.open(folder) as store:  # as if the run had stopped before naive_bayes' last fold
         store.conn.execute("DELETE FROM jobs WHERE model = 'naive_bayes' AND fold = 5")
-        store.conn.commit()
-        text = write_leaderboard(store, out_dir=summary.results_dir).read_text()
+        text = write_leaderboard(store, out_dir=folder).read_text()
     row = next(line for line in text.splitlines() if "| naive_bayes " in line)
     assert "5/6" in row
     assert "Wilcoxon" in text
+    best = next(line for line in text.splitlines() if "| logistic_regression " in line)
+    assert "| best " in best and "6/6" in best
+
+
+def test_best_classical_vs_best_deep_and_training_curves(tmp_path):
+    skills = {("logistic_regression", "none"): 0.9, ("dummy", "none"): 0.5, ("cnn", "none"): 0.7}
+    folder = write_store(tmp_path, [FakeData(skills=skills)])
+    with Store.open(folder, write=False) as store:
+        text = write_leaderboard(store, out_dir=folder).read_text()
+    assert "### Best classical vs best deep model" in text
+    assert "logistic_regression / none (" in text and "vs cnn / none" in text
+    assert "training curves of the deep models" in text
+    assert (folder / "figures" / "alpha-given-training.png").is_file()
+
+
+def test_warnings_and_importance_are_listed(tmp_path):
+    data = FakeData(skills=SKILLS, importance=True, warnings={"knn": ["UserWarning: few neighbours (×2)"]})
+    folder = write_store(tmp_path, [data])
+    with Store.open(folder, write=False) as store:
+        text = write_leaderboard(store, out_dir=folder).read_text()
+    assert "### Warnings raised by finished jobs (1 distinct)" in text
+    assert "| UserWarning: few neighbours | 5      | knn      |" in text
+    assert "### Which cell features drive the classical models" in text
+    assert "**logistic_regression / none** — by family:" in text
 
 
 def test_imagenet_and_random_weights_are_compared_pairwise_per_backbone():
-    import pandas as pd
-
-    from cellbench.report.leaderboard import _imagenet_vs_scratch
-
     scores = {  # per-fold balanced accuracy
         "mobilenet_v2": [0.80, 0.82, 0.78, 0.81, 0.79],
         "mobilenet_v2_ft": [0.84, 0.86, 0.83, 0.85, 0.84],
@@ -71,11 +83,11 @@ def test_imagenet_and_random_weights_are_compared_pairwise_per_backbone():
     ok = pd.DataFrame(
         [
             {"model": m, "imbalance": "none", "fold": f, "metrics": {"balanced_accuracy": v},
-             "extra": {"n_train": 400, "n_test": 100}}
+             "extra": JobExtra(n_train=400, n_test=100)}
             for m, vs in scores.items()
             for f, v in enumerate(vs)
         ]
-    )
+    )  # fmt: skip
     table = pd.DataFrame({"model": list(scores), "strategy": ["none"] * len(scores)})
     out = _imagenet_vs_scratch(table, ok, "balanced_accuracy").set_index("pretrained")
     assert list(out.index) == ["mobilenet_v2", "mobilenet_v2_ft"]  # cnn has no ImageNet twin

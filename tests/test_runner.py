@@ -17,6 +17,7 @@ from cellbench.core.errors import DataError
 from cellbench.run.runner import run_suite
 from cellbench.run.store import Store
 from cellbench.run.suite import parse_suite
+from tests.conftest import leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"n_patients": 10, "fields_per_patient": 2}
@@ -47,7 +48,7 @@ def finished(tmp_path_factory):
 def test_run_stores_every_job_and_writes_a_leaderboard(finished):
     summary, results = finished
     assert summary.failed == 0 and summary.ran == summary.planned > 0
-    text = summary.leaderboard.read_text()
+    text = leaderboard(summary)
     for model in ("logistic_regression", "knn", "dummy", "random_forest"):
         assert f"| {model} " in text
     assert "patient-disjoint" in text
@@ -60,7 +61,7 @@ def test_run_stores_every_job_and_writes_a_leaderboard(finished):
         assert len(jobs) == summary.planned and set(jobs.status) == {"ok"}
         preds = store.predictions()
         # every ok job has one prediction per test sample of its fold
-        n_test = jobs.set_index("key").extra.map(lambda e: e["n_test"])
+        n_test = jobs.set_index("key").extra.map(lambda e: e.n_test)
         assert preds.groupby("job_key").size().sort_index().tolist() == n_test.sort_index().tolist()
 
 
@@ -78,13 +79,14 @@ def test_all_models_share_identical_test_folds(finished):
 
 def test_rerun_retrains_nothing_and_extracts_nothing(finished, monkeypatch):
     summary, results = finished
-    from cellbench import features
+    from cellbench.features import extract
 
     def boom(*a, **k):
         raise AssertionError("features were extracted again")
 
-    monkeypatch.setattr(features.batch, "_extract_one", boom, raising=False)
-    again = run_suite(_suite(), results_root=results, workers=2, progress=False)
+    # one worker: any extraction would run in this process, where the patch applies
+    monkeypatch.setattr(extract, "feature_vector", boom)
+    again = run_suite(_suite(), results_root=results, workers=1, progress=False)
     assert again.ran == 0 and again.skipped_done == summary.planned
 
 
@@ -119,7 +121,7 @@ def test_corrupt_image_stops_with_its_name_and_stores_nothing(tmp_path):
         suite, results_root=tmp_path / "r", data_root=root, workers=1, progress=False, on_bad_image="skip"
     )
     assert skipped.failed == 0 and skipped.ran == 3
-    assert "1 unreadable image(s) skipped" in skipped.leaderboard.read_text()
+    assert "1 unreadable image(s) skipped" in leaderboard(skipped)
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path):
@@ -195,10 +197,10 @@ def test_warnings_of_a_job_are_stored_with_it_and_listed_in_the_leaderboard(tmp_
     assert not [w for w in recwarn if "least populated" in str(w.message)]  # not printed between progress bars
     with Store.open(tmp_path / "t", write=False) as store:
         jobs = store.jobs()
-    stored = {m: [e.get("warnings") for e in jobs.extra[jobs.model == m]] for m in ("knn", "dummy")}
-    assert stored["knn"] == [["UserWarning: knn: the least populated class has only 2 members | test"]] * 3
-    assert stored["dummy"] == [None] * 3
-    text = summary.leaderboard.read_text()
+    stored = {m: [e.warnings for e in jobs.extra[jobs.model == m]] for m in ("knn", "dummy")}
+    assert stored["knn"] == [("UserWarning: knn: the least populated class has only 2 members | test",)] * 3
+    assert stored["dummy"] == [()] * 3
+    text = leaderboard(summary)
     assert "### Warnings raised by finished jobs (1 distinct)" in text
     row = r"\| UserWarning: knn: the least populated class has only 2 members \\\| test +\| 3 +\| knn +\|"
     assert re.search(row, text)

@@ -1,9 +1,11 @@
 import sqlite3
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from cellbench.core.types import JobResult
+from cellbench.run.records import DataSetRecord
 from cellbench.run.store import Store, StoreError
 
 
@@ -93,6 +95,24 @@ def test_leaderboard_of_a_store_without_jobs_says_so(tmp_path):
     from cellbench.report.leaderboard import write_leaderboard
 
     with Store.open(tmp_path) as store:
-        store.save_data_set("synthetic", "given", "fp", {"primary_metric": "balanced_accuracy", "classes": ["a", "b"]})
+        store.save_data_set(DataSetRecord(dataset="synthetic", extraction="given", fingerprint="fp", classes=("a", "b")))
         text = write_leaderboard(store, out_dir=tmp_path).read_text()
     assert "No finished jobs yet" in text
+
+
+def test_records_round_trip_through_the_store(tmp_path):
+    from cellbench.core.types import ExternalScore, Importance, JobExtra
+    from cellbench.run.records import ExternalInfo
+
+    ext = ExternalInfo(key="e", rule="holdout", description="3 patients held out", fingerprint="f2",
+                       overlap_check="none shared", notes=("n",), n_samples=4, class_counts={"a": 2, "b": 2})
+    record = DataSetRecord(dataset="d", extraction="given", fingerprint="fp", classes=("a", "b"), positive_class="b",
+                           n_samples=10, class_counts={"a": 5, "b": 5}, notes=("x",), external=ext)
+    extra = JobExtra(threshold=0.4, n_train=8, n_test=2, train_counts=(4, 4), warnings=("W: w",),
+                     importance=Importance(permutation={"f": 0.1}), external=ExternalScore(metrics={"m": 1.0}, n=4))
+    with Store.open(tmp_path) as store:
+        store.save_data_set(record)
+        store.write_result(replace(_result(), extra=extra), run_id=None, spec={})
+        assert store.data_sets()[("d", "given")] == record
+        assert store.jobs().extra.iloc[0] == extra
+    assert record.positive == 1 and record.n_classes == 2

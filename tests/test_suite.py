@@ -65,14 +65,16 @@ def test_narrowing_to_models_outside_the_sweep_plans_no_sweep_jobs():
     import numpy as np
 
     from cellbench.run.cv import Folds
-    from cellbench.run.runner import Prepared, plan
+    from cellbench.run.plan import plan
+    from cellbench.run.prepare import Prepared
+    from cellbench.run.records import DataSetRecord
 
     s = load_suite("quick").narrow(models=["knn", "cnn"], strategies=["none"])
     assert s.sweep_models == ()
     folds = Folds(key="k", scheme="kfold", ids=("a", "b"), test=(np.array([0]), np.array([1])), description="",
                   n_splits=2, repeats=1)
-    info = {"positive_class": "blast", "classes": ["normal", "blast"]}
-    prepared = [Prepared(dataset="synthetic", extraction="given", fingerprint="f", task_path=Path("t"), folds=folds,
-                         info=info)]
+    record = DataSetRecord(dataset="synthetic", extraction="given", fingerprint="f", positive_class="blast",
+                           classes=("normal", "blast"))
+    prepared = [Prepared(task_path=Path("t"), folds=folds, record=record)]
     items, _ = plan(s, prepared)
     assert {j.ratio for j, _ in items} == {None} and {j.model.name for j, _ in items} == {"knn", "cnn"}

@@ -5,7 +5,7 @@ They carry data only; behaviour lives in the modules that use them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -223,6 +223,85 @@ class Job:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class Importance:
+    """Named-feature importance of one classical fold model: permutation (on the test fold) and model-native."""
+
+    permutation: Mapping[str, float]
+    native: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalScore:
+    """A CV fold model's metrics on the data set's external test set (``n`` samples)."""
+
+    metrics: Mapping[str, Any]
+    n: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobExtra:
+    """What a job records besides its metrics and predictions (stored as JSON, only the fields that are set).
+
+    ``threshold`` is the decision threshold its predictions used; ``n_train``/``n_test`` the sizes of its training
+    and test part (the corrected t-test reads them); ``train_counts`` the training samples per class (classical);
+    ``history``/``epochs``/``n_val`` the deep training curves, epochs run and inner-validation size;
+    ``importance`` named-feature importance; ``external`` the fold model's score on the external test set;
+    ``warnings`` the distinct warnings the job raised; ``traceback`` where an unexpected error came from.
+    """
+
+    threshold: float | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    train_counts: tuple[int, ...] | None = None
+    importance: Importance | None = None
+    history: Mapping[str, Sequence[float]] | None = None
+    epochs: int | None = None
+    n_val: int | None = None
+    external: ExternalScore | None = None
+    warnings: tuple[str, ...] = ()
+    traceback: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored JSON: the fields that are set, nested records as objects."""
+        out: dict[str, Any] = {}
+        for name in ("threshold", "n_train", "n_test", "epochs", "n_val"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.train_counts is not None:
+            out["train_counts"] = list(self.train_counts)
+        if self.importance is not None:
+            out["importance"] = {"permutation": dict(self.importance.permutation), "native": self.importance.native}
+        if self.history is not None:
+            out["history"] = {k: list(v) for k, v in self.history.items()}
+        if self.external is not None:
+            out["external"] = {"metrics": dict(self.external.metrics), "n": self.external.n}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        if self.traceback:
+            out["traceback"] = self.traceback
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobExtra:
+        """Read :meth:`as_json`'s output back (keys it does not know are ignored)."""
+        imp, ext = data.get("importance"), data.get("external")
+        counts = data.get("train_counts")
+        return cls(
+            threshold=data.get("threshold"),
+            n_train=data.get("n_train"),
+            n_test=data.get("n_test"),
+            train_counts=tuple(counts) if counts is not None else None,
+            importance=Importance(permutation=imp["permutation"], native=imp.get("native")) if imp else None,
+            history=data.get("history"),
+            epochs=data.get("epochs"),
+            n_val=data.get("n_val"),
+            external=ExternalScore(metrics=ext["metrics"], n=int(ext["n"])) if ext else None,
+            warnings=tuple(data.get("warnings", ())),
+            traceback=data.get("traceback", ""),
+        )
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class JobResult:
     """What a job produced. ``predictions`` has columns sample_id, y_true, y_pred and proba_<class>."""
@@ -234,5 +313,5 @@ class JobResult:
     predictions: Any = None  # pandas.DataFrame; typed loosely to keep pandas out of this module
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: JobExtra = field(default_factory=JobExtra)
     external_predictions: Any = None  # a fold model's predictions of the external test set, same columns

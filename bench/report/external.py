@@ -10,28 +10,35 @@ same external samples (hard predictions) and DeLong's test of their AUCs (binary
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from cellbench.core.values import as_float
+from cellbench.report.format import mean_std, num, p_value, signed
+from cellbench.run.records import DataSetRecord, ExternalInfo
+from cellbench.run.store import Store
 from cellbench.stats import tests as stats
 from cellbench.stats.comparisons import ALPHA, N_BOOT, pooled_predictions
 from cellbench.stats.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRICS, metric_function
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ExternalSection:
-    """One (data set, extraction)'s external test: the ranked table, refit failures and notes."""
+    """One (data set, extraction)'s external test: the ranked table, refit failures and notes.
 
-    info: dict[str, Any]  # the data set's ``info["external"]``: rule, description, counts, leakage check
+    ``table`` has columns rank, model, strategy, kind, ext_<metric>, folds_*, cv_*, optimism, ci_*, mcnemar_p.
+    """
+
+    info: ExternalInfo
     primary: str
-    table: pd.DataFrame  # rank, model, strategy, kind, ext_<metric>, folds_*, cv_*, optimism, ci_*, mcnemar_p
+    table: pd.DataFrame
     errors: pd.DataFrame
     best: tuple[str, str] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def external_key_of(jobs: pd.DataFrame) -> pd.Series:
@@ -39,7 +46,7 @@ def external_key_of(jobs: pd.DataFrame) -> pd.Series:
     return jobs.spec.map(lambda s: json.loads(s).get("external", "")) if len(jobs) else pd.Series(dtype=str)
 
 
-def current_jobs(jobs: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+def current_jobs(jobs: pd.DataFrame, record: DataSetRecord) -> pd.DataFrame:
     """Keep natural-ratio jobs run with the data set's current external test set (or with none, if it has none).
 
     Jobs of another (earlier) external test set stay in the store, so switching back resumes them, but they
@@ -47,18 +54,17 @@ def current_jobs(jobs: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
     """
     if jobs.empty:
         return jobs
-    key = (info.get("external") or {}).get("key", "")
+    key = record.external.key if record.external is not None else ""
     return jobs[(jobs.ratio != "natural") | (external_key_of(jobs) == key)]
 
 
 def summarise_external(
-    store,
+    store: Store,
     *,
-    info: dict[str, Any],
+    record: DataSetRecord,
     cv_ok: pd.DataFrame,
     refits: pd.DataFrame,
     table: pd.DataFrame,
-    primary: str,
     with_stats: bool = True,
 ) -> ExternalSection:
     """The external table of one (data set, extraction).
@@ -67,17 +73,17 @@ def summarise_external(
     ----------
     cv_ok : the successful natural-ratio CV jobs of the current external set (their ``extra["external"]``).
     refits : every stored refit job (``fold = -1``) of this data set and extraction.
-    table : the CV table (``bench.report``), for the CV estimate beside each external score.
+    table : the CV table (:mod:`cellbench.report.summary`), for the CV estimate beside each external score.
     """
-    ext_info = info["external"]
-    refits = refits[external_key_of(refits) == ext_info["key"]] if len(refits) else refits
+    ext_info, primary = record.external, record.primary_metric
+    refits = refits[external_key_of(refits) == ext_info.key] if len(refits) else refits
     ok = refits[refits.status == "ok"]
     errors = refits[refits.status != "ok"][["model", "imbalance", "error"]].sort_values(["model", "imbalance"])
     lower = primary in LOWER_IS_BETTER
     fold_scores: dict[tuple[str, str], list[float]] = {}
     for (model, strategy), grp in cv_ok.groupby(["model", "imbalance"], sort=True):
         fold_scores[(model, strategy)] = [
-            _num(e["external"]["metrics"].get(primary)) for e in grp.extra if "external" in e
+            as_float(e.external.metrics.get(primary)) for e in grp.extra if e.external is not None
         ]
     cv = table.set_index(["model", "strategy"]) if len(table) else pd.DataFrame()
     kinds = {**dict(zip(zip(refits.model, refits.imbalance), refits.kind)), **_kinds(table)}
@@ -94,7 +100,7 @@ def summarise_external(
             "refit": "ok" if len(mine) else "failed" if failed else "not run yet",
         }
         for m in METRICS:
-            row[f"ext_{m}"] = _num(metrics.get(m))
+            row[f"ext_{m}"] = as_float(metrics.get(m))
         folds = np.array(fold_scores.get((model, strategy), []), dtype=float)
         finite = folds[np.isfinite(folds)]
         row["folds_mean"] = float(finite.mean()) if len(finite) else np.nan
@@ -107,25 +113,22 @@ def summarise_external(
         row["optimism"] = -diff if lower else diff  # positive: CV looked better than the independent test
         rows.append(row)
     df = pd.DataFrame(rows)
-    section = ExternalSection(info=ext_info, primary=primary, table=df, errors=errors)
     if df.empty:
-        return section
+        return ExternalSection(info=ext_info, primary=primary, table=df, errors=errors)
     score = df[f"ext_{primary}"].fillna(np.inf if lower else -np.inf)
     df = df.assign(_key=score).sort_values(["_key", "model", "strategy"], ascending=[lower, True, True])
     df = df.drop(columns="_key").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
-    section.table = df
+    best, notes = None, ()
     if with_stats and len(ok):
-        section.best, section.table, section.notes = _tests(store, df, ok, info, primary)
-    return section
+        best, df, notes = _tests(store, df, ok, record)
+    return ExternalSection(info=ext_info, primary=primary, table=df, errors=errors, best=best, notes=notes)
 
 
-def _tests(store, df: pd.DataFrame, ok: pd.DataFrame, info: dict[str, Any], primary: str):
+def _tests(store: Store, df: pd.DataFrame, ok: pd.DataFrame, record: DataSetRecord):
     """Bootstrap CI of each refit's external score and McNemar's test against the best refit."""
-    classes = info.get("classes", [])
-    positive = classes.index(info["positive_class"]) if info.get("positive_class") in classes else None
-    n_classes = max(len(classes), 2)
-    fn = metric_function(primary, positive=positive if len(classes) == 2 else None, n_classes=n_classes)
+    positive = record.positive
+    fn = metric_function(record.primary_metric, positive=positive, n_classes=record.n_classes)
     pooled = pooled_predictions(ok, store.predictions(ok.key.tolist()))
     samples = store.samples(ok.dataset.iloc[0], ok.extraction.iloc[0])
     groups = dict(zip(samples.sample_id, samples.grp))
@@ -134,7 +137,7 @@ def _tests(store, df: pd.DataFrame, ok: pd.DataFrame, info: dict[str, Any], prim
     notes = []
     df = df.copy()
     df["ci_low"] = df["ci_high"] = df["mcnemar_p"] = df["delong_p"] = np.nan
-    binary = positive is not None and len(classes) == 2
+    binary = positive is not None
     ref = pooled.get(best) if best else None
     resampled_groups = False
     for i, r in df.iterrows():
@@ -158,7 +161,7 @@ def _tests(store, df: pd.DataFrame, ok: pd.DataFrame, info: dict[str, Any], prim
                     df.loc[i, "delong_p"] = d.p_value
     if not resampled_groups:
         notes.append("no patient ids known for the external samples: the bootstrap resamples single samples")
-    return best, df, notes
+    return best, df, tuple(notes)
 
 
 def _kinds(table: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -167,28 +170,22 @@ def _kinds(table: pd.DataFrame) -> dict[tuple[str, str], str]:
     return dict(zip(zip(table.model, table.strategy), table.kind))
 
 
-def _num(x) -> float:
-    return np.nan if x is None else float(x)
-
-
 # -- rendering ---------------------------------------------------------------------------------------------
 
 
 def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int | None = None) -> list[str]:
     """Markdown lines of the external test table (``shown``: further metrics of the refit, as in the CV table)."""
-    from cellbench.report.leaderboard import _fmt, _p, _pm
-
     info, primary = ext.info, ext.primary
     label = METRIC_LABELS.get(primary, primary)
-    counts = ", ".join(f"{k} {v}" for k, v in info.get("class_counts", {}).items())
-    kind = info.get("group_kind") or "group"
-    groups = f"{info['n_groups']} {kind}s" if info.get("n_groups") else "no patient ids known"
+    counts = ", ".join(f"{k} {v}" for k, v in info.class_counts.items())
+    kind = info.group_kind or "group"
+    groups = f"{info.n_groups} {kind}s" if info.n_groups else "no patient ids known"
     dev = f" on all {n_dev} development samples" if n_dev else " on the whole development set"
     lines = [
         f"### External test — {label} on an independent test set",
         "",
-        f"**Test set**: {info.get('description', '')}; {info.get('n_samples')} samples ({counts}), {groups}. "
-        f"**Leakage check**: {info.get('overlap_check', '')}.",
+        f"**Test set**: {info.description}; {info.n_samples} samples ({counts}), {groups}. "
+        f"**Leakage check**: {info.overlap_check}.",
         "",
         f"Each model × strategy was refit{dev} with the settings CV used (inner validation split for early "
         "stopping and threshold tuning, seed derived from the job as in CV) and scored once on this set; rows "
@@ -198,7 +195,8 @@ def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int 
         "cross-validation promised more than the independent test delivered. The other metrics are the refit's.",
         "",
     ]
-    lines += [f"- {n}" for n in [*info.get("notes", []), *ext.notes]] + ([""] if info.get("notes") or ext.notes else [])
+    notes = [*info.notes, *ext.notes]
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     if ext.table.empty:
         return [*lines, "No finished external jobs yet.", ""]
     tested = "ci_low" in ext.table
@@ -211,16 +209,16 @@ def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int 
     head += [METRIC_LABELS[m] for m in others]
     rows = []
     for r in ext.table.to_dict("records"):
-        row = [r["rank"], r["model"], r["strategy"], _fmt(r[f"ext_{primary}"]) if r["refit_ok"] else r["refit"]]
+        row = [r["rank"], r["model"], r["strategy"], num(r[f"ext_{primary}"]) if r["refit_ok"] else r["refit"]]
         if tested:
-            ci = f"{_fmt(r['ci_low'])}–{_fmt(r['ci_high'])}" if np.isfinite(r["ci_low"]) else "—"
+            ci = f"{num(r['ci_low'])}–{num(r['ci_high'])}" if np.isfinite(r["ci_low"]) else "—"
             best = ext.best == (r["model"], r["strategy"])
-            row += [ci, "best" if best else _p(r["mcnemar_p"])]
-            row += ["best" if best else _p(r["delong_p"])] if delong else []
-        folds = _pm(r["folds_mean"], r["folds_std"])
-        row += [f"{folds} ({r['folds_n']})" if r["folds_n"] else "—", _pm(r["cv_mean"], r["cv_std"])]
-        row += [f"{r['optimism']:+.3f}" if np.isfinite(r["optimism"]) else "—"]
-        row += [_fmt(r[f"ext_{m}"]) for m in others]
+            row += [ci, "best" if best else p_value(r["mcnemar_p"])]
+            row += ["best" if best else p_value(r["delong_p"])] if delong else []
+        folds = mean_std(r["folds_mean"], r["folds_std"])
+        row += [f"{folds} ({r['folds_n']})" if r["folds_n"] else "—", mean_std(r["cv_mean"], r["cv_std"])]
+        row += [signed(r["optimism"])]
+        row += [num(r[f"ext_{m}"]) for m in others]
         rows.append(row)
     lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
     if tested:

@@ -19,8 +19,8 @@ fields.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,56 +28,66 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from cellbench.report.figures import STYLE, new_figure, save_png
+from cellbench.report.format import num, p_value, signed
+from cellbench.run.records import ExtractionInfo, ExtractionQuality
+from cellbench.stats import tests as stats
+from cellbench.stats.metrics import METRIC_LABELS, metric_function
+
 LABEL_METRICS = ("balanced_accuracy", "accuracy")  # metrics that need only hard predictions (end-to-end scores)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ExtractionSummary:
-    quality: list[dict[str, Any]] = field(default_factory=list)  # one row per data set with a segmentation arm
-    manual: dict[str, dict[str, Any]] = field(default_factory=dict)  # data set -> manual arm's info record
-    compare: dict[str, pd.DataFrame] = field(default_factory=dict)  # data set -> same-cells / end-to-end table
-    primary: dict[str, str] = field(default_factory=dict)
-    overlays: dict[str, dict[str, list]] = field(default_factory=dict)  # data set -> {"segmentation": [...], ...}
-    figures: dict[str, str] = field(default_factory=dict)  # data set -> relative path of the overlay figure
-    notes: list[str] = field(default_factory=list)
+    """The extraction section's data.
+
+    ``quality``: (data set, detection quality) per data set with a segmentation arm; ``manual``: the manual
+    arm's record per data set; ``compare``: the same-cells / end-to-end table per data set (with the primary
+    metric in ``primary``); ``overlays``: per data set and arm the overlay outlines; ``figures``: per data set
+    the overlay figure's path relative to the leaderboard.
+    """
+
+    quality: tuple[tuple[str, ExtractionQuality], ...] = ()
+    manual: Mapping[str, ExtractionInfo] = field(default_factory=dict)
+    compare: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    primary: Mapping[str, str] = field(default_factory=dict)
+    overlays: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] = field(default_factory=dict)
+    figures: Mapping[str, str] = field(default_factory=dict)
 
 
 def summarise_extraction(sections) -> ExtractionSummary:
-    """The extraction section's data from the leaderboard sections (their info records and pooled predictions)."""
-    out = ExtractionSummary()
+    """The extraction section's data from the leaderboard sections (their records and pooled predictions)."""
+    quality, manual, compare, primary, overlays = [], {}, {}, {}, {}
     by_ds: dict[str, dict[str, Any]] = {}
     for s in sections:
         by_ds.setdefault(s.dataset, {})[s.extraction] = s
     for ds, arms in sorted(by_ds.items()):
         seg, man = arms.get("segmentation"), arms.get("manual")
         for name, s in (("manual", man), ("segmentation", seg)):
-            if s is not None and s.info.get("extraction", {}).get("overlay"):
-                out.overlays.setdefault(ds, {})[name] = s.info["extraction"]["overlay"]
-        if man is not None and man.info.get("extraction"):
-            out.manual[ds] = man.info["extraction"]
-        if seg is None or not seg.info.get("extraction", {}).get("quality"):
+            if s is not None and s.record.extracted is not None and s.record.extracted.overlay:
+                overlays.setdefault(ds, {})[name] = s.record.extracted.overlay
+        if man is not None and man.record.extracted is not None:
+            manual[ds] = man.record.extracted
+        if seg is None or seg.record.extracted is None or seg.record.extracted.quality is None:
             continue
-        out.quality.append({"dataset": ds, **seg.info["extraction"]["quality"]})
+        quality.append((ds, seg.record.extracted.quality))
         if man is not None and man.stats is not None and seg.stats is not None:
-            out.primary[ds] = seg.primary
-            out.compare[ds] = compare_arms(man, seg)
-    return out
+            primary[ds] = seg.primary
+            compare[ds] = compare_arms(man, seg)
+    return ExtractionSummary(quality=tuple(quality), manual=manual, compare=compare, primary=primary,
+                             overlays=overlays)  # fmt: skip
 
 
 def compare_arms(man, seg) -> pd.DataFrame:
     """Per model × strategy: scores on the cells both arms hold, McNemar's test, and the end-to-end score."""
-    from cellbench.stats import tests as stats
-    from cellbench.stats.metrics import metric_function
-
-    info = seg.info
-    classes = list(info.get("classes", []))
-    k = max(len(classes), 2)
-    positive = classes.index(info["positive_class"]) if info.get("positive_class") in classes else None
+    record = seg.record
+    classes = list(record.classes)
+    k = record.n_classes
     primary = seg.primary
-    fn = metric_function(primary, positive=positive if len(classes) == 2 else None, n_classes=k)
+    fn = metric_function(primary, positive=record.positive, n_classes=k)
     e2e_metric = primary if primary in LABEL_METRICS else "balanced_accuracy"
     e2e_fn = metric_function(e2e_metric, positive=None, n_classes=k)
-    missed = info["extraction"].get("missed_by_class", {})
+    missed = record.extracted.missed_by_class
     missed_y = np.concatenate(
         [np.full(int(n), classes.index(c), dtype=int) for c, n in missed.items() if c in classes and n] or [[]]
     ).astype(int)
@@ -104,24 +114,10 @@ def compare_arms(man, seg) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _f(x, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
-
-
-def _p(x) -> str:
-    from cellbench.stats.comparisons import ALPHA
-
-    if x is None or not np.isfinite(x):
-        return "—"
-    mark = "*" if x < ALPHA else ""
-    return f"<0.001{mark}" if x < 0.001 else f"{x:.3f}{mark}"
-
-
 def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True) -> list[str]:
     """Markdown lines of the extraction section (nothing when no data set has a field extraction)."""
     if summary is None or not (summary.quality or summary.manual):
         return []
-    from cellbench.stats.metrics import METRIC_LABELS
 
     lines = ["## Extraction: manual vs automatic segmentation", ""]
     if summary.quality:
@@ -140,23 +136,23 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
         if timings:
             head += ["s / field", "fields / s"]
         rows = []
-        for q in summary.quality:
-            gate = _gate(q)
+        for ds, q in summary.quality:
+            gate = q.gate or ("distance" if q.match_kind == "centroid" else "IoU")
             row = [
-                q["dataset"], f"{q.get('match_kind', '')} ({gate})", q["targets"], q["found"], q["matched"],
-                q["missed"], q["unmatched"], _f(q["precision"]), _f(q["recall"]), _f(q["f1"]),
-                ", ".join(f"{c} {_f(v['recall'], 2)}" for c, v in q.get("by_class", {}).items()),
-                f"{_f(q.get('cell_dice'))} / {_f(q.get('cell_iou'))}" if q.get("masks_compared") else "—",
-                f"{_f(q.get('nucleus_dice'))} ({_f(q.get('nucleus_dice_all'))})" if q.get("nucleus_dice") else "—",
+                ds, f"{q.match_kind} ({gate})", q.targets, q.found, q.matched, q.missed, q.unmatched,
+                num(q.precision), num(q.recall), num(q.f1),
+                ", ".join(f"{c} {num(v['recall'], 2)}" for c, v in q.by_class.items()),
+                f"{num(q.cell_dice)} / {num(q.cell_iou)}" if q.masks_compared else "—",
+                f"{num(q.nucleus_dice)} ({num(q.nucleus_dice_all)})" if q.nucleus_dice else "—",
             ]  # fmt: skip
             if timings:
-                row += [_f(q.get("seconds_per_field"), 3), _f(q.get("fields_per_second"), 1)]
+                row += [num(q.seconds_per_field, 3), num(q.fields_per_second, 1)]
             rows.append(row)
         lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
     for ds, m in sorted(summary.manual.items()):
-        excluded = m.get("excluded") or {}
+        excluded = m.excluded
         lines += [
-            f"- {ds}, manual: {m.get('cells')} cells from {m.get('fields')} fields ({m.get('windows', '')})"
+            f"- {ds}, manual: {m.cells} cells from {m.fields} fields ({m.windows})"
             + (f"; annotations of other labels left out: {', '.join(f'{k} {v}' for k, v in excluded.items())}"
                if excluded else ""),
         ]
@@ -187,9 +183,9 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
             "",
         ]
         rows = [
-            [r.model, r.strategy, r.n_common, _f(r.get("manual_same")), _f(r.get("segmentation_same")),
-             f"{r['diff_same']:+.3f}" if np.isfinite(r.get("diff_same", np.nan)) else "—", _p(r.get("mcnemar_p")),
-             _f(r.manual_all), _f(r.segmentation_e2e)]
+            [r.model, r.strategy, r.n_common, num(r.get("manual_same")), num(r.get("segmentation_same")),
+             signed(r.get("diff_same")), p_value(r.get("mcnemar_p")),
+             num(r.manual_all), num(r.segmentation_e2e)]
             for _, r in df.iterrows()
         ]  # fmt: skip
         lines += [
@@ -205,20 +201,17 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
     return lines
 
 
-def _gate(q: dict[str, Any]) -> str:
-    kind = q.get("match_kind", "")
-    return q.get("gate") or ("distance" if kind == "centroid" else "IoU")
-
-
-def draw_extraction_figures(summary: ExtractionSummary | None, out_dir: Path) -> None:
-    """Draw one overlay figure per data set into ``out_dir/figures``; record relative links on ``summary``."""
+def draw_extraction_figures(summary: ExtractionSummary | None, out_dir: Path) -> ExtractionSummary | None:
+    """Draw one overlay figure per data set into ``out_dir/figures``; the summary with their relative links."""
     if summary is None:
-        return
+        return None
     fig_dir = Path(out_dir) / "figures"
+    figures = {}
     for ds, arms in sorted(summary.overlays.items()):
         path = overlay_figure(arms, fig_dir / f"{ds}-extraction_overlay.png")
         if path is not None:
-            summary.figures[ds] = path.resolve().relative_to(Path(out_dir).resolve()).as_posix()
+            figures[ds] = path.resolve().relative_to(Path(out_dir).resolve()).as_posix()
+    return replace(summary, figures=figures)
 
 
 def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: int = 900) -> Path | None:
@@ -227,15 +220,13 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
     import matplotlib
     from matplotlib.patches import Circle, Polygon, Rectangle
 
-    from cellbench.report.figures import STYLE, _figure, _save
-
     seg = {o["field"]: o for o in arms.get("segmentation", [])}
     man = {o["field"]: o for o in arms.get("manual", [])}
     fields = list(seg) or list(man)
     if not fields:
         return None
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(5.0 * len(fields), 4.0)
+        fig = new_figure(5.0 * len(fields), 4.0)
         axes = np.atleast_1d(fig.subplots(1, len(fields)))
         for ax, fid in zip(axes, fields):
             rec = seg.get(fid) or man.get(fid)
@@ -264,7 +255,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
                     colour = "tab:green" if o.get("matched") else "tab:orange"
                     ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec=colour, lw=1.0))
             ax.set(title=fid, xticks=[], yticks=[], xlim=(0, w * s), ylim=(h * s, 0))
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def _thumbnail(image_path: str, size: tuple[int, int], scale: float, cv2):

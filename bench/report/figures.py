@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import matplotlib
 import numpy as np
@@ -20,6 +18,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from cellbench.core.files import write_atomic
 
 DPI = 120
 STYLE = {
@@ -33,13 +33,14 @@ STYLE = {
 }
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure on its own Agg canvas (no pyplot state)."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically and return the path."""
     # bbox_inches="tight" keeps labels that scikit-posthocs places outside the axes
     return write_atomic(
@@ -48,22 +49,6 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
             fh, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1
         ),
     )
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``; no partial file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its 0600 mode would stick to the final file; open(..., "x") honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def roc_pr_curves(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | os.PathLike) -> Path:
@@ -77,7 +62,7 @@ def roc_pr_curves(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | o
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10, 4.5)
+        fig = new_figure(10, 4.5)
         roc, pr = fig.subplots(1, 2)
         prevalences = set()
         for label, (y_true, score) in curves.items():
@@ -94,7 +79,7 @@ def roc_pr_curves(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | o
         pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.01))
         roc.legend(loc="lower right")
         pr.legend(loc="lower left")
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def confusion_matrices(mats: Mapping[str, tuple[Sequence, Sequence[str]]], path: str | os.PathLike) -> Path:
@@ -110,7 +95,7 @@ def confusion_matrices(mats: Mapping[str, tuple[Sequence, Sequence[str]]], path:
     ncols = min(n, 3)
     nrows = -(-n // ncols)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(3.6 * ncols, 3.3 * nrows)
+        fig = new_figure(3.6 * ncols, 3.3 * nrows)
         axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
         for ax, (label, (matrix, names)) in zip(axes, mats.items()):
             m = np.asarray(matrix, dtype=float)
@@ -126,7 +111,7 @@ def confusion_matrices(mats: Mapping[str, tuple[Sequence, Sequence[str]]], path:
             ax.set(xlabel="predicted", ylabel="true", title=label)
         for ax in axes[n:]:
             ax.set_visible(False)
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def cd_diagram(
@@ -151,7 +136,7 @@ def cd_diagram(
         gap = np.abs(ranks.to_numpy()[:, None] - ranks.to_numpy()[None, :])
         nemenyi_p = pd.DataFrame(np.where(gap > cd, 0.0, 1.0), index=ranks.index, columns=ranks.index)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(7, 1.5 + 0.45 * len(ranks))
+        fig = new_figure(7, 1.5 + 0.45 * len(ranks))
         ax = fig.subplots()
         # integer labels: scikit-posthocs keeps the models under one crossbar in a set, and a set of strings
         # iterates in a per-process hash order, which changed the PNG from one run to the next
@@ -170,7 +155,7 @@ def cd_diagram(
             rank = float(ranks.iloc[i])
             text.set_text(f"{names[i]} ({rank:.2f})" if side == "L" else f"({rank:.2f}) {names[i]}")
         ax.set_title(title or f"Average ranks (CD = {cd:.2f}, α = {alpha:g})", pad=24)
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike) -> Path:
@@ -181,7 +166,7 @@ def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path
     histories : label -> Keras-style history with any of ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``.
     """
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10, 4)
+        fig = new_figure(10, 4)
         loss_ax, acc_ax = fig.subplots(1, 2)
         colors = matplotlib.colormaps["tab10"].colors
         for i, (label, hist) in enumerate(histories.items()):
@@ -199,7 +184,7 @@ def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.has_data():
                 ax.legend()
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def imbalance_sweep_plot(table: pd.DataFrame, metric: str, path: str | os.PathLike) -> Path:
@@ -219,7 +204,7 @@ def imbalance_sweep_plot(table: pd.DataFrame, metric: str, path: str | os.PathLi
         df["label"] = df["model"].astype(str)
     df["r"] = df["ratio"].map(_ratio_value)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7, 4.5)
+        fig = new_figure(7, 4.5)
         ax = fig.subplots()
         colors = matplotlib.colormaps["tab10"].colors
         for i, (label, grp) in enumerate(df.groupby("label", sort=True)):
@@ -239,7 +224,7 @@ def imbalance_sweep_plot(table: pd.DataFrame, metric: str, path: str | os.PathLi
         ax.set(xlabel="imbalance ratio (minority : majority)", ylabel=metric, title=f"{metric} vs imbalance{note}")
         if ax.has_data():
             ax.legend()
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def _ratio_value(ratio) -> float:

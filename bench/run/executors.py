@@ -12,17 +12,16 @@ from pathlib import Path
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import Job, JobResult
 from cellbench.core.workers import THREAD_VARS, default_workers, process_pool, single_threaded
-from cellbench.run.jobs import run_job
+from cellbench.run.jobs import JobOptions, WorkItem, run_job
 
-WorkItem = tuple[Job, str]  # (job, task file path)
-JobFunction = Callable[[Job, str, "dict | None"], JobResult]
+JobFunction = Callable[[Job, str, "JobOptions | None"], JobResult]
 
 
 def run_local(
     items: Sequence[WorkItem],
     *,
     workers: int | None = None,
-    options: dict | None = None,
+    options: JobOptions | None = None,
     fn: JobFunction = run_job,
     **_ignored,
 ) -> Iterator[JobResult]:
@@ -73,7 +72,7 @@ def run_local(
                     pending.append((job, path))
 
 
-def _run_marked(fn: JobFunction, job: Job, path: str, options: dict | None, marks: str) -> JobResult:
+def _run_marked(fn: JobFunction, job: Job, path: str, options: JobOptions | None, marks: str) -> JobResult:
     """Run ``fn`` with a marker file present while it runs (left behind if the process is killed)."""
     mark = Path(marks) / f"{job.key}.running"
     mark.touch()
@@ -95,7 +94,7 @@ def run_dask(
     workers: int | None = None,
     scheduler: str | None = None,
     gpu_for_deep: bool = False,
-    options: dict | None = None,
+    options: JobOptions | None = None,
     fn: JobFunction = run_job,
 ) -> Iterator[JobResult]:
     """Run jobs on a Dask cluster, yielding results as they finish.
@@ -107,7 +106,7 @@ def run_dask(
     Deep jobs ask for a ``GPU`` worker resource when ``gpu_for_deep`` is set (start such workers with
     ``dask worker ADDRESS --resources GPU=1``). ``fn`` runs one job (tests replace it).
     """
-    import dask
+    import dask  # Dask is imported only when asked for: it adds seconds to every other command
     from dask.distributed import Client, LocalCluster, as_completed
 
     for var in THREAD_VARS:

@@ -45,6 +45,11 @@ import numpy as np
 from cellbench.core.errors import CellbenchError, ConfigError, DataError
 from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Dataset, Job, Sample
+from cellbench.datasets import load_dataset
+from cellbench.datasets.content import find_duplicates
+from cellbench.datasets.extraction import run_extraction
+from cellbench.run.records import ExternalInfo
+from cellbench.run.task import TaskData
 
 REFIT_FOLD = -1
 ID_PREFIX = "external:"
@@ -255,10 +260,8 @@ class ExternalPart:
     info: dict[str, Any]
 
 
-def load_external(name: str, value: Any, *, data_root: Path | None) -> ExternalSource:
+def load_external(name: str, value: Any, *, data_root: Path | None, cache_dir: Path) -> ExternalSource:
     """Parse ``value`` (the suite's ``test`` entry) and load the test folder when there is one."""
-    from cellbench.datasets import load_dataset
-
     spec = parse_test_spec(name, value)
     if spec.rule != "path":
         return ExternalSource(spec=spec)
@@ -266,7 +269,7 @@ def load_external(name: str, value: Any, *, data_root: Path | None) -> ExternalS
     if not folder.is_absolute():
         folder = (data_root / folder) if data_root is not None else folder.resolve()
     try:
-        dataset = load_dataset(name, data_root=folder, **spec.options)
+        dataset = load_dataset(name, data_root=folder, cache_dir=cache_dir, **spec.options)
     except DataError as exc:
         raise DataError(f"external test set of {name!r} (test path {spec.path!r}): {exc}") from None
     return ExternalSource(spec=spec, dataset=dataset)
@@ -278,6 +281,7 @@ def split_external(
     extraction: str,
     samples: Sequence[Sample],
     *,
+    cache_dir: Path,
     extraction_options: Mapping[str, Any] | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
@@ -294,8 +298,6 @@ def split_external(
     DataError
         When a group or an identical image is in both sets, or group ids are known in one set only.
     """
-    from cellbench.datasets.extraction import run_extraction
-
     spec = source.spec
     context = f"{dataset.name}/{extraction}"
     word = dataset.info.group_kind or "group"
@@ -303,13 +305,17 @@ def split_external(
     if spec.rule == "path":
         assert source.dataset is not None
         test_ds = source.dataset
-        extracted = run_extraction(extraction, test_ds, options=extraction_options, progress=progress, n_jobs=n_jobs)
+        extracted = run_extraction(
+            extraction, test_ds, options=extraction_options, progress=progress, n_jobs=n_jobs, cache_dir=cache_dir
+        )
         raw = tuple(extracted.samples)
-        ext_hashes = {ID_PREFIX + k: v for k, v in _digests(raw, extracted.fingerprint, extraction, progress).items()}
+        found = _digests(raw, extracted.fingerprint, extraction, cache_dir, progress)
+        ext_hashes = {ID_PREFIX + k: v for k, v in found.items()}
         ext = tuple(replace(s, id=ID_PREFIX + s.id) for s in raw)
         dev = samples
         fingerprint = stable_hash({"development": dataset.fingerprint, "external": extracted.fingerprint}, length=32)
-        dev_hashes = _digests(dev, fingerprint, extraction, progress)  # the key the folds' duplicate check reads
+        # cached under the key the folds' duplicate check reads
+        dev_hashes = _digests(dev, fingerprint, extraction, cache_dir, progress)
         test_fingerprint = extracted.fingerprint
         description = f"a separate folder read by the same adapter ({test_ds.root})"
         notes = [*test_ds.notes, *extracted.notes]
@@ -344,8 +350,8 @@ def split_external(
         # both parts together are exactly the data set, so feature and pixel caches are shared with plain runs;
         # the development digests are cached under the key the folds' duplicate check reads (runner._prepare_one)
         fingerprint = dataset.fingerprint
-        dev_hashes = _digests(dev, fingerprint, extraction, progress)
-        ext_hashes = _digests(ext, fingerprint, extraction, progress)
+        dev_hashes = _digests(dev, fingerprint, extraction, cache_dir, progress)
+        ext_hashes = _digests(ext, fingerprint, extraction, cache_dir, progress)
         test_fingerprint = stable_hash({"data": dataset.fingerprint, "external": sorted(s.id for s in ext)}, length=32)
         notes = []
     dev_known = all(s.group is not None for s in dev)
@@ -378,44 +384,37 @@ def split_external(
         "description": description,
         "fingerprint": test_fingerprint,
         "overlap_check": overlap,
-        "notes": notes,
+        "notes": tuple(notes),
     }
     return ExternalPart(dataset=union, samples=(*dev, *ext), external_ids=frozenset(s.id for s in ext), info=info)
 
 
-def _digests(samples: Sequence[Sample], fingerprint: str, extraction: str, progress: bool) -> dict[str, str]:
+def _digests(samples: Sequence[Sample], fingerprint: str, extraction: str, cache_dir: Path, progress: bool):
     """Pixel digests by sample id (cached per data version, see :func:`cellbench.datasets.content.find_duplicates`)."""
-    from cellbench.core.paths import cache_dir
-    from cellbench.datasets.content import find_duplicates
-
-    found = find_duplicates(
-        samples, fingerprint=fingerprint, extraction=extraction, cache_dir=cache_dir(), progress=progress
-    )
+    found = find_duplicates(samples, fingerprint=fingerprint, extraction=extraction, cache_dir=cache_dir,
+                            progress=progress)  # fmt: skip
     return {s.id: k for s, k in zip(samples, found.keys) if k is not None}
 
 
-def describe_prepared(prepared, part: ExternalPart) -> None:
-    """Add the external set's counts (after unreadable images were skipped) to ``prepared.info``."""
-    from cellbench.run.task import load_task
-
-    task = load_task(str(prepared.task_path))
+def describe_external(task: TaskData, part: ExternalPart, *, context: str, group_kind: str | None) -> ExternalInfo:
+    """The external set's record, with its counts in the task file (after unreadable images were skipped)."""
     if task.external is None or not len(task.external):
-        raise DataError(f"{prepared.dataset}/{prepared.extraction}: no readable image is left in the external test set")
+        raise DataError(f"{context}: no readable image is left in the external test set")
     dev = np.setdiff1d(np.arange(len(task.ids)), task.external)
     if (
         not set(task.ids[task.external].tolist()) <= part.external_ids
         or set(task.ids[dev].tolist()) & part.external_ids
     ):
-        raise CellbenchError(f"{prepared.dataset}/{prepared.extraction}: external rows of the task file are misplaced")
+        raise CellbenchError(f"{context}: external rows of the task file are misplaced")
     y = task.y[task.external]
     groups = task.groups[task.external] if task.groups is not None else None
-    prepared.info["external"] = {
+    return ExternalInfo(
         **part.info,
-        "n_samples": len(task.external),
-        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(task.classes)},
-        "n_groups": len(set(groups.tolist())) if groups is not None else None,
-        "group_kind": prepared.info.get("group_kind"),
-    }
+        n_samples=len(task.external),
+        class_counts={c: int((y == i).sum()) for i, c in enumerate(task.classes)},
+        n_groups=len(set(groups.tolist())) if groups is not None else None,
+        group_kind=group_kind,
+    )
 
 
 # -- planning ------------------------------------------------------------------------------------------------
@@ -426,7 +425,7 @@ def add_external_jobs(items: list[tuple[Job, str]], prepared: Sequence[Any]) -> 
 
     Sweep jobs (a subsampled training ratio) stay as they are.
     """
-    keys = {(p.dataset, p.extraction): p.info["external"]["key"] for p in prepared if p.info.get("external")}
+    keys = {(p.dataset, p.extraction): p.record.external.key for p in prepared if p.record.external is not None}
     if not keys:
         return items
     out, refits, seen = [], [], set()
@@ -456,16 +455,3 @@ def external_positions(job: Job, task) -> np.ndarray:
     if task.external is None:
         raise CellbenchError(f"the job asks for external test set {job.external}, but its task file holds none")
     return np.asarray(task.external, dtype=np.int64)
-
-
-def split_external_proba(out: dict[str, Any], n_test: int, ext: np.ndarray) -> dict[str, Any]:
-    """Separate the probabilities of the external rows (predicted after the test fold's) from ``out``."""
-    if not len(ext):
-        return out
-    proba = out["proba"]
-    return {**out, "proba": proba[:n_test], "external_proba": proba[n_test:], "external": ext}
-
-
-def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Undefined metrics (NaN) as ``None``, which JSON can hold."""
-    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}

@@ -9,15 +9,53 @@ from __future__ import annotations
 import time
 import traceback
 import warnings
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import CellbenchError
 from cellbench.core.hashing import stable_hash
-from cellbench.core.types import Job, JobResult
+from cellbench.core.types import ExternalScore, Importance, Job, JobExtra, JobResult
+from cellbench.core.values import json_safe
+from cellbench.models import fit_predict
+from cellbench.models.deep import train_predict
+from cellbench.models.imbalance import sweep_subsample
+from cellbench.run.artifacts import model_file, save_classical, write_card
+from cellbench.run.cv import inner_split
+from cellbench.run.external import external_positions
+from cellbench.run.progress import clear_status, epoch_reporter
+from cellbench.run.task import TaskData, load_task
+from cellbench.stats.importance import native_importances, permutation_importances
 from cellbench.stats.metrics import compute_metrics, predict_labels
+
+WorkItem = tuple[Job, str]  # (job, task file path): what executors run
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOptions:
+    """Where a job writes besides its result: ``save_dir`` keeps fold models, ``status_dir`` per-epoch status."""
+
+    save_dir: str | None = None
+    status_dir: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FoldOutput:
+    """What a model produced on one job's fold, before scoring.
+
+    ``proba`` holds the class probabilities of the task rows ``test``; ``external_rows``/``external_proba``
+    those of the external test set that a CV fold model also predicts (empty when there is none).
+    """
+
+    test: np.ndarray
+    proba: np.ndarray
+    threshold: float
+    fit_s: float
+    predict_s: float
+    extra: JobExtra
+    external_rows: np.ndarray
+    external_proba: np.ndarray | None = None
 
 
 def derive_seed(seed: int, key: str) -> int:
@@ -25,10 +63,8 @@ def derive_seed(seed: int, key: str) -> int:
     return int(stable_hash({"seed": seed, "key": key}), 16) % (2**31 - 1)
 
 
-def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> JobResult:
+def run_job(job: Job, task_path: str, options: JobOptions | None = None) -> JobResult:
     """Fit and evaluate ``job``; never raises for a failure inside the job."""
-    from cellbench.run.task import load_task
-
     t_start = time.perf_counter()
     coords = {**job.coordinates(), "folds_key": job.folds_key}
     try:
@@ -37,43 +73,37 @@ def run_job(job: Job, task_path: str, options: dict[str, Any] | None = None) -> 
             warnings.simplefilter("ignore", DeprecationWarning)  # library internals, not about this job's data
             warnings.simplefilter("ignore", PendingDeprecationWarning)
             task = load_task(str(task_path))
-            runner = _run_classical if job.model.kind == "classical" else _run_deep
-            out = runner(job, task, options or {})
+            arm = _run_classical if job.model.kind == "classical" else _run_deep
+            out = arm(job, task, options or JobOptions())
     except Exception as exc:  # recorded, not fatal: the run goes on
-        message = str(exc) if isinstance(exc, CellbenchError) else f"{type(exc).__name__}: {exc}"
-        detail = "" if isinstance(exc, CellbenchError) else traceback.format_exc(limit=6)
-        extra = {"traceback": detail} if detail else {}
-        if caught:  # what the job warned about before it failed can explain the failure
-            extra["warnings"] = job_warnings(caught)
+        known = isinstance(exc, CellbenchError)
+        extra = JobExtra(
+            traceback="" if known else traceback.format_exc(limit=6),
+            warnings=tuple(job_warnings(caught)),  # what it warned about before failing can explain the failure
+        )
         return JobResult(
             key=job.key,
             coordinates=coords,
             status="error",
-            error=message,
+            error=str(exc) if known else f"{type(exc).__name__}: {exc}",
             timings={"total_s": time.perf_counter() - t_start},
             extra=extra,
         )
-    test, threshold = out["test"], out.get("threshold", 0.5)
-    preds, metrics = score_predictions(task, test, out["proba"], threshold=threshold)
-    timings = {k: float(out[k]) for k in ("fit_s", "predict_s") if k in out}
-    timings["total_s"] = time.perf_counter() - t_start
-    extra = {"threshold": threshold, "n_train": int(out["n_train"]), "n_test": len(test), **out.get("extra", {})}
-    if caught:
-        extra["warnings"] = job_warnings(caught)
+    preds, metrics = score_predictions(task, out.test, out.proba, threshold=out.threshold)
+    extra = replace(out.extra, threshold=out.threshold, n_test=len(out.test), warnings=tuple(job_warnings(caught)))
     external_preds = None
-    if "external" in out:  # the fold model's predictions of the external test set (bench.external)
-        from cellbench.run.external import finite
-
-        rows = out["external"]
-        external_preds, ext_metrics = score_predictions(task, rows, out["external_proba"], threshold=threshold)
-        extra["external"] = {"metrics": finite(ext_metrics), "n": len(rows)}
+    if len(out.external_rows):  # the fold model's predictions of the external test set (cellbench.run.external)
+        external_preds, ext_metrics = score_predictions(
+            task, out.external_rows, out.external_proba, threshold=out.threshold
+        )
+        extra = replace(extra, external=ExternalScore(metrics=json_safe(ext_metrics), n=len(out.external_rows)))
     return JobResult(
         key=job.key,
         coordinates=coords,
         status="ok",
         metrics=metrics,
         predictions=preds,
-        timings=timings,
+        timings={"fit_s": out.fit_s, "predict_s": out.predict_s, "total_s": time.perf_counter() - t_start},
         extra=extra,
         external_predictions=external_preds,
     )
@@ -100,95 +130,112 @@ def score_predictions(task, rows: np.ndarray, proba: np.ndarray, *, threshold: f
     return preds, metrics
 
 
-def _run_classical(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
-    from cellbench.models import fit_predict
-    from cellbench.models.imbalance import sweep_subsample
-    from cellbench.run.cv import inner_split
-    from cellbench.run.external import external_positions, split_external_proba
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Split:
+    """The rows a job trains on and predicts: training fold (after a sweep subsample), test fold, external set."""
 
-    if task.X is None:
-        raise CellbenchError("no features were extracted for this task")
+    train: np.ndarray
+    test: np.ndarray
+    external: np.ndarray
+    seed: int
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """The rows the model predicts: the test fold, then the external test set."""
+        return np.concatenate([self.test, self.external])
+
+
+def _split(job: Job, task: TaskData) -> _Split:
     seed = derive_seed(job.seed, job.key)
     train, test = task.split(job.fold)
-    ext = external_positions(job, task)  # a CV job's fold model also predicts the external test set
     if job.ratio:
         if task.positive is None:
             raise CellbenchError("the imbalance sweep applies to binary tasks only")
         train = train[sweep_subsample(task.y[train], ratio=job.ratio, positive=task.positive, seed=seed)]
-    y_train = task.y[train]
-    groups = task.groups[train] if task.groups is not None else None
-    inner = inner_split(y_train, groups, seed=seed) if job.imbalance.name == "threshold" else None
+    return _Split(train=train, test=test, external=external_positions(job, task), seed=seed)
+
+
+def _inner(task: TaskData, split: _Split) -> list[tuple[np.ndarray, np.ndarray]]:
+    groups = task.groups[split.train] if task.groups is not None else None
+    return inner_split(task.y[split.train], groups, seed=split.seed)
+
+
+def _fold_output(split: _Split, *, proba: np.ndarray, threshold: float, fit_s: float, predict_s: float,
+                 extra: JobExtra) -> FoldOutput:  # fmt: skip
+    n = len(split.test)
+    return FoldOutput(
+        test=split.test,
+        proba=proba[:n],
+        threshold=threshold,
+        fit_s=float(fit_s),
+        predict_s=float(predict_s),
+        extra=extra,
+        external_rows=split.external,
+        external_proba=proba[n:] if len(split.external) else None,
+    )
+
+
+def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
+    if task.X is None:
+        raise CellbenchError("no features were extracted for this task")
+    split = _split(job, task)
+    y_train = task.y[split.train]
     out = fit_predict(
         job.model.name,
         job.imbalance.name,
-        X_train=task.X[train],
+        X_train=task.X[split.train],
         y_train=y_train,
-        X_test=task.X[np.concatenate([test, ext])],
-        seed=seed,
+        X_test=task.X[split.predicted],
+        seed=split.seed,
         n_classes=len(task.classes),
         positive=task.positive,
-        inner_split=inner,
+        inner_split=_inner(task, split) if job.imbalance.name == "threshold" else None,
         model_params=job.model.params,
         strategy_params=job.imbalance.params,
     )
-    extra: dict[str, Any] = {"train_counts": np.bincount(y_train, minlength=len(task.classes)).tolist()}
+    fitted = out["model"]
+    importance = None
     if job.explain:
-        from cellbench.stats.importance import native_importances, permutation_importances
-
         names = task.feature_names
-        extra["importance"] = {
-            "permutation": permutation_importances(out["model"], task.X[test], task.y[test], names=names, seed=seed),
-            "native": native_importances(out["model"], names=names),
-        }
-    out = split_external_proba(out, len(test), ext)
-    fitted = out.pop("model")
-    if options.get("save_dir"):
-        from cellbench.tools.predict import model_file, save_classical, write_card
-
-        path = save_classical(fitted, model_file(options["save_dir"], job))
+        test = split.test
+        importance = Importance(
+            permutation=permutation_importances(fitted, task.X[test], task.y[test], names=names, seed=split.seed),
+            native=native_importances(fitted, names=names),
+        )
+    if options.save_dir:
+        path = save_classical(fitted, model_file(options.save_dir, job))
         write_card(path, job=job, task=task, threshold=out["threshold"])
-    return {**out, "test": test, "n_train": len(train), "extra": extra}
+    extra = JobExtra(
+        n_train=len(split.train),
+        train_counts=tuple(np.bincount(y_train, minlength=len(task.classes)).tolist()),
+        importance=importance,
+    )
+    return _fold_output(split, proba=out["proba"], threshold=out["threshold"], fit_s=out["fit_s"],
+                        predict_s=out["predict_s"], extra=extra)  # fmt: skip
 
 
-def _run_deep(job: Job, task, options: dict[str, Any]) -> dict[str, Any]:
-    from cellbench.models.deep import train_predict
-    from cellbench.models.imbalance import sweep_subsample
-    from cellbench.run.cv import inner_split
-    from cellbench.run.external import external_positions, split_external_proba
-    from cellbench.run.progress import clear_status, epoch_reporter
-    from cellbench.tools.predict import model_file, write_card
-
-    seed = derive_seed(job.seed, job.key)
-    train, test = task.split(job.fold)
-    ext = external_positions(job, task)  # a CV job's fold model also predicts the external test set
-    if job.ratio:
-        if task.positive is None:
-            raise CellbenchError("the imbalance sweep applies to binary tasks only")
-        train = train[sweep_subsample(task.y[train], ratio=job.ratio, positive=task.positive, seed=seed)]
-    groups = task.groups[train] if task.groups is not None else None
-    inner = inner_split(task.y[train], groups, seed=seed)
-    images = np.asarray(task.images(int(job.model.params["size"])))
-    save_dir = options.get("save_dir")
-    status_dir = options.get("status_dir")  # per-epoch status for the driver's progress bar (bench.progress)
+def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
+    split = _split(job, task)
     out = train_predict(
         job.model.name,
         params=job.model.params,
         strategy=job.imbalance.name,
-        images=images,
+        images=np.asarray(task.images(int(job.model.params["size"]))),
         y=task.y,
-        train_idx=train,
-        test_idx=np.concatenate([test, ext]),
-        inner=inner,
+        train_idx=split.train,
+        test_idx=split.predicted,
+        inner=_inner(task, split),
         n_classes=len(task.classes),
         positive=task.positive,
-        seed=seed,
-        save_path=model_file(save_dir, job) if save_dir else None,
-        on_epoch=epoch_reporter(status_dir, job) if status_dir else None,
+        seed=split.seed,
+        save_path=model_file(options.save_dir, job) if options.save_dir else None,
+        # per-epoch status for the driver's progress bar (cellbench.run.progress)
+        on_epoch=epoch_reporter(options.status_dir, job) if options.status_dir else None,
     )
-    if status_dir:
-        clear_status(status_dir, job)
-    if save_dir:
-        write_card(model_file(save_dir, job), job=job, task=task, threshold=out["threshold"])
-    out = split_external_proba(out, len(test), ext)
-    extra = {"history": out.pop("history"), "epochs": out.pop("epochs"), "n_val": out.pop("n_val")}
-    return {**out, "test": test, "extra": extra}
+    if options.status_dir:
+        clear_status(options.status_dir, job)
+    if options.save_dir:
+        write_card(model_file(options.save_dir, job), job=job, task=task, threshold=out["threshold"])
+    extra = JobExtra(n_train=int(out["n_train"]), history=out["history"], epochs=out["epochs"], n_val=out["n_val"])
+    return _fold_output(split, proba=out["proba"], threshold=out["threshold"], fit_s=out["fit_s"],
+                        predict_s=out["predict_s"], extra=extra)  # fmt: skip

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cellbench.core.files import write_json
 from cellbench.core.types import Job
 
 
@@ -27,10 +28,8 @@ def epoch_reporter(folder: str | os.PathLike, job: Job) -> Callable[[int, dict[s
     def report(epoch: int, logs: dict[str, Any]) -> None:
         status = {**head, "epoch": epoch + 1, "max_epochs": max_epochs, "phase": logs.get("phase", "")}
         status.update({k: float(logs[k]) for k in ("loss", "val_loss") if k in logs})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(status))
-            tmp.replace(path)
+            write_json(path, status)
         except OSError:  # status is cosmetic: never fail a job for it
             pass
 

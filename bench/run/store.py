@@ -15,12 +15,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import ConfigError
 from cellbench.core.hashing import canonical_json
-from cellbench.core.types import JobResult
+from cellbench.core.types import JobExtra, JobResult
+from cellbench.core.values import json_safe
+from cellbench.run.records import DataSetRecord
 
 APP = "cellbench"
 SCHEMA_VERSION = "1"
@@ -137,15 +138,20 @@ class Store:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self.conn)
 
     # data sets and folds ------------------------------------------------------------------------
-    def save_data_set(self, dataset: str, extraction: str, fingerprint: str, info: Mapping[str, Any]) -> None:
+    def save_data_set(self, record: DataSetRecord) -> None:
+        """Save (or replace) the description of one (data set, extraction)."""
         self.conn.execute(
             "INSERT OR REPLACE INTO data_sets VALUES (?, ?, ?, ?)",
-            (dataset, extraction, fingerprint, canonical_json(info)),
+            (record.dataset, record.extraction, record.fingerprint, canonical_json(record.as_json())),
         )
 
-    def data_sets(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def data_sets(self) -> dict[tuple[str, str], DataSetRecord]:
+        """Every (data set, extraction) saved, by name."""
         rows = self.conn.execute("SELECT dataset, extraction, fingerprint, info FROM data_sets").fetchall()
-        return {(d, e): {"fingerprint": f, **json.loads(i)} for d, e, f, i in rows}
+        return {
+            (d, e): DataSetRecord.from_json(json.loads(i), dataset=d, extraction=e, fingerprint=f)
+            for d, e, f, i in rows
+        }
 
     def save_samples(self, dataset: str, extraction: str, ids, groups, labels) -> None:
         """Sample ids with their group (patient) and label, for patient-level statistics."""
@@ -217,10 +223,10 @@ class Store:
                     c["cv"],
                     c.get("folds_key"),
                     result.status,
-                    canonical_json(_finite(result.metrics)),
+                    canonical_json(json_safe(result.metrics)),
                     canonical_json(result.timings),
                     result.error,
-                    canonical_json(result.extra),
+                    canonical_json(result.extra.as_json()),
                     canonical_json(spec),
                     time.time(),
                 ),
@@ -247,8 +253,9 @@ class Store:
     def jobs(self, *, status: str | None = None) -> pd.DataFrame:
         query = "SELECT * FROM jobs" + (" WHERE status = ?" if status else "") + " ORDER BY key"
         df = pd.read_sql_query(query, self.conn, params=(status,) if status else None)
-        for col in ("metrics", "timings", "extra"):
+        for col in ("metrics", "timings"):
             df[col] = df[col].map(json.loads)
+        df["extra"] = df["extra"].map(lambda text: JobExtra.from_json(json.loads(text)))
         return df
 
     def predictions(self, job_keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -278,14 +285,6 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def _finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN is not JSON: store undefined metrics as null."""
-    out = {}
-    for k, v in metrics.items():
-        out[k] = None if isinstance(v, float) and not np.isfinite(v) else v
-    return out
 
 
 def _check_foreign(path: Path) -> None:

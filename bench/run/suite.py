@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.core.errors import ConfigError
+from cellbench.core.types import ModelSpec
+from cellbench.datasets import DATASETS
+from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
+from cellbench.datasets.subsample import check_limit
+from cellbench.models import MODELS, STRATEGIES
+from cellbench.models.classical import resolve_params
+from cellbench.models.deep import TRAINING_DEFAULTS
+from cellbench.models.imbalance import parse_ratio
 from cellbench.run.cv import SCHEMES
+from cellbench.run.external import check_suite, with_test_data
 from cellbench.stats.metrics import METRICS
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
@@ -106,14 +115,10 @@ class Suite:
         if seed is not None:
             changes["seed"] = seed
         if test_data is not None:
-            from cellbench.run.external import with_test_data
-
             changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
         given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
         if test_data is not None:
             given["test_data"] = str(test_data)
-        from cellbench.datasets.subsample import check_limit
-
         for key, value in (("max_per_class", max_per_class), ("max_groups", max_groups)):
             if value is not None:
                 changes[key] = given[key] = check_limit(f"--{key.replace('_', '-')}", value)
@@ -172,8 +177,6 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     sweep = _table(raw.get("imbalance_sweep", {}), f"{where} [imbalance_sweep]")
     _no_unknown(sweep, _SWEEP_KEYS, f"{where} [imbalance_sweep]")
     deep = _table(raw.get("deep", {}), f"{where} [deep]")
-    from cellbench.models.deep import TRAINING_DEFAULTS
-
     _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models", "gpu"}, f"{where} [deep]")
     explain = _table(raw.get("explain", {}), f"{where} [explain]")
     _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
@@ -212,11 +215,6 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
 
 def validate(suite: Suite) -> None:
     """Check every name against its registry and every value against its allowed range."""
-    from cellbench.datasets import DATASETS
-    from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
-    from cellbench.models import MODELS, STRATEGIES
-    from cellbench.models.imbalance import parse_ratio
-
     where = f"suite {suite.source or suite.name}"
     if not suite.datasets:
         raise ConfigError(f"{where} names no data sets; known data sets: {', '.join(DATASETS.names())}")
@@ -226,8 +224,6 @@ def validate(suite: Suite) -> None:
         DATASETS[name]
         EXTRACTIONS.check(opts.get("extractions", ["given"]))
         check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
-    from cellbench.run.external import check_suite
-
     check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
     MODELS.check(suite.models)
     STRATEGIES.check(suite.strategies)
@@ -293,3 +289,14 @@ def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     return value
+
+
+def model_spec(suite: Suite, name: str) -> ModelSpec:
+    """The model's spec in this suite: registry defaults < suite ``[deep]`` settings < the model's own params."""
+    entry = MODELS[name]
+    params = dict(suite.models.get(name, {}))
+    if entry.kind == "deep":
+        params = resolve_params(name, {**suite.deep, **params})
+    else:
+        resolve_params(name, params)  # refuse unknown parameters before anything runs
+    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params)

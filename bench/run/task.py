@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cellbench.core.errors import CellbenchError
+from cellbench.core.files import write_atomic
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -84,10 +84,7 @@ def save_task(task: TaskData, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"task-{digest}.npz"
     if not path.exists():
-        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        tmp.replace(path)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 

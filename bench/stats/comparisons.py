@@ -8,12 +8,14 @@ bootstrap CIs (patients resampled when known). Across independent data sets: Fri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cellbench.core.values import as_float
 from cellbench.stats import tests as stats
 from cellbench.stats.metrics import LOWER_IS_BETTER, metric_function
 
@@ -22,7 +24,7 @@ ROPE = stats.ROPE
 N_BOOT = 1000
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Pooled:
     """Out-of-fold predictions of one model × strategy (first repeat), aligned by sample id."""
 
@@ -32,12 +34,31 @@ class Pooled:
     proba: np.ndarray
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class SectionStats:
+    """Tests of every row of a section's table against its best row, and the pooled predictions they used.
+
+    ``rows`` has columns model, strategy, ci_low, ci_high, t_p, bayes_best, bayes_rope, mcnemar_p, wilcoxon_p.
+    """
+
     best: tuple[str, str] | None
-    rows: pd.DataFrame  # model, strategy, ci_low, ci_high, t_p, bayes_best, bayes_rope, mcnemar_p, wilcoxon_p
-    pooled: dict[tuple[str, str], Pooled] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    rows: pd.DataFrame
+    pooled: Mapping[tuple[str, str], Pooled] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """Row ``a`` vs row ``b`` over the folds both finished: means, difference, corrected and Bayesian t-tests."""
+
+    mean_a: float
+    mean_b: float
+    diff: float
+    t_p: float
+    p_a_better: float
+    p_rope: float
+    p_b_better: float
+    folds: int
 
 
 def pooled_predictions(ok: pd.DataFrame, preds: pd.DataFrame) -> dict[tuple[str, str], Pooled]:
@@ -77,13 +98,13 @@ def section_stats(
     best_row = (complete if len(complete) else table).iloc[0]
     best = (best_row.model, best_row.strategy)
     per_fold = {
-        (m, s): g.sort_values("fold").set_index("fold").metrics.map(lambda x: _num(x.get(primary)))
+        (m, s): g.sort_values("fold").set_index("fold").metrics.map(lambda x: as_float(x.get(primary)))
         for (m, s), g in ok.groupby(["model", "imbalance"])
     }
     sizes = {
         (m, s): (
-            g.extra.map(lambda e: e.get("n_train", np.nan)).mean(),
-            g.extra.map(lambda e: e.get("n_test", np.nan)).mean(),
+            g.extra.map(lambda e: as_float(e.n_train)).mean(),
+            g.extra.map(lambda e: as_float(e.n_test)).mean(),
         )
         for (m, s), g in ok.groupby(["model", "imbalance"])
     }
@@ -135,41 +156,41 @@ def section_stats(
         wmap = dict(zip(w.model, w.p_holm))
         df["wilcoxon_p"] = [wmap.get(f"{m} / {s}", np.nan) for m, s in zip(df.model, df.strategy)]
         note = next((n for n in w.note if isinstance(n, str) and n), "")
-        notes = [f"Wilcoxon signed-rank: {note}"] if note and df.wilcoxon_p.isna().all() else []
+        notes = (f"Wilcoxon signed-rank: {note}",) if note and df.wilcoxon_p.isna().all() else ()
     else:
-        notes = []
+        notes = ()
     return SectionStats(best=best, rows=df, pooled=pooled, notes=notes)
 
 
-def paired_test(ok: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], *, primary: str) -> dict[str, Any] | None:
+def paired_test(ok: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], *, primary: str) -> PairedTest | None:
     """Corrected resampled t-test and Bayesian correlated t-test of row ``a`` vs row ``b`` (same folds)."""
     sign = -1.0 if primary in LOWER_IS_BETTER else 1.0
 
     def scores(key):
         g = ok[(ok.model == key[0]) & (ok.imbalance == key[1])].sort_values("fold").set_index("fold")
-        return g.metrics.map(lambda x: _num(x.get(primary))), g
+        return g.metrics.map(lambda x: as_float(x.get(primary))), g
 
     sa, ga = scores(a)
     sb, _ = scores(b)
     sa, sb = sa.align(sb, join="inner")
     if len(sa) < 2:
         return None
-    n_train = ga.extra.map(lambda e: e.get("n_train", np.nan)).mean()
-    n_test = ga.extra.map(lambda e: e.get("n_test", np.nan)).mean()
+    n_train = ga.extra.map(lambda e: as_float(e.n_train)).mean()
+    n_test = ga.extra.map(lambda e: as_float(e.n_test)).mean()
     t = stats.corrected_resampled_ttest(sign * sa.to_numpy(), sign * sb.to_numpy(), n_train=n_train, n_test=n_test)
     bay = stats.bayesian_correlated_ttest(
         sign * sa.to_numpy(), sign * sb.to_numpy(), rho=n_test / (n_train + n_test), rope=ROPE
     )
-    return {
-        "mean_a": float(sa.mean()),
-        "mean_b": float(sb.mean()),
-        "diff": float(sa.mean() - sb.mean()),
-        "t_p": t.p_value,
-        "p_a_better": bay["p_left"],
-        "p_rope": bay["p_rope"],
-        "p_b_better": bay["p_right"],
-        "folds": len(sa),
-    }
+    return PairedTest(
+        mean_a=float(sa.mean()),
+        mean_b=float(sb.mean()),
+        diff=float(sa.mean() - sb.mean()),
+        t_p=t.p_value,
+        p_a_better=bay["p_left"],
+        p_rope=bay["p_rope"],
+        p_b_better=bay["p_right"],
+        folds=len(sa),
+    )
 
 
 def across_datasets(blocks: dict[str, pd.Series], *, primary: str) -> stats.FriedmanResult:
@@ -178,6 +199,3 @@ def across_datasets(blocks: dict[str, pd.Series], *, primary: str) -> stats.Frie
     df.index.name = "block"
     return stats.friedman_nemenyi(df, higher_is_better=primary not in LOWER_IS_BETTER)
 
-
-def _num(x) -> float:
-    return np.nan if x is None else float(x)

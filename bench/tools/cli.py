@@ -1,29 +1,61 @@
-"""Command line: ``python -m bench run|leaderboard|datasets``."""
+"""The command line: ``cellbench run|leaderboard|compare|predict|explain|datasets|extract`` (or ``python -m bench``).
+
+Each command has a parser builder (``_add_<command>``) and a function ``cmd_<command>(args)`` that returns the
+exit status. Errors the user can fix (:class:`cellbench.core.errors.CellbenchError`) are printed as one line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
+from tabulate import tabulate
+
+from cellbench import __version__
+from cellbench.core import paths
 from cellbench.core.errors import ON_BAD_IMAGE, CellbenchError
-from cellbench.core.paths import data_root
+from cellbench.datasets import DATASETS, load_dataset, locate
+from cellbench.datasets.cards import render_card
+from cellbench.datasets.verify import parse_options, verify
+from cellbench.report.leaderboard import write_leaderboard
+from cellbench.run.runner import RunSummary, run_suite
+from cellbench.run.store import STORE_NAME, Store
+from cellbench.run.suite import load_suite
+from cellbench.tools.explain import explain_suite
+from cellbench.tools.extract import extract_to_folder
+from cellbench.tools.predict import find_saved, predict_images
+from cellbench.tools.repro import compare_stores, reproduce
 
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def version() -> str:
+    """The installed distribution's version (the package's own when run from an uninstalled copy)."""
+    try:
+        return metadata.version("cellbench")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog="cellbench",
         description="cellbench: paired, patient-disjoint benchmarks of handcrafted-feature models and CNNs "
         "on cell and tissue microscopy.",
     )
+    p.add_argument("--version", action="version", version=f"cellbench {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_leaderboard, _add_compare, _add_predict, _add_explain, _add_datasets, _add_extract):
+        add(sub)
+    return p
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a suite (resumes: jobs already stored are skipped)")
     run.add_argument(
         "--suite", default="quick", help="built-in suite name (smoke, quick, full) or a .toml path [quick]"
@@ -33,18 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategies", type=_csv, help="comma-separated imbalance strategies instead of the suite's")
     run.add_argument("--folds", type=int, help="number of CV folds (overrides the suite; ignored for predefined folds)")
     run.add_argument("--seed", type=int, help="suite seed (overrides the suite)")
-    run.add_argument(
-        "--max-per-class",
-        type=int,
-        metavar="N",
-        help="quick run: keep at most N samples per class of each data set (whole patients/slides, seeded)",
-    )
-    run.add_argument(
-        "--max-groups",
-        type=int,
-        metavar="N",
-        help="quick run: keep N patients/slides of each data set, whole (seeded by the suite seed)",
-    )
+    for flag, what in (("--max-per-class", "at most N samples per class"), ("--max-groups", "N patients/slides")):
+        run.add_argument(flag, type=int, metavar="N",
+                         help=f"quick run: keep {what} of each data set, whole patients/slides (seeded)")  # fmt: skip
     run.add_argument(
         "--test-data",
         metavar="PATH",
@@ -66,22 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun the run stored in RESULTS_DIR (e.g. results/quick) from its manifest into a fresh "
         "folder and report any difference",
     )
-    run.add_argument(
-        "--on-bad-image",
-        choices=ON_BAD_IMAGE,
-        default="raise",
-        help="on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]",
-    )
+    _on_bad_image(run, "on an unreadable image: stop with its name (raise), or skip it and count it (skip) [raise]")
     _common(run)
 
+
+def _add_leaderboard(sub) -> None:
     lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
     lb.add_argument("--suite", default="quick", help="suite name whose results folder to read [quick]")
     lb.add_argument("--results", default="results", help="results root folder [results]")
 
+
+def _add_compare(sub) -> None:
     cmp = sub.add_parser("compare", help="compare two results folders (metrics, predictions, leaderboards)")
     cmp.add_argument("a", help="first results folder, e.g. results/smoke")
     cmp.add_argument("b", help="second results folder")
 
+
+def _add_predict(sub) -> None:
     pr = sub.add_parser(
         "predict",
         help="class and probability per image from a saved fold model",
@@ -100,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--csv", help="also write the predictions to this CSV file")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
 
+
+def _add_explain(sub) -> None:
     ex = sub.add_parser(
         "explain",
         help="CAM gallery of a deep fold model (Grad-CAM, HiResCAM, guided variants), linked from the leaderboard",
@@ -123,14 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--n", type=int, default=4, help="correctly and wrongly classified cells shown per class [4]")
     ex.add_argument(
-        "--target",
-        choices=("predicted", "true"),
-        default="predicted",
-        help="class whose logit is explained [predicted]",
+        "--target", choices=("predicted", "true"), default="predicted", help="the class whose logit is explained"
     )
     ex.add_argument("--layer", help="target layer name or path [the output of the last convolutional block]")
     _common(ex)
 
+
+def _add_datasets(sub) -> None:
     ds = sub.add_parser("datasets", help="list data sets, where their data was found and their counts")
     ds.add_argument(
         "action",
@@ -147,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="adapter option for `verify` (repeatable), e.g. --option center_crop=32 --option 'splits=[\"test\"]'",
     )
-    ds.add_argument("--quiet", action="store_true", help="no progress bar")
-    ds.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
-    ds.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE)")
+    _data_options(ds)
 
+
+def _add_extract(sub) -> None:
     xt = sub.add_parser(
         "extract",
         help="cut the cells of a field data set (manual: from the annotations; segmentation: found automatically) "
@@ -176,17 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a bad annotation (unreadable file or line, outside the image, a field without any): stop with "
         "its name (raise), or skip it and count it (skip) [raise]",
     )
-    xt.add_argument(
-        "--on-bad-image",
-        choices=ON_BAD_IMAGE,
-        default="raise",
-        help="on a field whose image cannot be read: stop with its name (raise), or skip it and count it [raise]",
-    )
+    _on_bad_image(xt, "on a field whose image cannot be read: stop with its name (raise), or skip it and count it "
+                      "[raise]")  # fmt: skip
     xt.add_argument("--jobs", type=int, help="worker processes for the fields [1]")
-    xt.add_argument("--quiet", action="store_true", help="no progress bar")
-    xt.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
-    xt.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE)")
-    return p
+    _data_options(xt)
+
+
+def _on_bad_image(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, default="raise", help=text)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--data-root", help="folder holding real data sets (or $CELLBENCH_DATA)")
+    p.add_argument("--cache", help="cache folder ($CELLBENCH_CACHE, default ~/.cache/cellbench)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -203,18 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if getattr(args, "cache", None):
-            os.environ["CELLBENCH_CACHE"] = str(Path(args.cache).resolve())
-        commands = {
-            "run": cmd_run,
-            "leaderboard": cmd_leaderboard,
-            "datasets": cmd_datasets,
-            "compare": cmd_compare,
-            "predict": cmd_predict,
-            "explain": cmd_explain,
-            "extract": cmd_extract,
-        }
-        return commands[args.command](args)
+        return COMMANDS[args.command](args)
     except CellbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -224,21 +241,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from cellbench.run.runner import run_suite
-    from cellbench.run.suite import load_suite
-
+    cache = paths.cache_dir(args.cache)
+    root = paths.data_root(args.data_root)
     if args.reproduce:
-        from cellbench.tools.repro import reproduce
-
-        out, diffs = reproduce(
-            Path(args.reproduce),
-            data_root=data_root(args.data_root),
-            workers=args.jobs,
-            progress=not args.quiet,
-            executor=args.executor,
-        )
+        out, diffs = reproduce(Path(args.reproduce), data_root=root, workers=args.jobs, cache=cache,
+                               progress=not args.quiet, executor=args.executor)  # fmt: skip
         return _report_diffs(Path(args.reproduce), out, diffs)
-
     suite = load_suite(args.suite).narrow(
         datasets=args.datasets,
         models=args.models,
@@ -252,7 +260,8 @@ def cmd_run(args) -> int:
     summary = run_suite(
         suite,
         results_root=args.results,
-        data_root=data_root(args.data_root),
+        cache=cache,
+        data_root=root,
         workers=args.workers if args.executor == "dask" and args.workers else args.jobs,
         executor=args.executor,
         executor_options={"scheduler": args.scheduler} if args.executor == "dask" else None,
@@ -260,18 +269,22 @@ def cmd_run(args) -> int:
         progress=not args.quiet,
         argv=sys.argv,
     )
-    print(
+    with Store.open(summary.results_dir, write=False) as store:
+        leaderboard = write_leaderboard(store, out_dir=summary.results_dir)
+    print(_describe(summary))
+    print(f"leaderboard: {leaderboard}")
+    return 1 if summary.failed else 0
+
+
+def _describe(summary: RunSummary) -> str:
+    return (
         f"suite {summary.suite}: {summary.planned} jobs planned, {summary.skipped_done} already stored, "
         f"{summary.ran} run ({summary.failed} failed) in {summary.wall_s:.0f} s"
         + (f"; {summary.warned} raised warnings (listed in the leaderboard)" if summary.warned else "")
     )
-    print(f"leaderboard: {summary.leaderboard}")
-    return 1 if summary.failed else 0
 
 
 def cmd_compare(args) -> int:
-    from cellbench.tools.repro import compare_stores
-
     return _report_diffs(Path(args.a), Path(args.b), compare_stores(Path(args.a), Path(args.b)))
 
 
@@ -286,10 +299,6 @@ def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
 
 
 def cmd_predict(args) -> int:
-    from tabulate import tabulate
-
-    from cellbench.tools.predict import find_saved, predict_images
-
     saved = find_saved(args.model, job=args.job)
     table = predict_images(saved, args.images, masks=args.masks)
     print(f"model: {saved.describe()} ({saved.path})")
@@ -301,8 +310,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from cellbench.tools.explain import explain_suite
-
     galleries = explain_suite(
         suite=args.suite,
         dataset=args.dataset,
@@ -312,7 +319,8 @@ def cmd_explain(args) -> int:
         fold=args.fold,
         methods=args.method,
         results_root=args.results,
-        data_root=data_root(args.data_root),
+        data_root=paths.data_root(args.data_root),
+        cache=paths.cache_dir(args.cache),
         n=args.n,
         target=args.target,
         target_layer=args.layer,
@@ -322,15 +330,12 @@ def cmd_explain(args) -> int:
         s = g.summary
         print(f"{s['model']} / {s['strategy']} on {s['dataset']}/{s['extraction']} fold {s['fold']} "
               f"({s['model_source']['how']} model, target layer {s['target_layer']}): {g.png}")
-        if not (g.png.parent.parent / "store.sqlite").is_file():
+        if not (g.png.parent.parent / STORE_NAME).is_file():
             print("  no result store in this folder: run the suite there to list the gallery in its leaderboard")
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from cellbench.report.leaderboard import write_leaderboard
-    from cellbench.run.store import Store
-
     folder = Path(args.results) / args.suite
     with Store.open(folder, write=False) as store:
         path = write_leaderboard(store, out_dir=folder)
@@ -339,80 +344,70 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from tabulate import tabulate
-
-    from cellbench.datasets import DATASETS, load_dataset, locate
-
-    root = data_root(args.data_root)
+    root, cache = paths.data_root(args.data_root), paths.cache_dir(args.cache)
     if args.action in ("show", "verify"):
         if not args.name:
             known = ", ".join(DATASETS.names())
             raise CellbenchError(f"`datasets {args.action}` needs a name; known data sets: {known}")
         if args.action == "verify":
-            from cellbench.datasets.verify import parse_options, verify
-
-            report = verify(args.name, data_root=root, progress=not args.quiet, **parse_options(args.option))
+            report = verify(args.name, data_root=root, cache_dir=cache, progress=not args.quiet,
+                            **parse_options(args.option))  # fmt: skip
             print(report.render())
             return 1 if report.problems else 0
-        from cellbench.datasets.cards import render_card
-
         print(render_card(DATASETS[args.name].info))
         return 0
-    rows = []
-    for name, entry in DATASETS.items():
-        where = locate(name, root) if entry.needs_data else None
-        if entry.needs_data and where is None:
-            rows.append((name, entry.info.kind, "not found", "", "", entry.info.title))
-            continue
-        try:
-            ds = load_dataset(name, data_root=root)
-        except CellbenchError as exc:
-            rows.append((name, entry.info.kind, str(where or "generated"), "error", str(exc)[:60], entry.info.title))
-            continue
-        counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
-        groups = len({s.group for s in ds.samples}) if ds.has_groups else "—"
-        rows.append(
-            (
-                name,
-                entry.info.kind,
-                str(where or "generated (cache)"),
-                len(ds.samples) or len(ds.fields),
-                f"{counts}; groups {groups}",
-                entry.info.title,
-            )
-        )
+    rows = [_dataset_row(name, entry, root=root, cache=cache) for name, entry in DATASETS.items()]
     print(tabulate(rows, headers=["name", "kind", "data", "samples", "classes / groups", "title"], tablefmt="github"))
     if root is None:
         print("\nReal data sets are looked for under --data-root or $CELLBENCH_DATA (none given).")
     return 0
 
 
+def _dataset_row(name: str, entry, *, root: Path | None, cache: Path) -> tuple:
+    """One row of ``datasets list``: where the data are and what they hold (or why they could not be read)."""
+    where = locate(name, root) if entry.needs_data else None
+    if entry.needs_data and where is None:
+        return (name, entry.info.kind, "not found", "", "", entry.info.title)
+    try:
+        ds = load_dataset(name, data_root=root, cache_dir=cache)
+    except CellbenchError as exc:
+        return (name, entry.info.kind, str(where or "generated"), "error", str(exc)[:60], entry.info.title)
+    counts = ", ".join(f"{k} {v}" for k, v in ds.class_counts().items())
+    groups = len({s.group for s in ds.samples}) if ds.has_groups else "—"
+    found = str(where or "generated (cache)")
+    return (name, entry.info.kind, found, len(ds.samples) or len(ds.fields), f"{counts}; groups {groups}",
+            entry.info.title)  # fmt: skip
+
+
 def cmd_extract(args) -> int:
-    from tabulate import tabulate
-
-    from cellbench.datasets import DATASETS, load_dataset
-    from cellbench.datasets.extraction import export_extraction, run_extraction, summary_rows
-    from cellbench.datasets.verify import parse_options
-    from cellbench.report.extraction import overlay_figure
-
-    options = parse_options(args.option)
-    if DATASETS[args.dataset].needs_data:
-        options.setdefault("on_bad_annotation", args.on_bad_annotation)
-    dataset = load_dataset(args.dataset, data_root=data_root(args.data_root), **options)
-    extracted = run_extraction(
-        args.method,
-        dataset,
-        options=parse_options(args.param),
-        progress=not args.quiet,
-        n_jobs=args.jobs,
+    export = extract_to_folder(
+        args.dataset,
+        method=args.method,
+        out=Path(args.out),
+        params=parse_options(args.param),
+        options=parse_options(args.option),
+        on_bad_annotation=args.on_bad_annotation,
         on_bad_image=args.on_bad_image,
+        jobs=args.jobs,
+        data_root=paths.data_root(args.data_root),
+        cache=paths.cache_dir(args.cache),
+        progress=not args.quiet,
     )
-    out = export_extraction(extracted, Path(args.out))
-    overlays = {args.method: extracted.info.get("overlay", [])}
-    figure = overlay_figure(overlays, out / "overlay.png") if overlays[args.method] else None
-    print(tabulate(summary_rows(extracted.info), tablefmt="github", headers=["", args.dataset]))
-    for note in dataset.notes:
+    print(tabulate(export.rows, tablefmt="github", headers=["", args.dataset]))
+    for note in export.notes:
         print(f"- {note}")
-    print(f"\n{len(extracted.samples)} cells written to {out / 'cells'} (index: {out / 'index.csv'}; quality and "
-          f"parameters: {out / 'extraction.json'}" + (f"; overlay: {figure}" if figure else "") + ")")
+    out = export.folder
+    print(f"\n{export.cells} cells written to {out / 'cells'} (index: {out / 'index.csv'}; quality and "
+          f"parameters: {out / 'extraction.json'}" + (f"; overlay: {export.figure}" if export.figure else "") + ")")
     return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "leaderboard": cmd_leaderboard,
+    "compare": cmd_compare,
+    "predict": cmd_predict,
+    "explain": cmd_explain,
+    "datasets": cmd_datasets,
+    "extract": cmd_extract,
+}

@@ -12,9 +12,10 @@ For one (suite, data set, extraction, deep model, strategy, fold) this
 3. computes the maps of :mod:`cellbench.models.cam` for the explained class (default: the predicted class) on its
    logit, draws a gallery PNG into ``<results>/<suite>/figures/`` and writes a JSON beside it with
    the model-randomisation sanity check (:func:`cellbench.models.cam.sanity_check`) and, where nucleus masks exist
-   (:mod:`cellbench.models.regions`), the share of each map's energy inside the nucleus, the cytoplasm and outside the
-   cell over every test cell of the fold;
-4. rewrites the leaderboard, which lists the galleries of each section (:func:`render_galleries`).
+   (:mod:`cellbench.models.regions`), the share of each map's energy inside the nucleus, the cytoplasm and outside
+   the cell over every test cell of the fold;
+4. rewrites the leaderboard, which lists the galleries of each section
+   (:func:`cellbench.report.galleries.render_galleries`).
 
 Nothing is written into the store.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,17 +34,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cellbench.core import paths
 from cellbench.core.errors import CellbenchError, ConfigError
+from cellbench.core.files import write_json
+from cellbench.core.types import Job
+from cellbench.datasets import load_dataset
+from cellbench.datasets.extraction import run_extraction, split_options
+from cellbench.models import MODELS
+from cellbench.models.cam import DESCRIPTIONS, CamExplainer, energy_fractions, parse_methods, sanity_check
+from cellbench.models.deep import _proba as probabilities
+from cellbench.models.deep import import_tensorflow_quietly
+from cellbench.models.regions import sample_regions
+from cellbench.report.galleries import FORMAT, PREFIX, draw_gallery
+from cellbench.report.leaderboard import write_leaderboard
+from cellbench.report.summary import slug
+from cellbench.run.jobs import JobOptions, derive_seed, run_job
+from cellbench.run.plan import plan
+from cellbench.run.prepare import Prepared, Settings, prepare
+from cellbench.run.records import DataSetRecord
+from cellbench.run.runner import results_folder
+from cellbench.run.store import STORE_NAME, Store
+from cellbench.run.suite import Suite, load_suite, validate
+from cellbench.run.task import TaskData, load_task
+from cellbench.stats.metrics import predict_labels
 
 log = logging.getLogger("cellbench")
 
-PREFIX = "explain-"
 TARGETS = ("predicted", "true")
 SANITY_IMAGES = 32
 MAX_ROWS = 24  # gallery rows at most (cells per class are reduced for many classes)
 # keys of a suite's data-set table that the runner reads itself (not adapter options)
 RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups")
-FORMAT = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,9 +76,23 @@ class Gallery:
     summary: Mapping[str, Any]
 
 
-def slug(*parts: str) -> str:
-    """File-name-safe join (as :attr:`cellbench.report.leaderboard.Section.slug`)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+@dataclass(frozen=True, kw_only=True)
+class ExplainOptions:
+    """What a gallery shows: the map ``methods``, ``n`` correct and ``n`` wrong cells per class, the explained
+    class (``predicted`` or ``true``), the target layer (``None``: the last convolutional block's output) and the
+    seed of the sanity check's randomisation."""
+
+    methods: tuple[str, ...]
+    n: int = 4
+    target: str = "predicted"
+    target_layer: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ConfigError(f"unknown explained class {self.target!r}; allowed: {', '.join(TARGETS)}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ConfigError(f"--n must be a positive number of cells per class and outcome, got {self.n!r}")
 
 
 def explain_suite(
@@ -72,6 +106,7 @@ def explain_suite(
     methods: str | Sequence[str] = "all",
     results_root: str | os.PathLike = "results",
     data_root: Path | None = None,
+    cache: str | os.PathLike | None = None,
     n: int = 4,
     target: str = "predicted",
     target_layer: str | None = None,
@@ -80,7 +115,8 @@ def explain_suite(
 ) -> list[Gallery]:
     """Write a gallery (PNG + JSON) per model and extraction; see the module docstring.
 
-    ``extractions`` defaults to every extraction the suite lists for ``dataset`` (``given`` when none).
+    ``extractions`` defaults to every extraction the suite lists for ``dataset`` (``given`` when none);
+    ``cache`` is the cache folder (default :func:`cellbench.core.paths.cache_dir`).
 
     Raises
     ------
@@ -89,18 +125,41 @@ def explain_suite(
     CellbenchError
         When the fold model cannot be had (its retraining failed: the message says why).
     """
-    from cellbench.models import MODELS
-    from cellbench.models.cam import parse_methods
-    from cellbench.report.leaderboard import write_leaderboard
-    from cellbench.run.runner import plan, prepare, results_folder
-    from cellbench.run.store import STORE_NAME, Store
-    from cellbench.run.suite import load_suite, validate
+    options = ExplainOptions(methods=tuple(parse_methods(methods)), n=n, target=target, target_layer=target_layer,
+                             seed=seed)  # fmt: skip
+    _check_deep(models)
+    base = load_suite(suite)
+    narrowed = _narrowed(base, dataset, models=models, strategy=strategy, extractions=extractions)
+    folder = results_folder(results_root, narrowed)
+    settings = Settings(cache_dir=paths.cache_dir(cache), progress=progress)
+    prepared = prepare(narrowed, data_root=data_root, settings=settings)
+    items, _ = plan(narrowed, prepared)
+    stored = _stored_predictions(folder, {j.key for j, _ in items})
+    adapter_options = {k: v for k, v in base.datasets.get(dataset, {}).items() if k not in RUNNER_KEYS}
+    out = []
+    for p in prepared:
+        for model in models:
+            job, task_path = _fold_job(items, p, model=model, strategy=strategy, fold=fold, suite=base.name)
+            preds = None if stored is None else stored[stored.job_key == job.key]
+            out.append(
+                explain_job(
+                    job,
+                    task_path,
+                    folder=folder,
+                    record=p.record,
+                    stored=preds if preds is not None and len(preds) else None,
+                    options=options,
+                    regions_from=_RegionSource(data_root=data_root, options=adapter_options,
+                                               cache_dir=settings.cache_dir),
+                )
+            )  # fmt: skip
+    if (folder / STORE_NAME).is_file():
+        with Store.open(folder, write=False) as store:
+            write_leaderboard(store, out_dir=folder)
+    return out
 
-    methods = parse_methods(methods)
-    if target not in TARGETS:
-        raise ConfigError(f"unknown explained class {target!r}; allowed: {', '.join(TARGETS)}")
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n must be a positive number of cells per class and outcome, got {n!r}")
+
+def _check_deep(models: Sequence[str]) -> None:
     for m in models:
         if MODELS[m].kind != "deep":
             raise ConfigError(
@@ -108,145 +167,122 @@ def explain_suite(
                 f"{', '.join(x for x in MODELS.names() if MODELS[x].kind == 'deep')}). Classical models are "
                 "explained by named-feature importance: list them under the suite's [explain] models"
             )
-    base = load_suite(suite)
+
+
+def _narrowed(base: Suite, dataset: str, *, models: Sequence[str], strategy: str,
+              extractions: Sequence[str] | None) -> Suite:  # fmt: skip
+    """The suite narrowed to one data set (which need not be in it), the models and the strategy."""
     options = dict(base.datasets.get(dataset, {}))
-    listed = list(options.get("extractions", ["given"]))
-    chosen = list(extractions) if extractions else listed
+    chosen = list(extractions) if extractions else list(options.get("extractions", ["given"]))
     narrowed = base.narrow(datasets=[dataset], models=list(models), strategies=[strategy])
     narrowed = replace(narrowed, datasets={dataset: {**options, "extractions": chosen}})
     validate(narrowed)
-    folder = results_folder(results_root, narrowed)
-    prepared = prepare(narrowed, data_root=data_root, progress=progress)
-    items, _ = plan(narrowed, prepared)
-    stored = None
-    if (folder / STORE_NAME).is_file():
-        with Store.open(folder, write=False) as store:
-            jobs = store.jobs(status="ok")
-            keys = {j.key for j, _ in items} & set(jobs.key)
-            stored = store.predictions(sorted(keys)) if keys else None
-    out = []
-    for p in prepared:
-        for model in models:
-            jobs_here = [
-                (j, t)
-                for j, t in items
-                if j.extraction == p.extraction
-                and j.model.name == model
-                and j.imbalance.name == strategy
-                and j.ratio is None
-            ]
-            if not jobs_here:
-                raise ConfigError(f"{model} × {strategy} is not run on {dataset}/{p.extraction} in suite {base.name}")
-            folds = sorted(j.fold for j, _ in jobs_here if j.fold >= 0)  # < 0: refits for an external test
-            if fold not in folds:
-                raise ConfigError(f"fold {fold} does not exist for {dataset}/{p.extraction}; folds: 0..{folds[-1]}")
-            job, task_path = next((j, t) for j, t in jobs_here if j.fold == fold)
-            preds = None if stored is None else stored[stored.job_key == job.key]
-            out.append(
-                explain_job(
-                    job,
-                    task_path,
-                    folder=folder,
-                    info=p.info,
-                    stored=preds if preds is not None and len(preds) else None,
-                    methods=methods,
-                    n=n,
-                    target=target,
-                    target_layer=target_layer,
-                    data_root=data_root,
-                    dataset_options={k: v for k, v in options.items() if k not in RUNNER_KEYS},
-                    seed=seed,
-                )
-            )
-    if (folder / STORE_NAME).is_file():
-        with Store.open(folder, write=False) as store:
-            write_leaderboard(store, out_dir=folder)
-    return out
+    return narrowed
 
 
-def explain_job(
-    job,
-    task_path: str,
-    *,
-    folder: Path,
-    info: Mapping[str, Any],
-    stored: pd.DataFrame | None,
-    methods: Sequence[str],
-    n: int,
-    target: str,
-    target_layer: str | None,
-    data_root: Path | None,
-    dataset_options: Mapping[str, Any],
-    seed: int,
-) -> Gallery:
-    """The gallery of one deep job (its fold model saved or retrained); see the module docstring."""
-    from cellbench.models.cam import CamExplainer, sanity_check
-    from cellbench.run.task import load_task
+def _stored_predictions(folder: Path, keys: set[str]) -> pd.DataFrame | None:
+    """The stored test predictions of the jobs ``keys`` that finished, or ``None`` without a store."""
+    if not (folder / STORE_NAME).is_file():
+        return None
+    with Store.open(folder, write=False) as store:
+        done = keys & set(store.jobs(status="ok").key)
+        return store.predictions(sorted(done)) if done else None
 
-    task = load_task(str(task_path))
-    model, source, preds = fold_model(job, task_path, task=task, folder=folder, stored=stored)
-    size = int(job.model.params["size"])
+
+def _fold_job(items, p: Prepared, *, model: str, strategy: str, fold: int, suite: str) -> tuple[Job, str]:
+    here = [
+        (j, t)
+        for j, t in items
+        if j.extraction == p.extraction and j.model.name == model and j.imbalance.name == strategy and j.ratio is None
+    ]
+    if not here:
+        raise ConfigError(f"{model} × {strategy} is not run on {p.dataset}/{p.extraction} in suite {suite}")
+    folds = sorted(j.fold for j, _ in here if j.fold >= 0)  # < 0: refits for an external test
+    if fold not in folds:
+        raise ConfigError(f"fold {fold} does not exist for {p.dataset}/{p.extraction}; folds: 0..{folds[-1]}")
+    return next((j, t) for j, t in here if j.fold == fold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RegionSource:
+    """Where the samples' nucleus masks come from: the data set loaded and extracted again as the run did."""
+
+    data_root: Path | None
+    options: Mapping[str, Any]
+    cache_dir: Path
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _TestCells:
+    """A fold's test cells in the order of their predictions, with their pixels at the model's input size."""
+
+    preds: pd.DataFrame
+    images: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+
+def _test_cells(job: Job, task: TaskData, preds: pd.DataFrame) -> _TestCells:
     test = task.tests[job.fold]
     pos = {sid: i for i, sid in enumerate(task.ids)}
     preds = preds.set_index("sample_id").loc[task.ids[test]].reset_index()
     rows = np.array([pos[s] for s in preds.sample_id])
-    images = np.asarray(task.images(size))[rows]
-    y_true, y_pred = preds.y_true.to_numpy(int), preds.y_pred.to_numpy(int)
-    explained = y_pred if target == "predicted" else y_true
-    per = max(1, min(n, MAX_ROWS // (2 * len(task.classes))))  # keeps the figure readable for many classes
-    if per < n:
+    images = np.asarray(task.images(int(job.model.params["size"])))[rows]
+    return _TestCells(preds=preds, images=images, y_true=preds.y_true.to_numpy(int), y_pred=preds.y_pred.to_numpy(int))
+
+
+def explain_job(
+    job: Job,
+    task_path: str,
+    *,
+    folder: Path,
+    record: DataSetRecord,
+    stored: pd.DataFrame | None,
+    options: ExplainOptions,
+    regions_from: _RegionSource,
+) -> Gallery:
+    """The gallery of one deep job (its fold model saved or retrained); see the module docstring."""
+    import tensorflow as tf  # TensorFlow only here: the maps need it, nothing else of this module does
+
+    task = load_task(str(task_path))
+    model, source, preds = fold_model(job, task_path, task=task, folder=folder, stored=stored)
+    cells = _test_cells(job, task, preds)
+    explained = cells.y_pred if options.target == "predicted" else cells.y_true
+    per = max(1, min(options.n, MAX_ROWS // (2 * len(task.classes))))  # keeps the figure readable for many classes
+    if per < options.n:
         log.info("%d classes: %d correct and %d wrong cells per class shown (at most %d rows)", len(task.classes),
                  per, per, MAX_ROWS)  # fmt: skip
-    picks = select_cells(preds, n_classes=len(task.classes), n=per)
-
-    import tensorflow as tf
+    picks = select_cells(cells.preds, n_classes=len(task.classes), n=per)
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per randomised copy would warn about retracing
-    explainer = CamExplainer(model, target_layer=target_layer, methods=methods)
+    explainer = CamExplainer(model, target_layer=options.target_layer, methods=options.methods)
     t0 = time.perf_counter()
-    all_maps = explainer.explain(images, explained)
+    all_maps = explainer.explain(cells.images, explained)
     maps_s = time.perf_counter() - t0
-    log.info("%s: %d test images explained in %.1f s", job.model.name, len(rows), maps_s)
+    log.info("%s: %d test images explained in %.1f s", job.model.name, len(cells.preds), maps_s)
 
-    regions = test_regions(
-        job, task, preds.sample_id.tolist(), size=size, data_root=data_root, options=dataset_options, kind=task.kind
-    )
-    energy = energy_summary(all_maps, regions, y_true=y_true, classes=task.classes) if regions else None
-
-    sanity_idx = sanity_indices(picks, len(rows), limit=SANITY_IMAGES)
+    regions = test_regions(job, task, cells.preds.sample_id.tolist(), source=regions_from)
+    energy = energy_summary(all_maps, regions, y_true=cells.y_true, classes=task.classes) if regions else None
+    sanity_idx = sanity_indices(picks, len(cells.preds), limit=SANITY_IMAGES)
     sanity = sanity_check(
         model,
-        images[sanity_idx],
+        cells.images[sanity_idx],
         explained[sanity_idx],
         maps={m: all_maps[m][sanity_idx] for m in explainer.methods},
         target_layer=explainer.target_layer,
         methods=explainer.methods,
-        seed=seed,
+        seed=options.seed,
     )
     parts = [job.dataset, job.extraction, job.model.name, job.imbalance.name, f"fold{job.fold}"]
-    if target_layer:  # a named layer gets its own gallery beside the default one
+    if options.target_layer:  # a named layer gets its own gallery beside the default one
         parts.append(explainer.target_layer.rsplit("/", 1)[-1])
     stem = PREFIX + slug(*parts)
-    fig_dir = folder / "figures"
-    cells = []
-    for k in picks:
-        cell = {
-            "sample_id": str(preds.sample_id[k]),
-            "true": task.classes[y_true[k]],
-            "predicted": task.classes[y_pred[k]],
-            "explained": task.classes[explained[k]],
-            "correct": bool(y_true[k] == y_pred[k]),
-            "proba": [round(float(v), 4) for v in preds.proba[k]],
-            "p_predicted": round(float(preds.proba[k][y_pred[k]]), 4),
-        }
-        if regions:
-            cell["nucleus_energy"] = {m: _round(regions["energy"][m]["nucleus"][k]) for m in explainer.methods}
-        cells.append(cell)
+    shown = _shown_cells(cells, picks, explained, classes=task.classes, regions=regions, methods=explainer.methods)
     summary = {
         "format": FORMAT,
         "dataset": job.dataset,
         "extraction": job.extraction,
-        "title": info.get("title", ""),
+        "title": record.title,
         "model": job.model.name,
         "strategy": job.imbalance.name,
         "fold": job.fold,
@@ -256,29 +292,51 @@ def explain_job(
         "target_shape": [int(v) for v in explainer.graph.outputs[0].shape[1:]],
         "logit_layer": explainer.logit_layer,
         "guided_activations": explainer.n_guided,
-        "explained_class": target,
+        "explained_class": options.target,
         "methods": list(explainer.methods),
-        "method_maps": {m: _description(m) for m in explainer.methods},
-        "available": available_cells(preds, task.classes),
-        "cells": cells,
+        "method_maps": {m: DESCRIPTIONS[m] for m in explainer.methods},
+        "available": available_cells(cells.preds, task.classes),
+        "cells": shown,
         "per_class": per,
-        "n_test": len(rows),
+        "n_test": len(cells.preds),
         "energy": energy,
         "sanity": sanity,
-        "maps_per_s": round(len(rows) / maps_s, 1) if maps_s > 0 else None,
+        "maps_per_s": round(len(cells.preds) / maps_s, 1) if maps_s > 0 else None,
         "png": f"{stem}.png",
     }
+    fig_dir = folder / "figures"
     png = draw_gallery(
         fig_dir / f"{stem}.png",
-        images=images[picks],
+        images=cells.images[picks],
         maps={m: all_maps[m][picks] for m in explainer.methods},
-        cells=cells,
+        cells=shown,
         outlines=None if not regions else (regions["nucleus"][picks], regions["cell"][picks]),
         title=f"{job.model.name} / {job.imbalance.name} on {job.dataset} ({job.extraction}), fold {job.fold}: maps of "
-        f"the {target} class's logit; target layer {explainer.target_layer}",
+        f"the {options.target} class's logit; target layer {explainer.target_layer}",
     )
-    path = _write_json(fig_dir / f"{stem}.json", summary)
+    path = write_json(fig_dir / f"{stem}.json", summary, indent=1, sort_keys=True, allow_nan=False, newline=True)
     return Gallery(png=png, json=path, summary=summary)
+
+
+def _shown_cells(cells: _TestCells, picks: Sequence[int], explained: np.ndarray, *, classes: Sequence[str],
+                 regions: Mapping[str, Any] | None, methods: Sequence[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """The gallery's cells as JSON: ids, true/predicted/explained class, probabilities, nucleus energy."""
+    out = []
+    preds = cells.preds
+    for k in picks:
+        cell = {
+            "sample_id": str(preds.sample_id[k]),
+            "true": classes[cells.y_true[k]],
+            "predicted": classes[cells.y_pred[k]],
+            "explained": classes[explained[k]],
+            "correct": bool(cells.y_true[k] == cells.y_pred[k]),
+            "proba": [round(float(v), 4) for v in preds.proba[k]],
+            "p_predicted": round(float(preds.proba[k][cells.y_pred[k]]), 4),
+        }
+        if regions:
+            cell["nucleus_energy"] = {m: _round(regions["energy"][m]["nucleus"][k]) for m in methods}
+        out.append(cell)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- the model
@@ -292,13 +350,8 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
 
     Returns (keras.Model, source dict, predictions with ``sample_id``, ``y_true``, ``y_pred``, ``proba``).
     """
-    from cellbench.models.deep import import_tensorflow_quietly
-
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
-    import keras
-
-    from cellbench.models.deep import _proba
-    from cellbench.stats.metrics import predict_labels
+    import keras  # Keras (and TensorFlow) only where a model is loaded
 
     path = folder / "models" / f"{job.key}.keras"
     source: dict[str, Any] = {"file": f"models/{path.name}"}
@@ -306,17 +359,15 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
     if path.is_file():
         source["how"] = "saved"
     else:
-        from cellbench.run.jobs import derive_seed, run_job
-
         seed = derive_seed(job.seed, job.key)
         log.info("no saved model for %s fold %d: retraining it (seed %d)", job.model.name, job.fold, seed)
-        result = run_job(job, str(task_path), options={"save_dir": str(path.parent)})
+        result = run_job(job, str(task_path), options=JobOptions(save_dir=str(path.parent)))
         if result.status != "ok":
             raise CellbenchError(f"retraining {job.model.name} fold {job.fold} failed: {result.error}")
         if not path.is_file():
             raise CellbenchError(f"retraining {job.model.name} fold {job.fold} did not save {path}")
         source.update(how="retrained", seed=seed)
-        threshold = float(result.extra.get("threshold", 0.5))
+        threshold = float(result.extra.threshold if result.extra.threshold is not None else 0.5)
     card = path.with_suffix(".json")
     if threshold is None and card.is_file():
         threshold = json.loads(card.read_text()).get("threshold")
@@ -327,7 +378,7 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
     model = keras.models.load_model(path, compile=False)
     test = task.tests[job.fold]
     images = np.asarray(task.images(int(job.model.params["size"])))[test].astype(np.float32)
-    proba = _proba(model.predict(images, batch_size=64, verbose=0), len(task.classes))
+    proba = probabilities(model.predict(images, batch_size=64, verbose=0), len(task.classes))
     own = pd.DataFrame(
         {
             "sample_id": task.ids[test],
@@ -387,17 +438,15 @@ def sanity_indices(picks: Sequence[int], n_total: int, *, limit: int) -> np.ndar
 # ---------------------------------------------------------------------------------------------------- regions
 
 
-def test_regions(job, task, ids: Sequence[str], *, size: int, data_root, options, kind: str) -> dict[str, Any] | None:
+def test_regions(job: Job, task: TaskData, ids: Sequence[str], *, source: _RegionSource) -> dict[str, Any] | None:
     """Nucleus and cell masks of the test cells at the model's input size, or None when there are none."""
-    from cellbench.datasets import load_dataset
-    from cellbench.datasets.extraction import run_extraction, split_options
-    from cellbench.models.regions import sample_regions
-
+    kind, size = task.kind, int(job.model.params["size"])
     if kind == "patch":
         return None
-    options, tables = split_options(options)  # the suite's [datasets.D.manual|segmentation] parameters
-    dataset = load_dataset(job.dataset, data_root=data_root, **options)
-    extracted = run_extraction(job.extraction, dataset, options=tables.get(job.extraction), progress=False)
+    options, tables = split_options(source.options)  # the suite's [datasets.D.manual|segmentation] parameters
+    dataset = load_dataset(job.dataset, data_root=source.data_root, cache_dir=source.cache_dir, **options)
+    extracted = run_extraction(job.extraction, dataset, options=tables.get(job.extraction), progress=False,
+                               cache_dir=source.cache_dir)  # fmt: skip
     by_id = {s.id: s for s in extracted.samples}
     nuclei, cells, sources = [], [], set()
     for sid in ids:
@@ -436,8 +485,6 @@ def energy_summary(
     """Per method, mean ± std over test cells of the energy shares in nucleus, cytoplasm and outside the cell;
     the area shares of the same regions (what a map spread evenly would give). Stores per-cell values in
     ``regions["energy"]`` for the gallery."""
-    from cellbench.models.cam import energy_fractions
-
     nucleus, cell = regions["nucleus"], regions["cell"]
     parts = {"nucleus": nucleus, "cytoplasm": cell & ~nucleus, "outside": ~cell}
     area = {k: v.reshape(len(v), -1).mean(axis=1) for k, v in parts.items()}
@@ -472,231 +519,3 @@ def _stat(values: np.ndarray) -> dict[str, Any]:
 
 def _round(x) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
-
-
-def _description(method: str) -> str:
-    from cellbench.models.cam import DESCRIPTIONS
-
-    return DESCRIPTIONS[method]
-
-
-# ---------------------------------------------------------------------------------------------------- files
-
-
-def draw_gallery(
-    path: Path,
-    *,
-    images: np.ndarray,
-    maps: Mapping[str, np.ndarray],
-    cells: Sequence[Mapping[str, Any]],
-    outlines: tuple[np.ndarray, np.ndarray] | None,
-    title: str,
-) -> Path:
-    """One row per cell: the image (nucleus outlined in cyan, cell in white where known), then each map
-    (scaled to its own maximum; guided maps to their 99th percentile) over the image."""
-    import matplotlib
-
-    from cellbench.models.cam import LABELS, normalise
-    from cellbench.report.figures import STYLE, _figure
-
-    shown = {m: normalise(v, percentile=99.0 if m.startswith("guided") else 100.0) for m, v in maps.items()}
-    rows, cols = len(cells), 1 + len(maps)
-    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(1.3 * cols + 0.6, 1.3 * max(rows, 1) + 0.5)
-        axes = np.atleast_2d(fig.subplots(max(rows, 1), cols, squeeze=False))
-        for i, cell in enumerate(cells):
-            ax = axes[i, 0]
-            ax.imshow(images[i], interpolation="nearest")  # blocky pixels keep the PNG small
-            if outlines is not None:
-                ax.contour(outlines[1][i], levels=[0.5], colors="white", linewidths=0.6)
-                ax.contour(outlines[0][i], levels=[0.5], colors="cyan", linewidths=0.6)
-            mark = "correct" if cell["correct"] else "WRONG"
-            p = cell.get("p_predicted", max(cell["proba"]))
-            ax.set_ylabel(
-                f"{cell['sample_id'][-18:]}\ntrue {cell['true']}\npred {cell['predicted']} ({p:.2f})\n{mark}",
-                fontsize=6,
-            )
-            for j, m in enumerate(maps, start=1):
-                ax = axes[i, j]
-                ax.imshow(images[i], interpolation="nearest")
-                ax.imshow(shown[m][i], cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
-                if "nucleus_energy" in cell and cell["nucleus_energy"].get(m) is not None:
-                    ax.text(
-                        1,
-                        1,
-                        f"nuc {cell['nucleus_energy'][m]:.2f}",
-                        color="white",
-                        fontsize=6,
-                        va="top",
-                        bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
-                    )
-        for j, m in enumerate(["image", *maps]):
-            axes[0, j].set_title(LABELS.get(m, m))
-        for ax in axes.ravel():
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if not cells:
-            axes[0, 0].text(0.5, 0.5, "no test cells", ha="center", va="center")
-        fig.suptitle(title, fontsize=8)
-        return _save_palette(fig, path)
-
-
-def _save_palette(fig, path: Path) -> Path:
-    """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
-    from PIL import Image
-
-    from cellbench.report.figures import write_atomic
-
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=0)
-    return write_atomic(path, lambda fh: image.save(fh, format="PNG", optimize=True))
-
-
-def _write_json(path: Path, obj: Mapping[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------- leaderboard
-
-
-def find_galleries(fig_dir: Path, section_slug: str) -> list[dict[str, Any]]:
-    """The gallery JSONs of one leaderboard section (data set × extraction), sorted by file name."""
-    out = []
-    for p in sorted(Path(fig_dir).glob(f"{PREFIX}{section_slug}-*.json")):
-        try:
-            doc = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if doc.get("format") == FORMAT and slug(doc.get("dataset", ""), doc.get("extraction", "")) == section_slug:
-            if (p.parent / doc.get("png", "")).is_file():
-                out.append({**doc, "link": f"{p.parent.name}/{doc['png']}"})
-    return out
-
-
-def render_galleries(
-    galleries: Sequence[Mapping[str, Any]], importance: Mapping[str, pd.DataFrame] | None = None
-) -> list[str]:
-    """Markdown for a section's galleries: what each map is, the image, energy shares and the sanity check."""
-    from tabulate import tabulate
-
-    if not galleries:
-        return []
-    from cellbench.models.cam import LABELS
-
-    methods = list(dict.fromkeys(m for g in galleries for m in g["methods"]))
-    maps = {m: d for g in galleries for m, d in g["method_maps"].items()}
-    lines = [
-        "### Where the deep models look — class activation maps",
-        "",
-        "Galleries written by `python -m bench explain`. Rows: up to the given number of correctly and wrongly "
-        "classified test cells per true class (the most confident of each) of one fold; first column the image "
-        "(nucleus outlined in cyan, cell in white where masks exist), then each map over it, scaled to its own "
-        "maximum (guided maps to their 99th percentile). Every map is computed on the class **logit** "
-        "(before the sigmoid/softmax) of the class named in the gallery's title. The maps:",
-        "",
-        *[f"- *{LABELS.get(m, m)}*: {maps[m]}." for m in methods],
-        "",
-        "*Energy*: share of a map's total (non-negative) mass inside the nucleus, the cytoplasm and outside the "
-        "cell, mean ± std over every test cell of the fold; *area* is the share of the image each region covers "
-        "(what a map spread evenly would give). *Sanity check* (Adebayo et al. 2018): Spearman rank correlation "
-        "between the trained model's maps and those of the same model with randomised top layers (cascading "
-        "from the logits; *top-only*: the logit layer re-initialised, *cascade*: every weighted layer down to "
-        "the target layer's convolution). Near 1 means the map does not depend on what those layers learnt.",
-        "",
-    ]
-    for g in galleries:
-        src = g["model_source"]
-        how = "saved fold model" if src.get("how") == "saved" else f"fold model retrained (seed {src.get('seed')})"
-        if "same_labels_as_stored" in src:
-            how += (
-                f"; same predicted labels as the stored run for {src['same_labels_as_stored']:.1%} of the test "
-                f"cells, max |Δp| {src['max_abs_proba_diff']:.1e}"
-            )
-        stages = g["sanity"]["stages"]
-        first, last = stages[0], stages[-1]
-        shape = g.get("target_shape")
-        grid = f" ({shape[0]}×{shape[1]} × {shape[2]} channels)" if shape else ""
-        shown = "; ".join(
-            f"{c}: {sum(1 for x in g['cells'] if x['true'] == c and x['correct'])} of {a['correct']} correct, "
-            f"{sum(1 for x in g['cells'] if x['true'] == c and not x['correct'])} of {a['wrong']} wrong"
-            for c, a in g["available"].items()
-        )
-        lines += [
-            f"**{g['model']} / {g['strategy']}**, fold {g['fold']} — target layer `{g['target_layer']}`{grid}, "
-            f"maps of the {g['explained_class']} class's logit (`{g['logit_layer']}`); {how}.",
-            "",
-            f"![CAM gallery {g['model']} / {g['strategy']}]({g['link']})",
-            "",
-            f"Cells shown (true class: shown of available test cells): {shown}.",
-            "",
-        ]
-        energy = g.get("energy")
-        head = ["map"]
-        if energy:
-            head += ["energy: nucleus", "cytoplasm", "outside cell"]
-        head += [f"sanity top-only ({len(first['layers'])} layer)", f"sanity cascade ({len(last['layers'])} layers)"]
-        rows = []
-        for m in g["methods"]:
-            row = [LABELS.get(m, m)]
-            if energy:
-                e = energy["methods"][m]
-                row += [_ms(e["nucleus"]), _ms(e["cytoplasm"]), _ms(e["outside"])]
-            row += [_ms(first["methods"][m]), _ms(last["methods"][m])]
-            rows.append(row)
-        if energy:
-            a = energy["area_share"]
-            rows.append(["*area*", _ms(a["nucleus"]), _ms(a["cytoplasm"]), _ms(a["outside"]), "", ""])
-        lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
-        n_sanity = max(first["methods"][m]["n"] + first["methods"][m]["n_constant"] for m in g["methods"])
-        layers = last["layers"]
-        cascade = (
-            ", ".join(f"`{p}`" for p in layers)
-            if len(layers) <= 4
-            else f"{len(layers)} weighted layers from `{layers[0]}` down to `{layers[-1]}`"
-        )
-        note = f"Sanity check on {n_sanity} test cells; cascade re-initialised {cascade}."
-        if energy:
-            note += f" Energy over {energy['n_cells']} test cells; regions from {'; '.join(energy['source'])}."
-        lines += [note, ""]
-    if importance:
-        lines += _side_by_side(importance, galleries)
-    return lines
-
-
-def _side_by_side(importance: Mapping[str, pd.DataFrame], galleries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The classical models' importance by feature family next to the CNNs' nucleus energy."""
-    lines = [
-        "**Side by side**: where the classical models' evidence lies (share of the positive permutation "
-        "importance per feature family) and where the CNNs look (Grad-CAM energy in the nucleus).",
-        "",
-    ]
-    for name, df in importance.items():
-        fam = df.perm_mean.clip(lower=0).groupby(df.family).sum()
-        total = fam.sum()
-        if total > 0:
-            lines.append(
-                f"- {name}: " + ", ".join(f"{k} {v / total:.0%}" for k, v in fam.sort_values(ascending=False).items())
-            )
-    for g in galleries:
-        e = (g.get("energy") or {}).get("methods", {}).get("gradcam")
-        if e and e["nucleus"]["mean"] is not None:
-            a = g["energy"]["area_share"]["nucleus"]["mean"]
-            lines.append(
-                f"- {g['model']} / {g['strategy']} (`{g['target_layer'].rsplit('/', 1)[-1]}`): Grad-CAM energy in the "
-                f"nucleus {e['nucleus']['mean']:.0%} "
-                f"(nucleus area {a:.0%} of the image), in the cytoplasm {e['cytoplasm']['mean']:.0%}"
-            )
-        elif not g.get("energy"):
-            lines.append(f"- {g['model']} / {g['strategy']}: no nucleus masks for these images, so no energy shares")
-    return [*lines, ""]
-
-
-def _ms(stat: Mapping[str, Any] | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "—"
-    return f"{stat['mean']:.2f} ± {stat['std']:.2f}" if stat.get("std") is not None else f"{stat['mean']:.2f}"

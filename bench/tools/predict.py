@@ -1,11 +1,8 @@
-"""Saved fold models and prediction on new images.
+"""Prediction on new images with a saved fold model (``python -m bench predict``).
 
-With ``save_models = true`` in a suite, every job keeps its fitted model under
-``<results>/<suite>/models/<job key>.keras`` (deep) or ``.joblib`` (classical pipeline: scaler, sampler,
-estimator), beside a ``<job key>.json`` card that says how to feed it: classes, positive class, decision
-threshold, data kind, feature configuration and columns (classical) or input size (deep).
-:func:`predict_images` reads images, extracts features or fits pixels the way training did, and returns
-the class and its probability per image.
+A run with ``save_models = true`` keeps every fold's model and a card beside it (:mod:`cellbench.run.artifacts`).
+:func:`predict_images` reads images, extracts features or fits pixels the way training did, and returns the class
+and its probability per image.
 """
 
 from __future__ import annotations
@@ -21,52 +18,15 @@ import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.types import Job
-
-CARD_FORMAT = 1
-MODEL_SUFFIXES = (".keras", ".joblib")
-
-
-def model_file(folder: str | os.PathLike, job: Job) -> Path:
-    """Where a job's fitted model is saved."""
-    return Path(folder) / f"{job.key}{'.keras' if job.model.kind == 'deep' else '.joblib'}"
-
-
-def write_card(model_path: str | os.PathLike, *, job: Job, task, threshold: float) -> Path:
-    """Write the JSON card beside a saved model (atomically)."""
-    path = Path(model_path).with_suffix(".json")
-    card: dict[str, Any] = {
-        "format": CARD_FORMAT,
-        "job": job.key,
-        "coordinates": job.coordinates(),
-        "model": job.model.canonical(),
-        "file": Path(model_path).name,
-        "classes": list(task.classes),
-        "positive": task.positive,
-        "threshold": float(threshold),
-        "kind": task.kind,
-    }
-    if job.model.kind == "deep":
-        card["size"] = int(job.model.params["size"])
-    else:
-        card["feature_config"] = json.loads(task.feature_config) if task.feature_config else None
-        card["feature_names"] = list(task.feature_names)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(card, indent=1, sort_keys=True))
-    tmp.replace(path)
-    return path
-
-
-def save_classical(pipeline, path: str | os.PathLike) -> Path:
-    """Pickle a fitted classical pipeline with joblib (written beside it, then renamed)."""
-    import joblib
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.joblib")
-    joblib.dump(pipeline, tmp)
-    tmp.replace(path)
-    return path
+from cellbench.datasets.io import read_image, read_mask
+from cellbench.features import FeatureConfig
+from cellbench.features.extract import feature_names, feature_vector
+from cellbench.models.deep import _proba as probabilities
+from cellbench.models.deep import import_tensorflow_quietly
+from cellbench.models.pipeline import _full_proba as full_proba
+from cellbench.models.pixels import fit_to_square
+from cellbench.run.artifacts import CARD_FORMAT, MODEL_SUFFIXES
+from cellbench.stats.metrics import predict_labels
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,8 +105,6 @@ def predict_images(
     pandas.DataFrame
         ``image``, ``class``, ``probability`` (of that class) and ``proba_<class>`` for every class.
     """
-    from cellbench.datasets.io import read_image, read_mask
-    from cellbench.stats.metrics import predict_labels
 
     card = saved.card
     if not images:
@@ -178,9 +136,6 @@ def predict_images(
 def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
     import joblib
 
-    from cellbench.features import FeatureConfig
-    from cellbench.features.extract import feature_names, feature_vector
-    from cellbench.models.pipeline import _full_proba
 
     card = saved.card
     if not card.get("feature_config"):
@@ -195,17 +150,14 @@ def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
         [feature_vector(img, m, config=config, kind=card["kind"], sample=n) for img, m, n in zip(images, masks, names)]
     )
     pipeline = joblib.load(saved.path)
-    return _full_proba(pipeline, X, len(card["classes"]))
+    return full_proba(pipeline, X, len(card["classes"]))
 
 
 def _deep_proba(saved: SavedModel, images) -> np.ndarray:
-    from cellbench.models.deep import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
-    import keras
+    import keras  # Keras (and TensorFlow) only where a deep model is loaded
 
-    from cellbench.models.deep import _proba
-    from cellbench.models.pixels import fit_to_square
 
     card = saved.card
     size = int(card["size"])
@@ -215,4 +167,4 @@ def _deep_proba(saved: SavedModel, images) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot load saved model {saved.path}: {exc}") from None
     raw = model.predict(batch.astype(np.float32), verbose=0, batch_size=32)
-    return _proba(raw, len(card["classes"]))
+    return probabilities(raw, len(card["classes"]))

@@ -8,7 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from cellbench.core.errors import ConfigError
+from cellbench.report.leaderboard import write_leaderboard
+from cellbench.report.markdown import render_markdown
+from cellbench.report.summary import summarise
+from cellbench.run.runner import run_suite
 from cellbench.run.store import Store
+from cellbench.run.suite import parse_suite
 
 
 def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
@@ -16,7 +21,6 @@ def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
 
     Timings are excluded (wall time is not deterministic); everything else must be identical.
     """
-    from cellbench.report.leaderboard import render_markdown, summarise
 
     diffs: list[str] = []
     with Store.open(a, write=False) as sa, Store.open(b, write=False) as sb:
@@ -54,12 +58,16 @@ def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
 
 
 def reproduce(
-    folder: Path, *, data_root: Path | None, workers: int | None, progress: bool = True, executor: str = "local"
+    folder: Path,
+    *,
+    data_root: Path | None,
+    workers: int | None,
+    cache: Path | None = None,
+    progress: bool = True,
+    executor: str = "local",
 ) -> tuple[Path, list[str]]:
-    """Rerun the latest run stored in ``folder`` from its manifest in a fresh folder; return it and the diffs."""
-    from cellbench.run.runner import run_suite
-    from cellbench.run.suite import parse_suite
-
+    """Rerun the latest run stored in ``folder`` from its manifest in a fresh folder (with its leaderboard); return
+    that folder and the differences."""
     with Store.open(folder, write=False) as store:
         runs = store.runs()
     if not len(runs):
@@ -71,5 +79,8 @@ def reproduce(
     suite = parse_suite(raw, source=manifest.get("suite_file", "manifest"), default_name=manifest["suite"])
     suite = replace(suite.narrow(**(manifest.get("narrowing") or {})), text=manifest.get("suite_text") or "")
     out = Path(tempfile.mkdtemp(prefix="cellbench-repro-"))
-    run_suite(suite, results_root=out, data_root=data_root, workers=workers, progress=progress, executor=executor)
-    return out / suite.name, compare_stores(folder, out / suite.name)
+    summary = run_suite(suite, results_root=out, cache=cache, data_root=data_root, workers=workers, progress=progress,
+                        executor=executor)  # fmt: skip
+    with Store.open(summary.results_dir, write=False) as store:
+        write_leaderboard(store, out_dir=summary.results_dir)
+    return summary.results_dir, compare_stores(folder, summary.results_dir)

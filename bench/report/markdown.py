@@ -1,0 +1,335 @@
+"""The leaderboard as markdown: renderers take the records of :mod:`cellbench.report.summary` and return text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from cellbench.report.external import render_external
+from cellbench.report.extraction import render_extraction
+from cellbench.report.format import mean_std, num, p_value, signed
+from cellbench.report.galleries import render_galleries
+from cellbench.report.summary import Leaderboard, Section
+from cellbench.stats.comparisons import ALPHA, ROPE
+from cellbench.stats.metrics import METRIC_LABELS
+
+SHOWN = ("balanced_accuracy", "f1_weighted", "roc_auc", "pr_auc", "mcc", "recall", "specificity", "brier")
+
+
+def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
+    """The leaderboard as markdown text; ``timings=False`` leaves out wall times (for reproduction checks)."""
+    out = [f"# Leaderboard — suite `{board.suite}`", ""]
+    out += _render_manifest(board.manifest, board.runs if timings else None)
+    for s in board.sections:
+        out += _render_section(s, timings=timings)
+    out += _render_across(board)
+    out += render_extraction(board.extraction, timings=timings)
+    out += [
+        "---",
+        "Scores are means ± standard deviations over the test folds; every model of a data set and extraction ran "
+        "on the same folds (paired). Resampling, scaling, early stopping and threshold tuning happened inside "
+        "training folds only. Regenerate with "
+        f"`python -m bench leaderboard --suite {board.suite}`.",
+        "",
+        "**Tests.** *95% CI*: percentile bootstrap (1000 resamples) of the primary metric on the pooled "
+        "out-of-fold predictions, resampling whole patients where patient ids are known (cells of one patient "
+        "are correlated) and single samples otherwise. *t-test p*: corrected resampled t-test "
+        "(Nadeau & Bengio 2003) of the row vs the best row on per-fold scores — the correction accounts for "
+        "overlapping training sets, which the plain paired t-test ignores; `*` marks p < "
+        f"{ALPHA}. *P(best better)*: Bayesian correlated t-test (Benavoli et al. 2017), probability that the best "
+        f"row is better by more than the ROPE of {ROPE}. *McNemar p*: McNemar's test (exact below 25 discordant "
+        "pairs) on the pooled out-of-fold hard predictions. *Wilcoxon p*: Wilcoxon signed-rank vs the best, Holm "
+        "corrected, reported only with at least 6 folds. Friedman/Nemenyi is used only across independent data "
+        "sets, never with CV folds as blocks (Demšar 2006).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None) -> list[str]:
+    git = m.get("git", {})
+    pk = m.get("packages", {})
+    lines = ["## Run manifest", ""]
+    rows = [
+        ("suite file", f"`{m.get('suite_file', '')}` (sha256 {str(m.get('suite_sha256', ''))[:12]})"),
+        ("seed", m.get("seed")),
+        ("command-line choices", ", ".join(f"{k}={v}" for k, v in sorted((m.get("narrowing") or {}).items())) or "—"),
+        ("git commit", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
+        ("python", f"{m.get('python', '')} on {m.get('platform', '')}"),
+        ("data fingerprints", ", ".join(f"{k}: `{v}`" for k, v in sorted(m.get("datasets", {}).items()))),
+        ("packages", ", ".join(f"{k} {v}" for k, v in sorted(pk.items()))),
+    ]
+    if runs is not None and len(runs):
+        wall = (runs.finished.fillna(runs.started) - runs.started).sum()
+        rows.append(("runs", f"{len(runs)} ({', '.join(runs.status.tolist())}); total driver wall time {wall:.0f} s"))
+    lines += [tabulate(rows, headers=["", ""], tablefmt="github"), ""]
+    return lines
+
+
+def _render_section(s: Section, *, timings: bool = True) -> list[str]:
+    info = s.record
+    label = METRIC_LABELS.get(s.primary, s.primary)
+    counts = ", ".join(f"{k} {v}" for k, v in info.class_counts.items())
+    groups = f"{info.n_groups} {info.group_kind or 'group'}s" if info.n_groups else "no patient ids known"
+    lines = [
+        f"## {s.dataset} — extraction `{s.extraction}`",
+        "",
+        f"{info.title}{' (SYNTHETIC data)' if info.synthetic else ''}. "
+        f"{info.n_samples} samples ({counts}; positive class: {info.positive_class}), {groups}, "
+        f"{info.n_features} handcrafted features.",
+        "",
+        f"**CV**: {info.cv}.  **Primary metric**: {s.primary}.",
+        "",
+    ]
+    notes = [*info.notes, *info.plan_notes, *(s.stats.notes if s.stats else ())]
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+    if s.table.empty:
+        return [*lines, "No finished jobs yet.", ""]
+    st = s.stats.rows.set_index(["model", "strategy"]) if s.stats is not None and len(s.stats.rows) else None
+    head = ["#", "model", "strategy", f"{label} (primary)"]
+    if st is not None:
+        head += ["95% CI", "t-test p", "P(best better)", "McNemar p"]
+    head += [METRIC_LABELS[m] for m in SHOWN if m != s.primary] + (["fit s"] if timings else []) + ["folds"]
+    rows = []
+    for r in s.table.to_dict("records"):
+        row = [r["rank"], r["model"], r["strategy"], mean_std(r[f"{s.primary}_mean"], r[f"{s.primary}_std"])]
+        if st is not None:
+            x = st.loc[(r["model"], r["strategy"])] if (r["model"], r["strategy"]) in st.index else {}
+            best = s.stats.best == (r["model"], r["strategy"])
+            ci = "—"
+            if "ci_low" in x and np.isfinite(x.get("ci_low", np.nan)):
+                ci = f"{num(x.get('ci_low'))}–{num(x.get('ci_high'))}"
+            row += [
+                ci,
+                "best" if best else p_value(x.get("t_p")),
+                "" if best else num(x.get("bayes_best"), 2),
+                "" if best else p_value(x.get("mcnemar_p")),
+            ]
+        row += [num(r[f"{m}_mean"]) for m in SHOWN if m != s.primary]
+        row += ([num(r["fit_s"], 2)] if timings else []) + [f"{r['folds_ok']}/{r['folds']}"]
+        rows.append(row)
+    lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    if s.stats is not None and "wilcoxon_p" in s.stats.rows and s.stats.rows.wilcoxon_p.notna().any():
+        w = s.stats.rows.dropna(subset=["wilcoxon_p"])
+        lines += [
+            "Wilcoxon signed-rank vs the best (Holm-corrected): "
+            + ", ".join(f"{m} / {st_}: {p_value(p)}" for m, st_, p in zip(w.model, w.strategy, w.wilcoxon_p)),
+            "",
+        ]
+    if s.external is not None:
+        lines += render_external(s.external, shown=SHOWN, n_dev=info.n_samples)
+    lines += _render_figures(s)
+    lines += _render_comparisons(s)
+    if s.sweep is not None and len(s.sweep):
+        lines += [
+            f"### Imbalance sweep — {label} by training class ratio (positive:rest)",
+            "",
+            "The training folds were subsampled to each ratio; test folds keep the natural ratio.",
+            "",
+            tabulate(s.sweep.values.tolist(), headers=list(s.sweep.columns), tablefmt="github", disable_numparse=True),
+            "",
+        ]
+        if "sweep" in s.figures:
+            lines += [f"![imbalance sweep]({s.figures['sweep']})", ""]
+    if s.importance:
+        lines += _render_importance(s.importance)
+    if s.explanations:
+        lines += render_galleries(s.explanations, s.importance)
+    if s.warnings is not None:
+        lines += [
+            f"### Warnings raised by finished jobs ({len(s.warnings)} distinct)",
+            "",
+            "Stored with each job (`extra.warnings` in the store); the jobs finished and are scored.",
+            "",
+            tabulate(
+                [[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
+                headers=["warning", "jobs", "models"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    if len(s.errors):
+        lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores and tests", ""]
+        rows = [
+            [r.model, r.imbalance, r.ratio, r.fold, str(r.error).splitlines()[0][:160]] for r in s.errors.itertuples()
+        ]
+        lines += [tabulate(rows, headers=["model", "strategy", "ratio", "fold", "error"], tablefmt="github"), ""]
+    return lines
+
+
+def _render_figures(s: Section) -> list[str]:
+    names = {
+        "roc_pr": "ROC and precision-recall curves of the top models (pooled out-of-fold probabilities)",
+        "confusion": "confusion matrices of the top models (pooled out-of-fold predictions)",
+        "training": "training curves of the deep models (fold 0; loss and accuracy, training and inner validation)",
+    }
+    lines = []
+    for key, text in names.items():
+        if key in s.figures:
+            lines += [f"**Figure**: {text}.", "", f"![{key}]({s.figures[key]})", ""]
+    return lines
+
+
+def _render_comparisons(s: Section) -> list[str]:
+    lines = []
+    label = METRIC_LABELS.get(s.primary, s.primary)
+    c = s.classical_vs_deep
+    if c:
+        t = c.test
+
+        def get(name: str):
+            return getattr(t, name) if t is not None else None
+
+        lines += [
+            "### Best classical vs best deep model",
+            "",
+            f"{c.classical[0]} / {c.classical[1]} ({num(get('mean_a'))}) vs {c.deep[0]} / {c.deep[1]} "
+            f"({num(get('mean_b'))}): difference {num(get('diff'))} {label}; corrected resampled t-test "
+            f"p = {p_value(get('t_p'))}; Bayesian correlated t-test P(classical better) = {num(get('p_a_better'), 2)}, "
+            f"P(equivalent within ±{ROPE}) = {num(get('p_rope'), 2)}, "
+            f"P(deep better) = {num(get('p_b_better'), 2)}.",
+            "",
+        ]
+    v = s.imagenet_vs_scratch
+    if v is not None and len(v):
+        lines += [
+            f"### What ImageNet brings — the same network from ImageNet weights vs from random weights, {label}",
+            "",
+            "`_scratch`: every layer trained from random initialisation; without suffix: frozen ImageNet backbone "
+            "and a trained head; `_ft`: the head, then the top layers fine-tuned. Same folds, paired.",
+            "",
+            tabulate(
+                [
+                    [r.pretrained, r.scratch, r.strategy, num(r.mean_a), num(r.mean_b), signed(r.diff),
+                     p_value(r.t_p), num(r.p_a_better, 2), num(r.p_rope, 2), num(r.p_b_better, 2)]
+                    for r in v.itertuples()
+                ],
+                headers=["ImageNet", "random init", "strategy", "ImageNet", "random", "Δ", "t-test p",
+                         "P(ImageNet better)", "P(equivalent)", "P(random better)"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    v = s.strategy_vs_none
+    if v is not None and len(v):
+        lines += [f"### Each imbalance strategy vs none — {label}, paired over folds", ""]
+        rows = [
+            [
+                r.model,
+                r.strategy,
+                num(r.mean_a),
+                num(r.mean_b),
+                signed(r.diff),
+                p_value(r.t_p),
+                num(r.p_a_better, 2),
+                num(r.p_rope, 2),
+            ]
+            for r in v.itertuples()
+        ]
+        lines += [
+            tabulate(
+                rows,
+                headers=[
+                    "model",
+                    "strategy",
+                    "strategy",
+                    "none",
+                    "Δ",
+                    "t-test p",
+                    "P(strategy better)",
+                    "P(equivalent)",
+                ],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    return lines
+
+
+def _render_importance(importance: Mapping[str, pd.DataFrame], top: int = 10) -> list[str]:
+    lines = [
+        "### Which cell features drive the classical models",
+        "",
+        "Permutation importance: mean drop of balanced accuracy on the test fold when a feature is shuffled "
+        "(± std over folds); native: XGBoost gain (mean gain of the splits on the feature) or forest impurity "
+        "decrease, normalised to sum 1 per fold (± std over folds). Family totals sum the positive permutation "
+        "importances (native totals in brackets); *best per family* names each family's top feature.",
+        "",
+    ]
+    for name, df in importance.items():
+        fam = df.perm_mean.clip(lower=0).groupby(df.family).sum().sort_values(ascending=False)
+        nat = df.native_mean.groupby(df.family).sum() if df.native_mean.notna().any() else None
+        lines += [
+            f"**{name}** — by family: "
+            + ", ".join(f"{k} {v:.3f}" + (f" [{nat[k]:.3f}]" if nat is not None else "") for k, v in fam.items()),
+            "",
+            "Best per family: "
+            + ", ".join(f"{fm} `{g.index[0]}` ({g.perm_mean.iloc[0]:.3f})" for fm, g in df.groupby("family")),
+            "",
+        ]
+        rows = [
+            [i + 1, feat, r.family, mean_std(r.perm_mean, r.perm_std), mean_std(r.native_mean, r.get("native_std"))]
+            for i, (feat, r) in enumerate(df.head(top).iterrows())
+        ]
+        lines += [
+            tabulate(
+                rows,
+                headers=["#", "feature", "family", "permutation", "native"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    return lines
+
+
+def _render_across(board: Leaderboard) -> list[str]:
+    lines = ["## Across data sets", ""]
+    f = board.friedman
+    if f is None:
+        return []
+    if f.refused:
+        lines += [f"Friedman/Nemenyi not computed: {f.reason}", ""]
+    else:
+        lines += [
+            f"Friedman test over {f.n_blocks} independent (data set × extraction) blocks and {f.n_models} "
+            f"model × strategy rows: χ² = {f.statistic:.2f}, p = {p_value(f.p_value)}; Nemenyi critical difference "
+            f"CD = {f.cd:.2f} at α = {f.alpha}.",
+            "",
+        ]
+        ranks = f.avg_ranks.sort_values()
+        lines += [
+            tabulate(
+                [[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.items())],
+                headers=["#", "model / strategy", "average rank"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+        if "cd" in board.figures:
+            lines += [f"![critical difference diagram]({board.figures['cd']})", ""]
+    for ds, df in board.extraction_pairs:
+        lines += [f"### {ds}: manual vs segmentation extraction", ""]
+        cols = [c for c in df.columns if c.endswith("_manual") or c.endswith("_segmentation")]
+        rows = [
+            [r["model"], r["strategy"], num(r[cols[0]]), num(r[cols[1]]), signed(r['diff'])]
+            for r in df.to_dict("records")
+        ]
+        lines += [
+            tabulate(
+                rows,
+                headers=["model", "strategy", "manual", "segmentation", "Δ"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
+    return lines
