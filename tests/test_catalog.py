@@ -20,10 +20,10 @@ from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Sample
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.content import find_duplicates, iter_images, pixel_digest
-from cellbench.datasets.io import H5Row, read_image
+from cellbench.datasets.io import H5Row, as_rgb8, close_h5_files, read_image
 from cellbench.datasets.subsample import subsample, subsample_dataset
 from cellbench.datasets.verify import parse_options, verify
-from cellbench.models.pixels import as_rgb8, fit_to_square, pixel_cache
+from cellbench.models.pixels import fit_to_square, pixel_cache
 from cellbench.run.cv import Folds, check_folds, make_folds
 from cellbench.tools.cli import build_parser, main
 from tests.catalog_files import PCAM, pcam_patch, write_kaggle, write_medmnist, write_pcam_split, write_tif
@@ -246,6 +246,40 @@ def test_pathmnist_npz_counts_splits_and_class_names(tmp_path):
     s = next(x for x in ds.samples if x.id == "val/000004")
     assert s.label == ds.classes[4] and s.image.shape == (28, 28, 3)
     np.testing.assert_array_equal(s.image, arrays["val_images"][4])
+
+
+def test_one_rgb_rule_for_arrays_files_and_containers(tmp_path):
+    def row(image) -> list[int]:
+        return as_rgb8(np.asarray(image))[0, :, 0].tolist()
+
+    assert row(np.array([[0, 257, 65535]], np.uint16)) == [0, 1, 255]  # 16 bits: / 257
+    assert row([[True, False]]) == [255, 0]
+    assert row([[0.0, 0.5, 1.0]]) == [0, 128, 255]  # floats in [0, 1]: x 255
+    assert row([[0.0, 2.0, 200.0]]) == [0, 2, 200]  # within [0, 255]: as they are
+    assert row([[-1.0, 0.0, 1.0]]) == row([[0, 500, 1000]]) == [0, 128, 255]  # else stretched
+    assert row([[np.nan, 0.5]]) == [0, 128]
+    grey = as_rgb8(np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert grey.shape == (2, 3, 3) and (grey[..., 0] == grey[..., 2]).all() and grey.flags.c_contiguous
+    rgba = np.dstack([np.full((2, 2, 3), (10, 20, 30), np.uint8), np.full((2, 2), 255, np.uint8)])
+    assert as_rgb8(rgba).shape == (2, 2, 3) and as_rgb8(rgba)[0, 0].tolist() == [10, 20, 30]
+    with pytest.raises(DataError, match=r"x\.h5\[3\]: unsupported image shape \(2, 2, 2\) \(float64\)"):
+        as_rgb8(np.zeros((2, 2, 2)), where="x.h5[3]")
+    with pytest.raises(DataError, match=r"sample s: the image is empty \(shape \(0, 3\)\)"):
+        as_rgb8(np.zeros((0, 3), np.uint8), where="sample s")
+    with pytest.raises(DataError, match="unsupported pixel type <U1"):
+        as_rgb8(np.array([["a"]]))
+    # a decoded file (BGR, BGRA, 16 bits) and an HDF5 row give the pixels of the array they hold
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, (5, 7, 3)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep[:, :, ::-1])
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), as_rgb8(deep))
+    cv2.imwrite(str(tmp_path / "alpha.png"), rgba[:, :, [2, 1, 0, 3]])
+    np.testing.assert_array_equal(read_image(tmp_path / "alpha.png"), as_rgb8(rgba))
+    floats = rng.uniform(0, 1, (2, 6, 6, 3))
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["x"] = floats
+    np.testing.assert_array_equal(read_image(H5Row(tmp_path / "x.h5", "x", 1)), as_rgb8(floats[1]))
+    close_h5_files()
 
 
 def test_breastmnist_grey_binary_and_generic_reader(tmp_path):

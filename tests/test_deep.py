@@ -105,7 +105,7 @@ def _png(path: Path, image: np.ndarray) -> Path:
 
 
 def test_pixel_cache_is_built_once_then_read_without_reading_images(tmp_path, monkeypatch):
-    from cellbench.models import pixels
+    from cellbench.models import pixels as pixels_module
     from cellbench.models.pixels import pixel_cache
 
     rng = np.random.default_rng(0)
@@ -123,7 +123,7 @@ def test_pixel_cache_is_built_once_then_read_without_reading_images(tmp_path, mo
     def no_reading(path):
         raise AssertionError(f"image {path} read again")
 
-    monkeypatch.setattr(pixels, "read_image", no_reading)
+    monkeypatch.setattr(pixels_module, "read_image", no_reading)
     second = pixel_cache(samples, **kw)
     assert second.path == first.path and np.array_equal(second.load(), pixels)
     assert not list((tmp_path / "cache" / "pixels").glob(".*tmp*"))  # written atomically
