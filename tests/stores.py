@@ -23,6 +23,7 @@ from cellbench.run.store import Store
 from cellbench.stats.metrics import compute_metrics, predict_labels
 
 DEEP = ("cnn", "cnn_tiny", "mobilenet_v2", "mobilenet_v2_ft", "mobilenet_v2_scratch")
+SKILLS = {("logistic_regression", "none"): 0.85, ("naive_bayes", "none"): 0.75, ("dummy", "none"): 0.5}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,10 +37,7 @@ class FakeData:
     share: float = 0.35
     patients: int | None = 12
     folds: int = 5
-    skills: Mapping[tuple[str, str], float] = field(
-        default_factory=lambda: {("logistic_regression", "none"): 0.85, ("naive_bayes", "none"): 0.75,
-                                 ("dummy", "none"): 0.5}  # fmt: skip
-    )
+    skills: Mapping[tuple[str, str], float] = field(default_factory=lambda: dict(SKILLS))
     importance: bool = False  # classical rows get permutation and native importance
     warnings: Mapping[str, Sequence[str]] = field(default_factory=dict)  # model -> warnings of each of its jobs
 
@@ -62,8 +60,9 @@ def _write_data(store: Store, d: FakeData, *, suite: str, seed: int, run_id: int
     y[:2] = (0, 1)  # both classes, whatever the draw
     ids = [f"{d.name}-{i:03d}" for i in range(d.n)]
     groups = [f"p{i % d.patients:02d}" for i in range(d.n)] if d.patients else None
-    folds = make_folds(ids=ids, y=y, groups=groups, predefined=None, scheme="group_kfold" if groups else "stratified_kfold",
-                       n_splits=d.folds, seed=seed, context=d.name)  # fmt: skip
+    scheme = "group_kfold" if groups else "stratified_kfold"
+    folds = make_folds(ids=ids, y=y, groups=groups, predefined=None, scheme=scheme, n_splits=d.folds, seed=seed,
+                       context=d.name)  # fmt: skip
     record = DataSetRecord(
         dataset=d.name,
         extraction=d.extraction,

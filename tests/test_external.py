@@ -12,6 +12,7 @@ import pytest
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.paths import cache_dir
 from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.report.summary import summarise
 from cellbench.run.external import (
     REFIT_FOLD,
     ExternalSource,
@@ -20,7 +21,6 @@ from cellbench.run.external import (
     parse_test_spec,
     split_external,
 )
-from cellbench.report.summary import summarise
 from cellbench.run.runner import run_suite
 from cellbench.run.store import Store, external_predictions_key
 from cellbench.run.suite import parse_suite

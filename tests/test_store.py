@@ -95,7 +95,8 @@ def test_leaderboard_of_a_store_without_jobs_says_so(tmp_path):
     from cellbench.report.leaderboard import write_leaderboard
 
     with Store.open(tmp_path) as store:
-        store.save_data_set(DataSetRecord(dataset="synthetic", extraction="given", fingerprint="fp", classes=("a", "b")))
+        record = DataSetRecord(dataset="synthetic", extraction="given", fingerprint="fp", classes=("a", "b"))
+        store.save_data_set(record)
         text = write_leaderboard(store, out_dir=tmp_path).read_text()
     assert "No finished jobs yet" in text
 
