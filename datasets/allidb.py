@@ -12,17 +12,7 @@ from pathlib import Path
 
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
-from cellbench.datasets.folder import (
-    BadFiles,
-    check_options,
-    check_root,
-    check_unique,
-    entries,
-    make_dataset,
-    sample_id,
-    subdirs,
-    walk_images,
-)
+from cellbench.datasets.layout import check_unique, entries, make_dataset, open_release, sample_id, subdirs, walk_images
 
 NAME_FORMAT = "ImNNN_<0|1>.tif"
 _NAME = re.compile(r"Im(?P<number>\d+)_(?P<label>[01])\.tiff?", re.IGNORECASE)
@@ -91,9 +81,7 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
         For a ``.tif`` whose name does not match, a name/folder label mismatch, an image stored twice,
         or no crops.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label)
-    root = check_root(INFO.name, root)
-    bad = BadFiles(on_bad_label, root)
+    root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label)
     samples: list[Sample] = []
     for path in walk_images(root, _TIFF):
         m = _NAME.fullmatch(path.name)

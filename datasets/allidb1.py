@@ -31,15 +31,8 @@ import numpy as np
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import (
-    BadAnnotations,
-    centroid_inside,
-    check_field_options,
-    image_size,
-    make_field_dataset,
-    read_xyc,
-)
-from cellbench.datasets.folder import check_root, is_hidden, subdirs
+from cellbench.datasets.fieldsets import centroid_inside, image_size, make_field_dataset, open_field_release, read_xyc
+from cellbench.datasets.layout import is_hidden, subdirs
 from cellbench.datasets.segmentation import background_colour, stain_channel, stain_threshold
 
 _NAME = re.compile(r"(?P<field>Im(?P<number>\d{3})_(?P<label>[01]))\.(?:jpe?g|tiff?|png)", re.IGNORECASE)
@@ -137,10 +130,10 @@ def load(root: Path, *, on_bad_annotation: str = "raise", screen_platelets: bool
     DataError
         For a missing folder, no fields, no other-cell centroids, or (with ``"raise"``) a bad annotation.
     """
-    check_field_options(INFO.name, options, on_bad_annotation=on_bad_annotation, allowed=("screen_platelets",))
+    root, bad = open_field_release(INFO, root, options, on_bad_annotation=on_bad_annotation,
+                                   allowed=("screen_platelets",))  # fmt: skip
     if not isinstance(screen_platelets, bool):
         raise DataError(f"data set 'allidb1': screen_platelets must be true or false, got {screen_platelets!r}")
-    root = check_root(INFO.name, root)
     images, blasts, others = _image_dir(root), _blast_dir(root), _other_dirs(root)
     if images is None or blasts is None:
         raise DataError(f"data set 'allidb1': no image folder ({'/'.join(IMAGE_DIRS)}) or blast centroid folder "
@@ -151,7 +144,6 @@ def load(root: Path, *, on_bad_annotation: str = "raise", screen_platelets: bool
             "official release annotates blasts only, and blast-vs-other classification needs both. "
             f"{INFO.download}"
         )
-    bad = BadAnnotations(INFO.name, on_bad_annotation)
     files: list[Path] = []
     fields: list[Field] = []
     n_platelets = 0
@@ -275,13 +267,9 @@ def platelet_like(path: Path, centroids: list[tuple[float, float]]) -> list[bool
 
 # manual: ALL-IDB2's 257 px windows (2.5 diameters); segmentation: 110 px with per-field scale adaptation (the
 # 2592x1944 fields are at up to 1.5x the magnification); centroids match within 0.6 diameters
-ENTRY = DatasetEntry(
-    info=INFO,
-    load=load,
-    detect=detect,
-    field_defaults=FieldDefaults(
-        manual={"cell_diameter": CELL_DIAMETER, "window": 2.5},
-        segmentation={"cell_diameter": 110.0, "adapt_scale": True, "max_distance": 0.6},
-        white=("other", "blast"),
-    ),
+FIELD_DEFAULTS = FieldDefaults(
+    manual={"cell_diameter": CELL_DIAMETER, "window": 2.5},
+    segmentation={"cell_diameter": 110.0, "adapt_scale": True, "max_distance": 0.6},
+    white=("other", "blast"),
 )
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect, field_defaults=FIELD_DEFAULTS)

@@ -22,14 +22,8 @@ from pathlib import Path
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import (
-    BadAnnotations,
-    box_problem,
-    check_field_options,
-    image_size,
-    make_field_dataset,
-)
-from cellbench.datasets.folder import check_root, is_hidden
+from cellbench.datasets.fieldsets import BadAnnotations, box_problem, image_size, make_field_dataset, open_field_release
+from cellbench.datasets.layout import is_hidden
 
 CLASSES = ("RBC", "WBC", "Platelets")
 WHITE = ("WBC",)
@@ -84,13 +78,11 @@ def load(root: Path, *, on_bad_annotation: str = "raise", **options) -> Dataset:
     DataError
         For missing folders, an XML file whose image is missing, or (with ``"raise"``) a bad annotation.
     """
-    check_field_options(INFO.name, options, on_bad_annotation=on_bad_annotation)
-    root = check_root(INFO.name, root)
+    root, bad = open_field_release(INFO, root, options, on_bad_annotation=on_bad_annotation)
     ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
     if not ann_dir.is_dir() or not img_dir.is_dir():
         raise DataError(f"data set 'bccd': {root} lacks Annotations/ or JPEGImages/; expected {INFO.layout}")
     splits = _splits(root)
-    bad = BadAnnotations(INFO.name, on_bad_annotation)
     fields, files = [], []
     for xml in sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml" and not is_hidden(p.name)):
         field = read_voc(xml, img_dir, bad=bad, split=splits.get(xml.stem))
@@ -156,14 +148,11 @@ def read_voc(xml: Path, img_dir: Path, *, bad: BadAnnotations, split: str | None
         meta={"width": size[0], "height": size[1], **({"split": split} if split else {})},
     )
 
-ENTRY = DatasetEntry(
-    info=INFO,
-    load=load,
-    detect=detect,
-    field_defaults=FieldDefaults(
-        manual={"cell_diameter": CELL_DIAMETER, "margin": 0.1},
-        # the boxes hold the whole cell: grow the stained nucleus over its cytoplasm
-        segmentation={"cell_diameter": CELL_DIAMETER, "cytoplasm": True, "min_iou": 0.3},
-        white=WHITE,
-    ),
+
+FIELD_DEFAULTS = FieldDefaults(
+    manual={"cell_diameter": CELL_DIAMETER, "margin": 0.1},
+    # the boxes hold the whole cell: grow the stained nucleus over its cytoplasm
+    segmentation={"cell_diameter": CELL_DIAMETER, "cytoplasm": True, "min_iou": 0.3},
+    white=WHITE,
 )
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect, field_defaults=FIELD_DEFAULTS)

@@ -16,19 +16,8 @@ from pathlib import Path
 
 from cellbench.core.errors import DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.datasets import layout
 from cellbench.datasets.entry import DatasetEntry
-from cellbench.datasets.folder import (
-    BadFiles,
-    check_options,
-    check_root,
-    check_unique,
-    entries,
-    make_dataset,
-    relpath,
-    sample_id,
-    subdirs,
-    walk_images,
-)
 
 NAME_FORMAT = "UID_<patient>_<image>_<cell>_<all|hem>.bmp"
 _NAME = re.compile(r"UID_(?P<patient>H?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)\.bmp", re.IGNORECASE)
@@ -79,20 +68,20 @@ def detect(path: Path) -> bool:
     """True when ``path`` has ``{all,hem}/UID_*.bmp``, directly or in fold folders up to two levels down."""
     if _has_cells(path):
         return True
-    for sub in subdirs(path, limit=100):
+    for sub in layout.subdirs(path, limit=100):
         if _FOLD.fullmatch(sub.name):
             if _has_cells(sub):
                 return True
             continue
-        if any(_FOLD.fullmatch(f.name) and _has_cells(f) for f in subdirs(sub, limit=100)):
+        if any(_FOLD.fullmatch(f.name) and _has_cells(f) for f in layout.subdirs(sub, limit=100)):
             return True
     return False
 
 
 def _has_cells(path: Path) -> bool:
     return any(
-        d.name.lower() in _CLASSES and any(_NAME.fullmatch(e.name) for e in entries(d, limit=20))
-        for d in subdirs(path, limit=100)
+        d.name.lower() in _CLASSES and any(_NAME.fullmatch(e.name) for e in layout.entries(d, limit=20))
+        for d in layout.subdirs(path, limit=100)
     )
 
 
@@ -112,13 +101,11 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
         For a name that does not match the pattern, a name/folder label mismatch, a mix of files in and
         outside fold folders, or no cells.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label)
-    root = check_root(INFO.name, root)
-    bad = BadFiles(on_bad_label, root)
+    root, bad = layout.open_release(INFO, root, options, on_bad_label=on_bad_label)
     samples: list[Sample] = []
     ignored: list[Path] = []
     lower_ids: set[str] = set()
-    for path in walk_images(root):
+    for path in layout.walk_images(root):
         place = _place(path, root)
         if place is None:
             ignored.append(path)
@@ -147,12 +134,12 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
         meta = {"patient": patient, "image": int(m["image"]), "cell": int(m["cell"])}
         if fold is not None:
             meta["fold"] = fold
-        samples.append(Sample(id=sample_id(path, root), label=label, group=patient, image_path=path, meta=meta))
-    check_unique(((s.image_path.name.lower(), s.image_path) for s in samples), what="cell image")
+        samples.append(Sample(id=layout.sample_id(path, root), label=label, group=patient, image_path=path, meta=meta))
+    layout.check_unique(((s.image_path.name.lower(), s.image_path) for s in samples), what="cell image")
     folds = _check_folds(samples, root)
     notes = _notes(samples, folds, ignored, lower_ids, root)
     info = INFO if folds else replace(INFO, default_cv="group_kfold")
-    return make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
+    return layout.make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
 
 
 def _place(path: Path, root: Path) -> tuple[str, int | None] | None:
@@ -171,8 +158,8 @@ def _check_folds(samples: list[Sample], root: Path) -> set[int]:
     if with_fold and len(with_fold) < len(samples):
         loose = next(s for s in samples if "fold" not in s.meta)
         raise DataError(
-            f"{root}: some cells lie in fold_<k> folders (e.g. {relpath(with_fold[0].image_path, root)}) and "
-            f"some do not (e.g. {relpath(loose.image_path, root)}); keep either fold_<k>/{{all,hem}}/ or "
+            f"{root}: some cells lie in fold_<k> folders (e.g. {layout.relpath(with_fold[0].image_path, root)}) and "
+            f"some do not (e.g. {layout.relpath(loose.image_path, root)}); keep either fold_<k>/{{all,hem}}/ or "
             "{all,hem}/ under the data root"
         )
     return {s.meta["fold"] for s in with_fold}
@@ -196,7 +183,7 @@ def _notes(samples: list[Sample], folds: set[int], ignored: list[Path], lower_id
     if ignored:
         notes.append(
             f"{len(ignored)} image file(s) outside {{all,hem}} class folders ignored "
-            f"(e.g. {relpath(ignored[0], root)}; unlabelled test-phase data)"
+            f"(e.g. {layout.relpath(ignored[0], root)}; unlabelled test-phase data)"
         )
     return notes
 

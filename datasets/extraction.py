@@ -47,6 +47,7 @@ from cellbench.core.registry import Registry
 from cellbench.core.types import Annotation, Dataset, Field, Sample
 from cellbench.core.workers import process_pool
 from cellbench.datasets.catalog import field_defaults
+from cellbench.datasets.checks import check_number
 from cellbench.datasets.io import crop_window, read_image, read_mask, write_png
 from cellbench.datasets.matching import (
     Candidate,
@@ -118,12 +119,9 @@ class ManualParams:
     def __post_init__(self):
         # the same rules as the segmentation's diameter
         SegmentationParams(cell_diameter=self.cell_diameter, diameter_unit=self.diameter_unit)
-        for name, lo, hi in (("window", 0.5, 10.0), ("margin", 0.0, 2.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                raise ConfigError(f"{name} must be a number in [{lo:g}, {hi:g}], got {v!r}")
-            object.__setattr__(self, name, float(v))
         object.__setattr__(self, "cell_diameter", float(self.cell_diameter))
+        check_number(self, "window", low=0.5, high=10.0)
+        check_number(self, "margin", low=0.0, high=2.0)
 
     def window_px(self, shape: tuple[int, ...]) -> int:
         d = self.cell_diameter * (min(shape[:2]) if self.diameter_unit == "image" else 1.0)

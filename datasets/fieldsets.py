@@ -7,67 +7,55 @@ annotation file or line) and building the :class:`Dataset`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.fingerprint import fingerprint_files
+from cellbench.datasets.layout import POLICIES, Skips, check_policy_options, check_root, release_dataset
 
-ON_BAD_ANNOTATION = ("raise", "skip")
+ON_BAD_ANNOTATION = POLICIES
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _XYC_LINE = re.compile(rf"\s*({_NUMBER})[\s,;]+({_NUMBER})\s*")
 
 
 def check_field_options(name: str, options: Mapping[str, object], *, on_bad_annotation: str, allowed=()) -> None:
     """Refuse unknown loader options and a bad ``on_bad_annotation`` value, naming the allowed ones."""
-    if options:
-        known = ", ".join(("on_bad_annotation", *allowed))
-        raise ConfigError(
-            f"unknown option(s) for data set {name!r}: {', '.join(sorted(options))}; allowed options: {known}"
-        )
-    if on_bad_annotation not in ON_BAD_ANNOTATION:
-        raise ConfigError(
-            f"data set {name!r}: on_bad_annotation={on_bad_annotation!r} is not allowed; use one of "
-            f"{', '.join(map(repr, ON_BAD_ANNOTATION))}"
-        )
+    check_policy_options(name, options, option="on_bad_annotation", policy=on_bad_annotation, allowed=allowed)
 
 
-class BadAnnotations:
-    """The ``on_bad_annotation`` policy: raise a :class:`DataError` on a bad annotation, or skip and count it.
+class BadAnnotations(Skips):
+    """The ``on_bad_annotation`` policy of data set ``dataset``: raise on a bad annotation, or skip and count it.
 
-    Parameters
-    ----------
-    dataset
-        Data set name (in messages).
-    policy
-        ``"raise"`` or ``"skip"``.
+    ``where`` (the first argument of a call) names the file and line; the message says what is wrong and what is
+    allowed.
     """
 
+    option, what = "on_bad_annotation", "bad annotation(s)"
+
     def __init__(self, dataset: str, policy: str):
-        self.dataset, self.policy = dataset, policy
-        self.skipped: list[tuple[str, str]] = []
+        super().__init__(policy)
+        self.dataset = dataset
 
-    def __call__(self, where: str, problem: str, message: str) -> None:
-        """Report a problem: ``where`` names the file (and line), ``problem`` is a short kind, ``message`` says
-        what is wrong and what is allowed."""
-        if self.policy == "raise":
-            raise DataError(
-                f"data set {self.dataset!r}: {message} (load with on_bad_annotation='skip', e.g. "
-                f"`on_bad_annotation = \"skip\"` in the suite's [datasets.{self.dataset}] table or "
-                "`--on-bad-annotation skip`, to skip it and count it)"
-            )
-        self.skipped.append((where, problem))
+    def refusal(self, message: str) -> str:
+        return (
+            f"data set {self.dataset!r}: {message} (load with on_bad_annotation='skip', e.g. "
+            f"`on_bad_annotation = \"skip\"` in the suite's [datasets.{self.dataset}] table or "
+            "`--on-bad-annotation skip`, to skip it and count it)"
+        )
 
-    def notes(self) -> list[str]:
-        if not self.skipped:
-            return []
-        kinds = Counter(problem for _, problem in self.skipped)
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        first = ", ".join(w for w, _ in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
-        return [f"{len(self.skipped)} bad annotation(s) skipped (on_bad_annotation='skip'): {summary}; e.g. {first}"]
+
+def open_field_release(
+    info: DatasetInfo, root: str | os.PathLike | None, options: Mapping[str, object], *, on_bad_annotation: str,
+    allowed=(),
+) -> tuple[Path, BadAnnotations]:  # fmt: skip
+    """A field loader's first steps: check its options and data folder; the folder and its annotation policy."""
+    check_field_options(info.name, options, on_bad_annotation=on_bad_annotation, allowed=allowed)
+    return check_root(info.name, root), BadAnnotations(info.name, on_bad_annotation)
 
 
 def read_xyc(path: Path, *, bad: BadAnnotations) -> list[tuple[int, float, float]]:
@@ -161,16 +149,8 @@ def make_field_dataset(
             f"data set {info.name!r} at {root}: annotations of {len(present)} class(es) found "
             f"({', '.join(present) or 'none'}); at least two of {', '.join(info.classes)} are needed"
         )
-    return Dataset(
-        name=info.name,
-        classes=info.classes,
-        positive_class=info.positive_class,
-        info=info,
-        fingerprint=fingerprint_files(sorted(set(files)), extra=[info.name, *extra]),
-        fields=tuple(fields),
-        root=root,
-        notes=tuple(notes),
-    )
+    fingerprint = fingerprint_files(sorted(set(files)), extra=[info.name, *extra])
+    return release_dataset(info, root, fingerprint=fingerprint, fields=fields, notes=notes)
 
 
 def annotation_counts(fields: Iterable[Field]) -> dict[str, int]:

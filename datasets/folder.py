@@ -1,180 +1,31 @@
-"""Folder layouts: shared scanning helpers and the generic class-per-folder adapter.
+"""The generic class-per-folder adapter: ``<root>/<class>/<image>``, or images labelled by ``labels.csv``.
 
-The helpers (option checks, listing image files, the raise-or-skip policy for badly named files,
-building the :class:`Dataset`) are used by every adapter that reads a release's own folders and names.
-The generic adapter reads ``<root>/<class>/<image>``; it has no fixed home, so the user points at the
-folder with ``--data-root PATH --datasets folder``.
+It has no fixed home, so the user points at the folder with ``--data-root PATH --datasets folder``. The helpers
+every adapter shares are in :mod:`cellbench.datasets.layout`.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
-import os
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
-from cellbench.datasets.fingerprint import fingerprint_samples
 from cellbench.datasets.io import IMAGE_SUFFIXES
-
-ON_BAD_LABEL = ("raise", "skip")
-_IGNORED_DIRS = frozenset({"__macosx", "__pycache__"})
-
-
-# -- shared helpers ---------------------------------------------------------------------------------
-
-
-def check_options(name: str, options: Mapping[str, object], *, on_bad_label: str, allowed=()) -> None:
-    """Refuse unknown option names and a bad ``on_bad_label`` value.
-
-    Raises
-    ------
-    ConfigError
-        Naming the unknown options and listing the allowed ones.
-    """
-    if options:
-        known = ", ".join(("on_bad_label", *allowed))
-        raise ConfigError(
-            f"unknown option(s) for data set {name!r}: {', '.join(sorted(options))}; allowed options: {known}"
-        )
-    if on_bad_label not in ON_BAD_LABEL:
-        raise ConfigError(
-            f"data set {name!r}: on_bad_label={on_bad_label!r} is not allowed; use one of "
-            f"{', '.join(map(repr, ON_BAD_LABEL))}"
-        )
-
-
-def check_root(name: str, root: str | os.PathLike | None) -> Path:
-    """The data folder as an absolute path, or a DataError saying it is missing."""
-    if root is None:
-        raise DataError(f"data set {name!r}: no data folder given; pass --data-root PATH")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise DataError(f"data set {name!r}: data folder not found: {path}")
-    return path.resolve()
-
-
-def is_hidden(name: str) -> bool:
-    """Dot-files (macOS ``._x`` copies, ``.DS_Store``) and archive leftovers such as ``__MACOSX``."""
-    return name.startswith(".") or name.lower() in _IGNORED_DIRS
-
-
-def is_image(name: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> bool:
-    """Whether ``name`` is a visible file with one of ``suffixes`` (case-insensitive)."""
-    return not is_hidden(name) and os.path.splitext(name)[1].lower() in suffixes
-
-
-def entries(path: Path, *, limit: int | None = None) -> list[os.DirEntry]:
-    """Visible entries of ``path`` (at most ``limit``, in directory order); ``[]`` if unreadable."""
-    try:
-        with os.scandir(path) as it:
-            return list(itertools.islice((e for e in it if not is_hidden(e.name)), limit))
-    except OSError:
-        return []
-
-
-def subdirs(path: Path, *, limit: int | None = None) -> list[Path]:
-    """Visible sub-folders of ``path``, sorted by name (at most ``limit`` looked at)."""
-    return sorted(Path(e.path) for e in entries(path, limit=limit) if e.is_dir())
-
-
-def walk_images(root: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Iterator[Path]:
-    """Image files under ``root`` (recursively, hidden folders skipped), in sorted path order."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for f in sorted(filenames):
-            if is_image(f, suffixes):
-                yield Path(dirpath) / f
-
-
-def relpath(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def sample_id(path: Path, root: Path) -> str:
-    """Readable, stable id: the path relative to the data folder, without suffix."""
-    return path.relative_to(root).with_suffix("").as_posix()
-
-
-def check_unique(keys: Iterable[tuple[str, Path]], *, what: str) -> None:
-    """Refuse two files with the same key (e.g. one image stored twice under the data folder)."""
-    seen: dict[str, Path] = {}
-    for key, path in keys:
-        if key in seen:
-            raise DataError(f"{what} {key!r} appears twice: {seen[key]} and {path}; point the data root at one copy")
-        seen[key] = path
-
-
-def require_classes(name: str, samples: Iterable[Sample], classes: tuple[str, ...], where: Path) -> None:
-    """Refuse a data set where fewer than two classes have samples, naming the folder."""
-    present = sorted({s.label for s in samples})
-    if len(present) < 2:
-        raise DataError(
-            f"data set {name!r} at {where}: found samples of {len(present)} class(es) "
-            f"({', '.join(present) or 'none'}); at least two of {', '.join(classes)} are needed"
-        )
-
-
-class BadFiles:
-    """The ``on_bad_label`` policy: raise on a file that breaks the layout, or skip and count it.
-
-    Parameters
-    ----------
-    policy
-        ``"raise"`` or ``"skip"``.
-    root
-        The data folder (skipped files are named relative to it in the notes).
-    """
-
-    def __init__(self, policy: str, root: Path):
-        self.policy, self.root = policy, root
-        self.skipped: list[tuple[Path, str]] = []
-
-    def __call__(self, path: Path, problem: str, message: str) -> None:
-        """Report ``path``; ``problem`` is a short kind ("bad name"), ``message`` the full error."""
-        if self.policy == "raise":
-            raise DataError(f"{message} (or load with on_bad_label='skip' to skip such files)")
-        self.skipped.append((path, problem))
-
-    def notes(self) -> list[str]:
-        if not self.skipped:
-            return []
-        kinds = Counter(problem for _, problem in self.skipped)
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        first = ", ".join(relpath(p, self.root) for p, _ in self.skipped[:3])
-        more = ", ..." if len(self.skipped) > 3 else ""
-        return [f"{len(self.skipped)} file(s) skipped (on_bad_label='skip'): {summary}; e.g. {first}{more}"]
-
-
-def make_dataset(info: DatasetInfo, root: Path, samples: Iterable[Sample], *, notes: Iterable[str] = ()) -> Dataset:
-    """Sort samples by relative path, check ids and classes, fingerprint, and build the Dataset.
-
-    Raises
-    ------
-    DataError
-        If no samples were found, two files share an id, or fewer than two classes have samples.
-    """
-    samples = sorted(samples, key=lambda s: relpath(s.image_path, root))
-    if not samples:
-        raise DataError(f"data set {info.name!r}: no images found under {root}; expected {info.layout}")
-    check_unique(((s.id, s.image_path) for s in samples), what="sample id")
-    require_classes(info.name, samples, info.classes, root)
-    return Dataset(
-        name=info.name,
-        classes=info.classes,
-        positive_class=info.positive_class,
-        info=info,
-        fingerprint=fingerprint_samples(samples),
-        samples=tuple(samples),
-        root=root,
-        notes=tuple(notes),
-    )
-
+from cellbench.datasets.layout import (
+    BadFiles,
+    entries,
+    is_image,
+    make_dataset,
+    open_release,
+    relpath,
+    sample_id,
+    subdirs,
+    walk_images,
+)
 
 # -- the generic class-per-folder adapter -----------------------------------------------------------
 
@@ -262,13 +113,20 @@ def load(
     ConfigError
         For unknown options, or ``classes``/``positive_class`` that do not fit.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("classes", "positive_class", "labels"))
-    root = check_root(INFO.name, root)
+    root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label,
+                             allowed=("classes", "positive_class", "labels"))  # fmt: skip
     if _labels_mode(root, labels) == "csv":
-        return _load_labels_csv(root, on_bad_label=on_bad_label, classes=classes, positive_class=positive_class)
+        return _load_labels_csv(root, bad=bad, classes=classes, positive_class=positive_class)
     found = [d.name for d in subdirs(root)]
-    names = _class_names(root, found, classes)
-    positive = _positive(names, positive_class)
+    listed = ", ".join(found) or "none"
+    names = _pick_classes(
+        found,
+        classes,
+        few=f"folder with one class: {root} holds {len(found)} class folder(s) ({listed}); a class-per-folder "
+        "layout needs at least two",
+        kind="class folder names",
+        missing=lambda name: f"class folder {root / name} not found; folders under {root}: {listed}",
+    )
     notes: list[str] = []
     if ignored := sorted(set(found) - set(names)):
         notes.append(f"folders not used as classes: {', '.join(ignored)}")
@@ -289,25 +147,34 @@ def load(
     if nested:
         notes.append(f"{nested} sub-folder(s) inside class folders ignored (images must lie directly in them)")
 
-    bad = BadFiles(on_bad_label, root)
     groups, group_notes = _read_groups(root / GROUPS_FILE, root, [p for _, p in files], bad)
     notes += group_notes
-    samples = [
-        Sample(
-            id=sample_id(p, root),
-            label=label,
-            group=groups.get(p) if groups is not None else None,
-            image_path=p,
-        )
-        for label, p in files
-        if groups is None or p in groups
-    ]
     if groups is None:
         notes.append("no groups.csv: no patient ids, image-level CV")
+    labelled = {p: label for label, p in files}
+    return _class_dataset(root, labelled, groups, names=names, positive_class=positive_class, notes=notes, bad=bad)
+
+
+def _class_dataset(
+    root: Path,
+    labels: dict[Path, str],
+    groups: dict[Path, str] | None,
+    *,
+    names: tuple[str, ...],
+    positive_class: str | None,
+    notes: list[str],
+    bad: BadFiles,
+) -> Dataset:
+    """The images of ``labels`` (path -> class) of the classes ``names`` (and of a group, with ``groups``)."""
+    samples = [
+        Sample(id=sample_id(p, root), label=label, group=groups.get(p) if groups is not None else None, image_path=p)
+        for p, label in labels.items()
+        if label in names and (groups is None or p in groups)
+    ]
     info = replace(
         INFO,
         classes=names,
-        positive_class=positive,
+        positive_class=_positive(names, positive_class),
         task="binary" if len(names) == 2 else "multiclass",
         default_cv="group_kfold" if groups is not None else "stratified_kfold",
         group_kind="patient" if groups is not None else None,
@@ -315,19 +182,23 @@ def load(
     return make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
 
 
-def _class_names(root: Path, found: list[str], classes: Sequence[str] | None) -> tuple[str, ...]:
+def _pick_classes(
+    found: list[str], classes: Sequence[str] | None, *, few: str, kind: str, missing: Callable[[str], str]
+) -> tuple[str, ...]:
+    """``classes`` (each one of ``found``), else every found class: at least two.
+
+    ``few`` is the error for fewer than two found, ``kind`` what ``classes`` names, ``missing(name)`` the error for
+    a class that is not found.
+    """
     if classes is None:
         if len(found) < 2:
-            raise DataError(
-                f"folder with one class: {root} holds {len(found)} class folder(s) "
-                f"({', '.join(found) or 'none'}); a class-per-folder layout needs at least two"
-            )
+            raise DataError(few)
         return tuple(found)
     if isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ConfigError(f"classes= must list at least two distinct class folder names; got {classes!r}")
+        raise ConfigError(f"classes= must list at least two distinct {kind}; got {classes!r}")
     for name in classes:
         if name not in found:
-            raise DataError(f"class folder {root / name} not found; folders under {root}: {', '.join(found) or 'none'}")
+            raise DataError(missing(name))
     return tuple(classes)
 
 
@@ -424,7 +295,7 @@ def _labels_mode(root: Path, labels: str) -> str:
 
 
 def _load_labels_csv(
-    root: Path, *, on_bad_label: str, classes: Sequence[str] | None, positive_class: str | None
+    root: Path, *, bad: BadFiles, classes: Sequence[str] | None, positive_class: str | None
 ) -> Dataset:
     """Images anywhere under ``root`` with their class (and optionally group) from ``labels.csv``."""
     path = root / LABELS_FILE
@@ -432,7 +303,6 @@ def _load_labels_csv(
     find = _image_finder(images, root, path)
     columns, rows = _read_csv(path, required=("filename", "label"), spec="filename,label[,group]")
     with_group = "group" in columns
-    bad = BadFiles(on_bad_label, root)
     labelled: dict[Path, tuple[str, str | None, int]] = {}
     for line, row in enumerate(rows, start=2):
         name, label = row["filename"].replace("\\", "/"), row["label"]
@@ -454,7 +324,13 @@ def _load_labels_csv(
         if p not in labelled:
             bad(p, "image without row", f"{p}: no row in {path}; add '{relpath(p, root)},<label>'")
     found = sorted({label for label, _, _ in labelled.values()})
-    names = _csv_classes(path, found, classes)
+    names = _pick_classes(
+        found,
+        classes,
+        few=f"{path} gives {len(found)} class(es) ({', '.join(found) or 'none'}); at least two needed",
+        kind="labels",
+        missing=lambda name: f"class {name!r} not found in {path}; labels there: {', '.join(found) or 'none'}",
+    )
     notes = [f"labels from {LABELS_FILE}"]
     if ignored := sorted(set(found) - set(names)):
         notes.append(f"{LABELS_FILE} labels not used as classes: {', '.join(ignored)}")
@@ -466,33 +342,8 @@ def _load_labels_csv(
         notes += group_notes
     else:
         notes.append("no group column or groups.csv: no patient ids, image-level CV")
-    samples = [
-        Sample(id=sample_id(p, root), label=label, group=groups.get(p) if groups is not None else None, image_path=p)
-        for p, (label, _, _) in labelled.items()
-        if label in names and (groups is None or p in groups)
-    ]
-    info = replace(
-        INFO,
-        classes=names,
-        positive_class=_positive(names, positive_class),
-        task="binary" if len(names) == 2 else "multiclass",
-        default_cv="group_kfold" if groups is not None else "stratified_kfold",
-        group_kind="patient" if groups is not None else None,
-    )
-    return make_dataset(info, root, samples, notes=[*notes, *bad.notes()])
-
-
-def _csv_classes(path: Path, found: list[str], classes: Sequence[str] | None) -> tuple[str, ...]:
-    if classes is None:
-        if len(found) < 2:
-            raise DataError(f"{path} gives {len(found)} class(es) ({', '.join(found) or 'none'}); at least two needed")
-        return tuple(found)
-    if isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ConfigError(f"classes= must list at least two distinct labels; got {classes!r}")
-    for name in classes:
-        if name not in found:
-            raise DataError(f"class {name!r} not found in {path}; labels there: {', '.join(found) or 'none'}")
-    return tuple(classes)
+    labels = {p: label for p, (label, _, _) in labelled.items()}
+    return _class_dataset(root, labels, groups, names=names, positive_class=positive_class, notes=notes, bad=bad)
 
 
 ENTRY = DatasetEntry(info=INFO, load=load, detect=detect)

@@ -12,16 +12,7 @@ from pathlib import Path
 
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
-from cellbench.datasets.folder import (
-    BadFiles,
-    check_options,
-    check_root,
-    entries,
-    is_image,
-    make_dataset,
-    sample_id,
-    subdirs,
-)
+from cellbench.datasets.layout import BadFiles, entries, is_image, make_dataset, open_release, sample_id, subdirs
 
 NAME_FORMAT = "<patient>_idx5_x<X>_y<Y>_class<0|1>.png"
 _NAME = re.compile(r"(?P<patient>[^_]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])\.png", re.IGNORECASE)
@@ -95,13 +86,12 @@ def load(root: Path, *, on_bad_label: str = "raise", **options) -> Dataset:
     DataError
         For a name that does not match, a label or patient mismatch between name and folders, or no patches.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label)
-    root = check_root(INFO.name, root)
+    root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label)
     folders = subdirs(root)
     if not any(_is_patient(f) for f in folders) and (root / _NESTED).is_dir():
         root = root / _NESTED
         folders = subdirs(root)
-    bad = BadFiles(on_bad_label, root)
+        bad = BadFiles(on_bad_label, root)
     samples: list[Sample] = []
     ignored: list[str] = []
     for folder in folders:

@@ -19,8 +19,8 @@ from cellbench.core.errors import DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines, spread
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, is_image, require_classes
 from cellbench.datasets.io import FileCrop
+from cellbench.datasets.layout import BadFiles, entries, is_image, open_release, release_dataset, require_classes
 from cellbench.datasets.pcam import check_crop
 
 LABELS_FILE = "train_labels.csv"
@@ -90,8 +90,7 @@ def load(root: Path, *, center_crop: int | None = None, on_bad_label: str = "rai
         For a missing or malformed ``train_labels.csv`` (bad columns, repeated ids), a row without an image or
         an image without a row (naming it), or fewer than two classes.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("center_crop",))
-    root = check_root(INFO.name, root)
+    root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label, allowed=("center_crop",))
     crop = check_crop(INFO.name, center_crop)
     csv_path, folder = root / LABELS_FILE, root / TRAIN_DIR
     if not csv_path.is_file():
@@ -103,7 +102,6 @@ def load(root: Path, *, center_crop: int | None = None, on_bad_label: str = "rai
         for e in entries(folder)
         if e.is_file() and is_image(e.name, _TIFF)
     }
-    bad = BadFiles(on_bad_label, root)
     labels = _read_labels(csv_path, bad)
     samples = []
     for sid, (label, line) in labels.items():
@@ -142,16 +140,7 @@ def load(root: Path, *, center_crop: int | None = None, on_bad_label: str = "rai
         *sample_fingerprint_lines(samples),
     ]
     fingerprint = quick_fingerprint([csv_path, *(images[sid][0] for sid in spread(used, CONTENT_SAMPLE))], extra=extra)
-    return Dataset(
-        name=INFO.name,
-        classes=INFO.classes,
-        positive_class=INFO.positive_class,
-        info=INFO,
-        fingerprint=fingerprint,
-        samples=tuple(samples),
-        root=root,
-        notes=(*notes, *bad.notes()),
-    )
+    return release_dataset(INFO, root, fingerprint=fingerprint, samples=samples, notes=[*notes, *bad.notes()])
 
 
 def _read_labels(path: Path, bad: BadFiles) -> dict[str, tuple[str, int]]:

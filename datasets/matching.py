@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from cellbench.core.errors import ConfigError
+from cellbench.datasets.checks import check_number
 
 _NO = 1e9
 
@@ -30,11 +30,8 @@ class MatchParams:
     max_distance: float = 0.6
 
     def __post_init__(self):
-        for name, hi in (("min_iou", 1.0), ("max_distance", 5.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= hi:
-                raise ConfigError(f"{name} must be a number in (0, {hi:g}], got {v!r}")
-            object.__setattr__(self, name, float(v))
+        check_number(self, "min_iou", low=0.0, high=1.0, closed=(False, True))
+        check_number(self, "max_distance", low=0.0, high=5.0, closed=(False, True))
 
 
 @dataclass(frozen=True, kw_only=True)

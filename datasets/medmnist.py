@@ -30,7 +30,7 @@ from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, require_classes
+from cellbench.datasets.layout import BadFiles, check_options, check_root, entries, release_dataset, require_classes
 
 SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{s}_{part}" for s in SPLITS for part in ("images", "labels"))
@@ -453,7 +453,7 @@ def load_npz(
     require_classes(name, samples, classes, path)
     task = "binary" if len(classes) == 2 else "multiclass"
     positive = info.positive_class if info.positive_class in classes else (classes[-1] if task == "binary" else None)
-    info = replace(info, classes=classes, task=task, positive_class=positive)
+    info = replace(info, name=name, classes=classes, task=task, positive_class=positive)
     notes = [f"read {path.name} ({flag or 'unknown flag'}): splits {', '.join(chosen)}; no patient ids"]
     if not predefined:
         notes.append(f"only split {chosen[0]} loaded: no predefined folds, image-level CV within it")
@@ -463,16 +463,7 @@ def load_npz(
     fingerprint = quick_fingerprint(
         [path], extra=[f"medmnist|{flag}|{','.join(chosen)}|{info.kind}", *sample_fingerprint_lines(samples)]
     )
-    return Dataset(
-        name=name,
-        classes=classes,
-        positive_class=positive,
-        info=info,
-        fingerprint=fingerprint,
-        samples=tuple(samples),
-        root=path.parent,
-        notes=(*notes, *bad.notes()),
-    )
+    return release_dataset(info, path.parent, fingerprint=fingerprint, samples=samples, notes=[*notes, *bad.notes()])
 
 
 def _choose(splits: Sequence[str] | None, name: str) -> list[str]:

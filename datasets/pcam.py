@@ -31,8 +31,8 @@ from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.fingerprint import quick_fingerprint, sample_fingerprint_lines
-from cellbench.datasets.folder import BadFiles, check_options, check_root, entries, require_classes
 from cellbench.datasets.io import H5Row, h5_key, h5_open
+from cellbench.datasets.layout import BadFiles, entries, open_release, release_dataset, require_classes
 
 SPLITS = ("train", "valid", "test")
 PREFIX = "camelyonpatch_level_2_split_"
@@ -125,11 +125,9 @@ def load(
     ConfigError
         For unknown options, unknown split names or a bad ``center_crop``.
     """
-    check_options(INFO.name, options, on_bad_label=on_bad_label, allowed=("splits", "center_crop"))
-    root = check_root(INFO.name, root)
+    root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label, allowed=("splits", "center_crop"))
     crop = check_crop(INFO.name, center_crop)
     chosen = _choose_splits(root, splits)
-    bad = BadFiles(on_bad_label, root)
     samples: list[Sample] = []
     notes: list[str] = []
     without_meta = []
@@ -161,16 +159,7 @@ def load(
     fingerprint = quick_fingerprint(
         paths, extra=[f"pcam|splits={','.join(chosen)}|crop={crop}", *sample_fingerprint_lines(samples)]
     )
-    return Dataset(
-        name=INFO.name,
-        classes=INFO.classes,
-        positive_class=INFO.positive_class,
-        info=info,
-        fingerprint=fingerprint,
-        samples=tuple(samples),
-        root=root,
-        notes=(*notes, *bad.notes()),
-    )
+    return release_dataset(info, root, fingerprint=fingerprint, samples=samples, notes=[*notes, *bad.notes()])
 
 
 def check_crop(name: str, center_crop: int | None, *, side: int = 96) -> int | None:

@@ -49,6 +49,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cellbench.core.errors import ConfigError
+from cellbench.datasets.checks import check_choice, check_flags, check_number
 from cellbench.datasets.masks import fill_holes, largest_region, nucleus_mask
 
 SEGMENTATION_VERSION = 1  # bump whenever the found cells of the same image and parameters change
@@ -58,6 +59,18 @@ KEEP = ("all", "central")
 ADAPT_MIN_CELLS = 3
 ADAPT_SOLIDITY = 0.9
 ADAPT_BAND = (0.85, 1.2)
+_CLOSED, _OPEN_LOW = (True, True), (False, True)
+# (field, low, high, ends included) of the numeric parameters besides the diameters' scale
+_RANGES = (
+    ("min_diameter", 0.0, 10.0, _CLOSED),
+    ("max_diameter", 0.0, 20.0, _OPEN_LOW),
+    ("max_stained_share", 0.0, 1.0, _OPEN_LOW),
+    ("opening", 0.0, 1.0, _CLOSED),
+    ("hole", 0.0, 2.0, _CLOSED),
+    ("seed_distance", 0.05, 2.0, _CLOSED),
+    ("intensity_weight", 0.0, 10.0, _CLOSED),
+    ("merge_solidity", 0.0, 2.0, _CLOSED),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,31 +127,21 @@ class SegmentationParams:
     keep: Literal["all", "central"] = "all"
 
     def __post_init__(self):
-        _number(self, "cell_diameter", 0.0, math.inf, open_low=True)
-        if self.diameter_unit not in UNITS:
-            raise ConfigError(f"diameter_unit must be one of {', '.join(UNITS)}, got {self.diameter_unit!r}")
+        check_number(self, "cell_diameter", low=0.0, high=math.inf, closed=(False, True))
+        check_choice(self, "diameter_unit", UNITS)
         if self.diameter_unit == "image" and self.cell_diameter > 1:
             raise ConfigError(
                 f"cell_diameter is a fraction of the image side with diameter_unit='image'; got {self.cell_diameter!r}"
             )
-        _number(self, "work_diameter", 8.0, 256.0)
-        for flag in ("adapt_scale", "split_clumps", "cytoplasm"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
-        _number(self, "min_diameter", 0.0, 10.0)
-        _number(self, "max_diameter", 0.0, 20.0, open_low=True)
+        check_number(self, "work_diameter", low=8.0, high=256.0)
+        check_flags(self, ("adapt_scale", "split_clumps", "cytoplasm"))
+        for name, low, high, closed in _RANGES:
+            check_number(self, name, low=low, high=high, closed=closed)
         if self.min_diameter >= self.max_diameter:
             raise ConfigError(
                 f"min_diameter ({self.min_diameter}) must be smaller than max_diameter ({self.max_diameter})"
             )
-        _number(self, "max_stained_share", 0.0, 1.0, open_low=True)
-        _number(self, "opening", 0.0, 1.0)
-        _number(self, "hole", 0.0, 2.0)
-        _number(self, "seed_distance", 0.05, 2.0)
-        _number(self, "intensity_weight", 0.0, 10.0)
-        _number(self, "merge_solidity", 0.0, 2.0)
-        if self.keep not in KEEP:
-            raise ConfigError(f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}")
+        check_choice(self, "keep", KEEP)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None, *, base: SegmentationParams | None = None):
@@ -158,15 +161,6 @@ class SegmentationParams:
     def diameter_px(self, shape: tuple[int, ...]) -> float:
         """The typical diameter in pixels for an image of ``shape``."""
         return self.cell_diameter * (min(shape[:2]) if self.diameter_unit == "image" else 1.0)
-
-
-def _number(obj, name: str, low: float, high: float, *, open_low: bool = False) -> None:
-    value = getattr(obj, name)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        raise ConfigError(f"{name} must be a number in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
-    object.__setattr__(obj, name, float(value))
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -48,6 +48,7 @@ from cellbench.core import files
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field, Sample
+from cellbench.datasets.checks import check_integer, check_number
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
 from cellbench.datasets.io import crop_window, write_png
 
@@ -84,6 +85,16 @@ WHITE = np.array([247.0, 243.0, 246.0], dtype=np.float32)
 RBC_RADIUS = 12.5
 SIZE_RANGE = (0.8, 1.25)  # bounds of a patient's cell-size scale
 MIN_CROP = 72
+_INTEGERS = (("seed", 0), ("n_patients", 2), ("fields_per_patient", 1), ("field_size", 128), ("crop_size", MIN_CROP))
+# (field, low, high, ends included)
+_NUMBERS = (
+    ("blast_fraction", 0.0, 1.0, (False, False)),
+    ("leukemic_blast_share", 0.0, 1.0, (False, True)),
+    ("difficulty", 0.0, math.inf, (False, False)),
+    ("patient_shift", 0.0, 10.0, (True, True)),
+    ("noise", 0.0, 10.0, (True, True)),
+    ("rbc_density", 0.0, 0.8, (True, True)),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +143,8 @@ class SyntheticConfig:
         # TOML and JSON give lists; keep the tuple so the config stays hashable
         if isinstance(self.cells_per_field, list):
             self._set("cells_per_field", tuple(self.cells_per_field))
-        _check_int(self, "seed", low=0)
-        _check_int(self, "n_patients", low=2)
-        _check_int(self, "fields_per_patient", low=1)
-        _check_int(self, "field_size", low=128)
-        _check_int(self, "crop_size", low=MIN_CROP)
+        for name, low in _INTEGERS:
+            check_integer(self, name, low=low)
         cpf = self.cells_per_field
         if not (isinstance(cpf, tuple) and len(cpf) == 2) or any(
             isinstance(v, bool) or not isinstance(v, int) for v in cpf
@@ -150,12 +158,8 @@ class SyntheticConfig:
             )
         if self.crop_size > self.field_size:
             raise ConfigError(f"crop_size must not exceed field_size ({self.field_size}), got {self.crop_size!r}")
-        _check_float(self, "blast_fraction", low=0.0, high=1.0, closed=(False, False))
-        _check_float(self, "leukemic_blast_share", low=0.0, high=1.0, closed=(False, True))
-        _check_float(self, "difficulty", low=0.0, high=math.inf, closed=(False, False))
-        _check_float(self, "patient_shift", low=0.0, high=10.0)
-        _check_float(self, "noise", low=0.0, high=10.0)
-        _check_float(self, "rbc_density", low=0.0, high=0.8)
+        for name, low, high, closed in _NUMBERS:
+            check_number(self, name, low=low, high=high, closed=closed)
 
     @property
     def n_fields(self) -> int:
@@ -171,32 +175,6 @@ class SyntheticConfig:
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-
-
-def _check_int(config: SyntheticConfig, name: str, *, low: int) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    config._set(name, int(value))
-
-
-def _check_float(
-    config: SyntheticConfig,
-    name: str,
-    *,
-    low: float,
-    high: float,
-    closed: tuple[bool, bool] = (True, True),
-) -> None:
-    value = getattr(config, name)
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value >= low if closed[0] else value > low) and (value <= high if closed[1] else value < high)
-    if not ok:
-        lo, hi = "[" if closed[0] else "(", "]" if closed[1] else ")"
-        raise ConfigError(f"{name} must be a number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
-    # 1 and 1.0 must give the same fingerprint
-    config._set(name, float(value))
 
 
 def max_cells_per_field(field_size: int) -> int:

@@ -23,8 +23,7 @@ from pathlib import Path
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import BadAnnotations, check_field_options, image_size, make_field_dataset
-from cellbench.datasets.folder import check_root
+from cellbench.datasets.fieldsets import BadAnnotations, image_size, make_field_dataset, open_field_release
 from cellbench.datasets.io import read_mask
 
 CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
@@ -99,9 +98,7 @@ def load(root: Path, *, on_bad_annotation: str = "raise", **options) -> Dataset:
     DataError
         For a missing folder or label file, or (with ``"raise"``) a bad annotation.
     """
-    check_field_options(INFO.name, options, on_bad_annotation=on_bad_annotation)
-    root = check_root(INFO.name, root)
-    bad = BadAnnotations(INFO.name, on_bad_annotation)
+    root, bad = open_field_release(INFO, root, options, on_bad_annotation=on_bad_annotation)
     fields, files = [], []
     found_any = False
     for k in (1, 2):
@@ -167,20 +164,17 @@ def _field(k: int, image: Path, mask: Path, labels: dict[int, str], *, bad: BadA
     )
     return Field(id=fid, image_path=image, annotations=(ann,), meta={"subset": k, "width": size[0], "height": size[1]})
 
-ENTRY = DatasetEntry(
-    info=INFO,
-    load=load,
-    detect=detect,
-    field_defaults=FieldDefaults(
-        manual={"cell_diameter": CELL_DIAMETER, "diameter_unit": "image", "margin": 0.1},
-        # one cell fills up to half the image: more of it lies above the stain threshold than in a smear field
-        segmentation={
-            "cell_diameter": CELL_DIAMETER,
-            "diameter_unit": "image",
-            "keep": "central",
-            "max_stained_share": 0.6,
-            "cytoplasm": True,
-            "min_iou": 0.3,
-        },
-    ),
+
+FIELD_DEFAULTS = FieldDefaults(
+    manual={"cell_diameter": CELL_DIAMETER, "diameter_unit": "image", "margin": 0.1},
+    # one cell fills up to half the image: more of it lies above the stain threshold than in a smear field
+    segmentation={
+        "cell_diameter": CELL_DIAMETER,
+        "diameter_unit": "image",
+        "keep": "central",
+        "max_stained_share": 0.6,
+        "cytoplasm": True,
+        "min_iou": 0.3,
+    },
 )
+ENTRY = DatasetEntry(info=INFO, load=load, detect=detect, field_defaults=FIELD_DEFAULTS)

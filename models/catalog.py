@@ -9,11 +9,11 @@ add a plug-in's model or strategy at run time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from cellbench.core.registry import Registry
 from cellbench.models import deep, estimators, imbalance
-from cellbench.models.entry import ClassWeightSupport, ModelEntry, model_entry
+from cellbench.models.entry import ModelEntry, model_entry
 from cellbench.models.imbalance import Strategy
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -25,24 +25,16 @@ for _strategy in imbalance.BUILTIN:
     STRATEGIES.add(_strategy.name, _strategy)
 
 
-def register_model(
-    name: str,
-    *,
-    defaults: Mapping[str, Any],
-    class_weight: ClassWeightSupport,
-    description: str,
-    kind: Literal["classical", "deep"] = "classical",
-    input: Literal["features", "pixels"] = "features",
-    constant: bool = False,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator adding ``build(params: dict, seed: int) -> estimator`` to :data:`MODELS` (plug-ins, at run time)."""
+def register_model(name: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding ``build(params: dict, seed: int) -> estimator`` to :data:`MODELS` (plug-ins, at run time).
+
+    ``options`` are those of :func:`cellbench.models.entry.model_entry`: ``defaults``, ``class_weight`` and
+    ``description`` (required), ``kind``, ``input`` and ``constant``.
+    """
+    make = model_entry(name, **options)
 
     def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
-        entry = model_entry(
-            name, defaults=defaults, class_weight=class_weight, description=description, kind=kind, input=input,
-            constant=constant,
-        )(build)  # fmt: skip
-        MODELS.add(name, entry)
+        MODELS.add(name, make(build))
         return build
 
     return decorate
