@@ -654,3 +654,23 @@ def test_leaderboard_notes_duplicates_and_subsample(tmp_path, monkeypatch):
     board = summary.leaderboard.read_text()
     assert summary.failed == 0 and "SUBSAMPLE for a quick run (--max-groups 9, seed 0)" in board
     assert "images are copies of each other by content hash" in board
+
+
+def test_plugins_register_data_sets_at_run_time(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from cellbench.datasets import register_dataset
+    from cellbench.datasets.catalog import BUILTIN
+    from cellbench.datasets.synthetic import INFO, load_synthetic
+
+    assert DATASETS.names() == [e.name for e in BUILTIN]
+    assert DATASETS.names()[:3] == ["synthetic", "folder", "allidb2"]
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))  # left as it was after the test
+
+    @register_dataset(replace(INFO, name="tiny"), needs_data=False, uses_cache=True)
+    def load_tiny(root, *, cache_dir, **options):
+        return load_synthetic(root, cache_dir=cache_dir, n_patients=2, fields_per_patient=1)
+
+    ds = load_dataset("tiny", cache_dir=tmp_path)
+    assert "tiny" in DATASETS and ds.root.is_relative_to(tmp_path) and len(ds.fields) == 2
+

@@ -370,3 +370,20 @@ def test_real_cells_get_sensible_masks_and_finite_features(name, pattern):
         feats = extract_features(img, mask, sample=f.name)
         assert np.isfinite(list(feats.values())).all()
         assert feats["nuc_found"] == 1, f"{f.name}: no nucleus found"
+
+
+def test_plugins_register_families_at_run_time(monkeypatch):
+    from cellbench.features import register_family
+    from cellbench.features.catalog import BUILTIN
+
+    assert FEATURES.names() == [f.name for f in BUILTIN] == ["intensity", "morphology", "nucleus", "haralick", "lbp"]
+    monkeypatch.setattr(FEATURES, "_items", dict(FEATURES._items))  # left as it was after the test
+
+    @register_family("size", names=lambda config: ("size_pixels",))
+    def size(cell, config):
+        return {"size_pixels": float(cell.n_pixels)}
+
+    img, cyto, _ = synthetic_cell(40)
+    f = extract_features(img, cyto, config=FeatureConfig(families=("size", "intensity")))
+    assert next(iter(f)) == "size_pixels" and f["size_pixels"] == cyto.sum()
+

@@ -89,3 +89,33 @@ def test_sweep_subsample_reaches_the_ratio():
 
 def test_strategies_registry_names():
     assert {"none", "class_weight", "oversample", "undersample", "smote", "threshold"} <= set(STRATEGIES.names())
+
+
+def test_the_catalog_lists_every_model_once_in_order():
+    from cellbench.models.deep import DEEP_MODELS
+    from cellbench.models.estimators import CLASSICAL as ENTRIES
+
+    assert MODELS.names()[: len(CLASSICAL)] == CLASSICAL  # the leaderboard lists models in this order
+    assert MODELS.names() == [e.name for e in (*ENTRIES, *DEEP_MODELS)]
+    assert STRATEGIES.names() == ["none", "class_weight", "oversample", "undersample", "smote", "focal", "threshold"]
+
+
+def test_plugins_register_models_and_strategies_at_run_time(data, monkeypatch):
+    from cellbench.models import Strategy, register_model, register_strategy
+
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))  # left as it was after the test
+    monkeypatch.setattr(STRATEGIES, "_items", dict(STRATEGIES._items))
+
+    @register_model("nearest_centroid", defaults={}, class_weight=None, description="nearest centroid")
+    def build(params, seed):
+        from sklearn.dummy import DummyClassifier
+
+        return DummyClassifier(strategy="stratified", random_state=seed)
+
+    assert MODELS["nearest_centroid"].build is build and MODELS["nearest_centroid"].kind == "classical"
+    register_strategy(Strategy("plain", "nothing at all"))
+    X, y, Xt, _ = data
+    out = fit_predict("nearest_centroid", "plain", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
+    assert out["proba"].shape == (len(Xt), 2)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("knn", defaults={}, class_weight=None, description="again")(build)
