@@ -7,7 +7,7 @@ Class names come from a built-in copy of MedMNIST's INFO labels for the known fl
 identifiers; the full names are in the cards), else ``0..K-1``. Multi-label (chestmnist) and 3D flags are
 refused with a message naming the file.
 
-``pathmnist``, ``bloodmnist``, ``breastmnist`` and ``dermamnist`` are registered with their own cards;
+``pathmnist``, ``bloodmnist``, ``breastmnist`` and ``dermamnist`` are catalogued with their own cards;
 ``medmnist`` reads any other 2D flag (``flag=`` or the only ``*mnist*.npz`` in the folder). The files
 carry no patient ids, so CV is over the splits (``meta["fold"]``; ``meta["split"]`` names the file's
 split). Arrays up to :data:`IN_MEMORY_BYTES` are read into memory; larger ones (224 px files) are
@@ -219,7 +219,7 @@ REGISTERED = ("pathmnist", "bloodmnist", "breastmnist", "dermamnist")
 
 
 def flag_info(flag: str, *, name: str | None = None) -> DatasetInfo:
-    """The card of a known flag (registered as ``name``, default the flag itself)."""
+    """The card of a known flag (catalogued as ``name``, default the flag itself)."""
     f = FLAGS[flag]
     counts = dict(zip(SPLITS, f.splits, strict=True)) if f.splits else {}
     return DatasetInfo(

@@ -232,6 +232,12 @@ def test_extraction_output_is_unchanged(golden_set, method):
     )
 
 
+def test_fields_extracted_in_worker_processes_give_the_same_output(golden_set, tmp_path):
+    ds, _ = golden_set
+    ex = run_extraction("segmentation", ds, progress=False, n_jobs=2, cache_dir=tmp_path)
+    assert ex.folder.parent == tmp_path / "extractions" and _output_digest(ex) == GOLDEN_DIGESTS["segmentation"]
+
+
 def test_centroid_windows_have_the_documented_size_and_are_padded(tmp_path):
     img = np.full((100, 160, 3), 200, np.uint8)
     img[40:60, 70:90] = (90, 40, 140)
