@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from cellbench.core.values import as_float
-from cellbench.report.format import mean_std, num, p_value, signed
+from cellbench.report.format import mean_std, num, p_value, signed, table
 from cellbench.run.records import DataSetRecord, ExternalInfo
 from cellbench.run.store import Store
 from cellbench.stats import tests as stats
@@ -220,7 +219,7 @@ def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int 
         row += [signed(r["optimism"])]
         row += [num(r[f"ext_{m}"]) for m in others]
         rows.append(row)
-    lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    lines += table(rows, head)
     if tested:
         lines += [
             "*95% CI*: percentile bootstrap "
@@ -234,5 +233,5 @@ def render_external(ext: ExternalSection, *, shown: tuple[str, ...], n_dev: int 
     if len(ext.errors):
         lines += [f"Failed refits ({len(ext.errors)}), kept out of the ranking:", ""]
         rows = [[r.model, r.imbalance, str(r.error).splitlines()[0][:160]] for r in ext.errors.itertuples()]
-        lines += [tabulate(rows, headers=["model", "strategy", "error"], tablefmt="github"), ""]
+        lines += table(rows, ["model", "strategy", "error"], numparse=True)
     return lines

@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from cellbench.report.figures import STYLE, new_figure, save_png
-from cellbench.report.format import num, p_value, signed
+from cellbench.report.format import num, p_value, signed, table
 from cellbench.run.records import ExtractionInfo, ExtractionQuality
 from cellbench.stats import tests as stats
 from cellbench.stats.metrics import METRIC_LABELS, metric_function
@@ -148,7 +147,7 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
             if timings:
                 row += [num(q.seconds_per_field, 3), num(q.fields_per_second, 1)]
             rows.append(row)
-        lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+        lines += table(rows, head)
     for ds, m in sorted(summary.manual.items()):
         excluded = m.excluded
         lines += [
@@ -188,16 +187,8 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
              num(r.manual_all), num(r.segmentation_e2e)]
             for _, r in df.iterrows()
         ]  # fmt: skip
-        lines += [
-            tabulate(
-                rows,
-                headers=["model", "strategy", "cells", "manual (same)", "segmentation (same)", "Δ", "McNemar p",
-                         f"manual, all ({e2e})", f"segmentation end to end ({e2e})"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
-        ]
+        lines += table(rows, ["model", "strategy", "cells", "manual (same)", "segmentation (same)", "Δ", "McNemar p",
+                              f"manual, all ({e2e})", f"segmentation end to end ({e2e})"])  # fmt: skip
     return lines
 
 

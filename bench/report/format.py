@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tabulate import tabulate
 
 from cellbench.stats.tests import ALPHA
 
@@ -45,3 +47,9 @@ def stat(summary: Mapping[str, Any] | None, digits: int = 2) -> str:
     if not summary:
         return MISSING
     return mean_std(summary.get("mean"), summary.get("std"), digits)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], *, numparse: bool = False) -> list[str]:
+    """A GitHub-markdown table and the blank line after it. Cells are shown as given (already formatted) unless
+    ``numparse``, where tabulate aligns and formats what looks like a number."""
+    return [tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=not numparse), ""]

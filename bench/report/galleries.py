@@ -14,12 +14,11 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from cellbench.core.files import write_atomic
 from cellbench.models.cam import LABELS, normalise
 from cellbench.report.figures import STYLE, new_figure
-from cellbench.report.format import stat
+from cellbench.report.format import stat, table
 from cellbench.report.summary import slug
 
 PREFIX = "explain-"
@@ -172,7 +171,7 @@ def render_galleries(
         if energy:
             a = energy["area_share"]
             rows.append(["*area*", stat(a["nucleus"]), stat(a["cytoplasm"]), stat(a["outside"]), "", ""])
-        lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+        lines += table(rows, head)
         n_sanity = max(first["methods"][m]["n"] + first["methods"][m]["n_constant"] for m in g["methods"])
         layers = last["layers"]
         cascade = (

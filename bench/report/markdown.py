@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from cellbench.report.external import render_external
 from cellbench.report.extraction import render_extraction
-from cellbench.report.format import mean_std, num, p_value, signed
+from cellbench.report.format import mean_std, num, p_value, signed, table
 from cellbench.report.galleries import render_galleries
 from cellbench.report.summary import Leaderboard, Section
 from cellbench.stats.comparisons import ALPHA, ROPE
@@ -66,7 +65,7 @@ def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None) -> list[st
     if runs is not None and len(runs):
         wall = (runs.finished.fillna(runs.started) - runs.started).sum()
         rows.append(("runs", f"{len(runs)} ({', '.join(runs.status.tolist())}); total driver wall time {wall:.0f} s"))
-    lines += [tabulate(rows, headers=["", ""], tablefmt="github"), ""]
+    lines += table(rows, ["", ""], numparse=True)
     return lines
 
 
@@ -112,7 +111,7 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         row += [num(r[f"{m}_mean"]) for m in SHOWN if m != s.primary]
         row += ([num(r["fit_s"], 2)] if timings else []) + [f"{r['folds_ok']}/{r['folds']}"]
         rows.append(row)
-    lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    lines += table(rows, head)
     if s.stats is not None and "wilcoxon_p" in s.stats.rows and s.stats.rows.wilcoxon_p.notna().any():
         w = s.stats.rows.dropna(subset=["wilcoxon_p"])
         lines += [
@@ -130,8 +129,7 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             "",
             "The training folds were subsampled to each ratio; test folds keep the natural ratio.",
             "",
-            tabulate(s.sweep.values.tolist(), headers=list(s.sweep.columns), tablefmt="github", disable_numparse=True),
-            "",
+            *table(s.sweep.values.tolist(), list(s.sweep.columns)),
         ]
         if "sweep" in s.figures:
             lines += [f"![imbalance sweep]({s.figures['sweep']})", ""]
@@ -145,20 +143,15 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             "",
             "Stored with each job (`extra.warnings` in the store); the jobs finished and are scored.",
             "",
-            tabulate(
-                [[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
-                headers=["warning", "jobs", "models"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
+            *table([[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
+                   ["warning", "jobs", "models"]),
         ]
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores and tests", ""]
         rows = [
             [r.model, r.imbalance, r.ratio, r.fold, str(r.error).splitlines()[0][:160]] for r in s.errors.itertuples()
         ]
-        lines += [tabulate(rows, headers=["model", "strategy", "ratio", "fold", "error"], tablefmt="github"), ""]
+        lines += table(rows, ["model", "strategy", "ratio", "fold", "error"], numparse=True)
     return lines
 
 
@@ -203,53 +196,27 @@ def _render_comparisons(s: Section) -> list[str]:
             "`_scratch`: every layer trained from random initialisation; without suffix: frozen ImageNet backbone "
             "and a trained head; `_ft`: the head, then the top layers fine-tuned. Same folds, paired.",
             "",
-            tabulate(
+            *table(
                 [
                     [r.pretrained, r.scratch, r.strategy, num(r.mean_a), num(r.mean_b), signed(r.diff),
                      p_value(r.t_p), num(r.p_a_better, 2), num(r.p_rope, 2), num(r.p_b_better, 2)]
                     for r in v.itertuples()
                 ],
-                headers=["ImageNet", "random init", "strategy", "ImageNet", "random", "Δ", "t-test p",
-                         "P(ImageNet better)", "P(equivalent)", "P(random better)"],
-                tablefmt="github",
-                disable_numparse=True,
+                ["ImageNet", "random init", "strategy", "ImageNet", "random", "Δ", "t-test p", "P(ImageNet better)",
+                 "P(equivalent)", "P(random better)"],
             ),
-            "",
-        ]
+        ]  # fmt: skip
     v = s.strategy_vs_none
     if v is not None and len(v):
         lines += [f"### Each imbalance strategy vs none — {label}, paired over folds", ""]
         rows = [
-            [
-                r.model,
-                r.strategy,
-                num(r.mean_a),
-                num(r.mean_b),
-                signed(r.diff),
-                p_value(r.t_p),
-                num(r.p_a_better, 2),
-                num(r.p_rope, 2),
-            ]
+            [r.model, r.strategy, num(r.mean_a), num(r.mean_b), signed(r.diff), p_value(r.t_p), num(r.p_a_better, 2),
+             num(r.p_rope, 2)]
             for r in v.itertuples()
-        ]
-        lines += [
-            tabulate(
-                rows,
-                headers=[
-                    "model",
-                    "strategy",
-                    "strategy",
-                    "none",
-                    "Δ",
-                    "t-test p",
-                    "P(strategy better)",
-                    "P(equivalent)",
-                ],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
-        ]
+        ]  # fmt: skip
+        lines += table(
+            rows, ["model", "strategy", "strategy", "none", "Δ", "t-test p", "P(strategy better)", "P(equivalent)"]
+        )
     return lines
 
 
@@ -278,15 +245,7 @@ def _render_importance(importance: Mapping[str, pd.DataFrame], top: int = 10) ->
             [i + 1, feat, r.family, mean_std(r.perm_mean, r.perm_std), mean_std(r.native_mean, r.get("native_std"))]
             for i, (feat, r) in enumerate(df.head(top).iterrows())
         ]
-        lines += [
-            tabulate(
-                rows,
-                headers=["#", "feature", "family", "permutation", "native"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
-        ]
+        lines += table(rows, ["#", "feature", "family", "permutation", "native"])
     return lines
 
 
@@ -305,15 +264,8 @@ def _render_across(board: Leaderboard) -> list[str]:
             "",
         ]
         ranks = f.avg_ranks.sort_values()
-        lines += [
-            tabulate(
-                [[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.items())],
-                headers=["#", "model / strategy", "average rank"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
-        ]
+        lines += table([[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.items())],
+                       ["#", "model / strategy", "average rank"])  # fmt: skip
         if "cd" in board.figures:
             lines += [f"![critical difference diagram]({board.figures['cd']})", ""]
     for ds, df in board.extraction_pairs:
@@ -323,13 +275,5 @@ def _render_across(board: Leaderboard) -> list[str]:
             [r["model"], r["strategy"], num(r[cols[0]]), num(r[cols[1]]), signed(r['diff'])]
             for r in df.to_dict("records")
         ]
-        lines += [
-            tabulate(
-                rows,
-                headers=["model", "strategy", "manual", "segmentation", "Δ"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-            "",
-        ]
+        lines += table(rows, ["model", "strategy", "manual", "segmentation", "Δ"])
     return lines

@@ -20,7 +20,7 @@ from cellbench.core.values import as_float
 from cellbench.report.external import ExternalSection, current_jobs, summarise_external
 from cellbench.report.extraction import ExtractionSummary, summarise_extraction
 from cellbench.report.format import mean_std
-from cellbench.run.records import DataSetRecord
+from cellbench.run.records import DataSetRecord, OfRecord
 from cellbench.run.store import Store
 from cellbench.stats.comparisons import PairedTest, SectionStats, across_datasets, paired_test, section_stats
 from cellbench.stats.importance import feature_family
@@ -41,7 +41,7 @@ class ClassicalVsDeep:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Section:
+class Section(OfRecord):
     """One (data set, extraction): its ranked table, tests, comparisons, sweep, notes and figure links.
 
     ``table`` has one row per model × strategy (rank, model, strategy, kind, folds_ok, folds, ``<metric>_mean``,
@@ -66,14 +66,6 @@ class Section:
     warnings: pd.DataFrame | None = None  # warning text, number of jobs, models (from the jobs' extra)
     figures: Mapping[str, str] = field(default_factory=dict)
     explanations: tuple[Mapping[str, Any], ...] = ()
-
-    @property
-    def dataset(self) -> str:
-        return self.record.dataset
-
-    @property
-    def extraction(self) -> str:
-        return self.record.extraction
 
     @property
     def slug(self) -> str:

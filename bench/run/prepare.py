@@ -21,7 +21,7 @@ from cellbench.models import MODELS
 from cellbench.models.pixels import pixel_cache
 from cellbench.run.cv import Folds, make_folds
 from cellbench.run.external import ExternalPart, describe_external, load_external, split_external
-from cellbench.run.records import DataSetRecord, ExtractionInfo
+from cellbench.run.records import DataSetRecord, ExtractionInfo, OfRecord
 from cellbench.run.suite import Suite, model_spec
 from cellbench.run.task import TaskData, load_task, save_task
 
@@ -39,24 +39,12 @@ class Settings:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Prepared:
+class Prepared(OfRecord):
     """A (data set, extraction) ready to run: its task file, its folds and the record the leaderboard reads."""
 
     task_path: Path
     folds: Folds
     record: DataSetRecord
-
-    @property
-    def dataset(self) -> str:
-        return self.record.dataset
-
-    @property
-    def extraction(self) -> str:
-        return self.record.extraction
-
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:

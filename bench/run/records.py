@@ -203,3 +203,21 @@ class DataSetRecord:
             extracted=ExtractionInfo.from_json(data["extraction"]) if data.get("extraction") else None,
             external=ExternalInfo.from_json(data["external"]) if data.get("external") else None,
         )
+
+
+class OfRecord:
+    """Mixin for records that carry a :class:`DataSetRecord` as ``record``: its data set, extraction, fingerprint."""
+
+    record: DataSetRecord
+
+    @property
+    def dataset(self) -> str:
+        return self.record.dataset
+
+    @property
+    def extraction(self) -> str:
+        return self.record.extraction
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record.fingerprint
