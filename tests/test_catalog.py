@@ -27,7 +27,7 @@ from cellbench.models.pixels import fit_to_square, pixel_cache
 from cellbench.run.cv import Folds, check_folds, make_folds
 from cellbench.tools.cli import build_parser, main
 from tests.catalog_files import PCAM, pcam_patch, write_kaggle, write_medmnist, write_pcam_split, write_tif
-from tests.conftest import shared
+from tests.conftest import leaderboard, shared
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SLIDES = ["A", "A", "B", "B", "C", "C", "D", "D"]
@@ -327,13 +327,13 @@ def test_medmnist_large_arrays_are_decompressed_once_and_memory_mapped(tmp_path,
 
     arrays = write_medmnist(tmp_path / "data" / "bloodmnist.npz", n=(16, 8, 8), classes=8)
     monkeypatch.setattr(mm, "IN_MEMORY_BYTES", 1000)
-    monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
-    ds = load_dataset("bloodmnist", data_root=tmp_path / "data")
+    ds = load_dataset("bloodmnist", data_root=tmp_path / "data", cache_dir=tmp_path / "cache")
     first = ds.samples[0].image
     assert isinstance(first.base, np.memmap) or isinstance(first, np.memmap)
     np.testing.assert_array_equal(first, arrays["train_images"][0])
     assert len(list((tmp_path / "cache" / "medmnist").glob("*.npy"))) == 3  # the three image arrays
-    assert load_dataset("bloodmnist", data_root=tmp_path / "data").fingerprint == ds.fingerprint
+    again = load_dataset("bloodmnist", data_root=tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert again.fingerprint == ds.fingerprint
 
 
 # -- the generic folder adapter with labels.csv -------------------------------------------------------------
@@ -626,12 +626,12 @@ def _copies_suite():
     return parse_suite(raw, source="test").narrow(max_groups=9)
 
 
-def test_prepare_keeps_copies_together_and_notes_duplicates_and_subsample(tmp_path, monkeypatch):
-    from cellbench.run.runner import prepare
+def test_prepare_keeps_copies_together_and_notes_duplicates_and_subsample(tmp_path):
+    from cellbench.run.prepare import Settings, prepare
 
-    monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
     copies = _copies_release(tmp_path / "data")
-    (p,) = prepare(_copies_suite(), data_root=tmp_path / "data", workers=1, progress=False)
+    settings = Settings(cache_dir=tmp_path / "cache", workers=1, progress=False)
+    (p,) = prepare(_copies_suite(), data_root=tmp_path / "data", settings=settings)
     ids = list(p.folds.ids)
     pairs = [(f"train/{d:06d}", f"train/{s:06d}") for d, s in copies.items()]
     pairs = [(a, b) for a, b in pairs if a in ids and b in ids]
@@ -639,19 +639,19 @@ def test_prepare_keeps_copies_together_and_notes_duplicates_and_subsample(tmp_pa
     for f in range(len(p.folds)):
         test = {ids[i] for i in p.folds.train_test(f)[1]}
         assert all((a in test) == (b in test) for a, b in pairs)
-    notes = " ".join(p.info["notes"])  # what the leaderboard prints under the data set's heading
+    notes = " ".join(p.record.notes)  # what the leaderboard prints under the data set's heading
     assert "SUBSAMPLE for a quick run (--max-groups 9, seed 0)" in notes and "9 of 10 groups kept whole" in notes
     assert f"{2 * len(pairs)} images are copies of each other by content hash ({len(pairs)} set(s)" in notes
 
 
 @pytest.mark.slow
-def test_leaderboard_notes_duplicates_and_subsample(tmp_path, monkeypatch):
+def test_leaderboard_notes_duplicates_and_subsample(tmp_path):
     from cellbench.run.runner import run_suite
 
-    monkeypatch.setenv("CELLBENCH_CACHE", str(tmp_path / "cache"))
     _copies_release(tmp_path / "data")
-    summary = run_suite(_copies_suite(), results_root=tmp_path / "out", data_root=tmp_path / "data", progress=False)
-    board = summary.leaderboard.read_text()
+    summary = run_suite(_copies_suite(), results_root=tmp_path / "out", cache=tmp_path / "cache",
+                        data_root=tmp_path / "data", progress=False)  # fmt: skip
+    board = leaderboard(summary)
     assert summary.failed == 0 and "SUBSAMPLE for a quick run (--max-groups 9, seed 0)" in board
     assert "images are copies of each other by content hash" in board
 

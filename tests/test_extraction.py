@@ -20,6 +20,7 @@ from cellbench.datasets.io import read_mask, write_png
 from cellbench.datasets.matching import Candidate, MatchParams, Target, detection_scores, match_cells
 from cellbench.datasets.segmentation import SegmentationParams, segment_field
 from cellbench.tools.cli import main
+from tests.conftest import leaderboard
 
 SMALL = {"n_patients": 4, "fields_per_patient": 2}
 
@@ -339,19 +340,19 @@ def test_both_arms_run_through_the_grid_and_the_leaderboard_compares_them(tmp_pa
     )  # fmt: skip
     summary = run_suite(suite, results_root=tmp_path, workers=1, progress=False)
     assert summary.failed == 0
-    text = summary.leaderboard.read_text()
+    text = leaderboard(summary)
     assert "## synthetic — extraction `manual`" in text and "## synthetic — extraction `segmentation`" in text
     assert "Extraction quality" in text and "the same cells, and segmentation end to end" in text
     assert "synthetic: manual vs segmentation extraction" in text
     assert (tmp_path / "ext" / "figures" / "synthetic-extraction_overlay.png").is_file()
     with Store.open(tmp_path / "ext", write=False) as store:
         infos = store.data_sets()
-        seg = infos[("synthetic", "segmentation")]["extraction"]
-        man = infos[("synthetic", "manual")]["extraction"]
-        assert seg["quality"]["targets"] == man["cells"]
+        seg = infos[("synthetic", "segmentation")].extracted
+        man = infos[("synthetic", "manual")].extracted
+        assert seg.quality.targets == man.cells
         ids = {e: set(store.samples("synthetic", e).sample_id) for e in ("manual", "segmentation")}
     assert ids["segmentation"] <= ids["manual"]
-    assert infos[("synthetic", "manual")]["group_kind"] == "patient"
+    assert infos[("synthetic", "manual")].group_kind == "patient"
 
 
 def test_same_cells_and_end_to_end_scores_are_computed_as_documented():
@@ -366,20 +367,21 @@ def test_same_cells_and_end_to_end_scores_are_computed_as_documented():
         proba = np.eye(2)[np.asarray(pred)]
         return Pooled(ids=np.asarray(ids), y_true=np.asarray(y), y_pred=np.asarray(pred), proba=proba)
 
-    info = {"classes": ["other", "blast"], "positive_class": "blast"}
+    from cellbench.run.records import DataSetRecord, ExtractionInfo
+
+    def arm(extraction: str, extracted: dict, ids, y, pred) -> SimpleNamespace:
+        record = DataSetRecord(dataset="d", extraction=extraction, classes=("other", "blast"), positive_class="blast",
+                               extracted=ExtractionInfo.from_json({"method": extraction, **extracted}))  # fmt: skip
+        return SimpleNamespace(dataset="d", extraction=extraction, primary="balanced_accuracy", record=record,
+                               stats=SimpleNamespace(pooled={("lr", "none"): pooled(ids, y, pred)}))  # fmt: skip
+
     ids = ["f/a0", "f/a1", "f/a2", "f/a3", "f/a4", "f/a5"]
-    man = SimpleNamespace(dataset="d", extraction="manual", primary="balanced_accuracy",
-                          info={**info, "extraction": {"method": "manual", "cells": 6, "fields": 2}},
-                          stats=SimpleNamespace(pooled={("lr", "none"): pooled(
-                              ids, [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 0])}))  # fmt: skip
+    man = arm("manual", {"cells": 6, "fields": 2}, ids, [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 0])
     quality = {"targets": 6, "found": 5, "matched": 4, "missed": 2, "unmatched": 1, "precision": 0.8,
                "recall": 4 / 6, "f1": 0.727, "by_class": {}, "match_kind": "centroid",
                "gate": "within 0.6 diameters"}  # fmt: skip
-    seg = SimpleNamespace(dataset="d", extraction="segmentation", primary="balanced_accuracy",
-                          info={**info, "extraction": {"quality": quality,
-                                                       "missed_by_class": {"other": 1, "blast": 1}}},
-                          stats=SimpleNamespace(pooled={("lr", "none"): pooled(
-                              ["f/a0", "f/a2", "f/a3", "f/a4"], [0, 0, 1, 1], [0, 0, 1, 1])}))  # fmt: skip
+    seg = arm("segmentation", {"quality": quality, "missed_by_class": {"other": 1, "blast": 1}},
+              ["f/a0", "f/a2", "f/a3", "f/a4"], [0, 0, 1, 1], [0, 0, 1, 1])  # fmt: skip
     row = compare_arms(man, seg).iloc[0]
     assert row.n_common == 4
     assert row.manual_same == pytest.approx(0.75)  # other: a0 right, a2 wrong; blast: a3, a4 right

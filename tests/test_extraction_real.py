@@ -8,7 +8,7 @@ import pytest
 from cellbench.run.runner import run_suite
 from cellbench.run.store import Store
 from cellbench.run.suite import parse_suite
-from tests.conftest import SHARED_DATA, shared
+from tests.conftest import SHARED_DATA, leaderboard, shared
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +28,17 @@ def test_allidb1_manual_vs_segmentation_end_to_end(tmp_path):
     )
     summary = run_suite(suite, results_root=tmp_path, data_root=SHARED_DATA, workers=2, progress=False)
     assert summary.failed == 0
-    text = summary.leaderboard.read_text()
+    text = leaderboard(summary)
     assert "## allidb1 — extraction `manual`" in text and "## allidb1 — extraction `segmentation`" in text
     assert "field-disjoint StratifiedGroupKFold" in text and "45 fields" in text
     assert "Extraction quality" in text and "allidb1: the same cells, and segmentation end to end" in text
     with Store.open(tmp_path / "allidb1-e2e", write=False) as store:
         infos = store.data_sets()
-        q = infos[("allidb1", "segmentation")]["extraction"]["quality"]
+        q = infos[("allidb1", "segmentation")].extracted.quality
         for extraction in ("manual", "segmentation"):
             samples = store.samples("allidb1", extraction)
             assert set(samples.grp) == {i.split("/")[0] for i in samples.sample_id}  # groups are fields
         folds = store.fold_sets()
     # the targets are recall >= 0.9 and precision >= 0.8; this guards against regressions
-    assert q["targets"] > 380 and q["recall"] >= 0.87 and q["precision"] >= 0.8, q
+    assert q.targets > 380 and q.recall >= 0.87 and q.precision >= 0.8, q
     assert len(folds) == 2
