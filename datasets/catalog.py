@@ -63,9 +63,7 @@ BUILTIN: tuple[DatasetEntry, ...] = (
     zheng2018.ENTRY,
 )
 
-DATASETS: Registry[DatasetEntry] = Registry("dataset")
-for _entry in BUILTIN:
-    DATASETS.add(_entry.name, _entry)
+DATASETS: Registry[DatasetEntry] = Registry.of("dataset", BUILTIN)
 
 
 def register_dataset(

@@ -17,9 +17,7 @@ from cellbench.features.texture import haralick, lbp
 
 BUILTIN: tuple[Family, ...] = (intensity, morphology, nucleus, haralick, lbp)
 
-FEATURES: Registry[Family] = Registry("feature family")
-for _family in BUILTIN:
-    FEATURES.add(_family.name, _family)
+FEATURES: Registry[Family] = Registry.of("feature family", BUILTIN)
 
 
 def register_family(name: str, *, names: Names) -> Callable[[Compute], Compute]:

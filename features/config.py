@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from cellbench.core.errors import ConfigError
@@ -78,6 +79,21 @@ class FeatureConfig:
         check_kind(kind)
         base = cls() if kind == "cell" else cls(families=PATCH_FAMILIES)
         return replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def from_table(cls, kind: Literal["cell", "patch"], table: Mapping[str, Any]) -> FeatureConfig:
+        """The defaults of ``kind`` with a suite's ``[features]`` table over them (TOML lists become tuples).
+
+        Raises
+        ------
+        ConfigError
+            For a key that is not a field (naming the allowed ones) or a value out of its range.
+        """
+        allowed = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ConfigError(f"[features]: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}")
+        return cls.for_kind(kind, **{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
 
     def key(self) -> str:
         """Stable hash of every field."""

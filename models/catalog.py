@@ -16,13 +16,8 @@ from cellbench.models import deep, estimators, imbalance
 from cellbench.models.entry import ModelEntry, model_entry
 from cellbench.models.imbalance import Strategy
 
-MODELS: Registry[ModelEntry] = Registry("model")
-for _model in (*estimators.CLASSICAL, *deep.DEEP_MODELS):
-    MODELS.add(_model.name, _model)
-
-STRATEGIES: Registry[Strategy] = Registry("imbalance strategy")
-for _strategy in imbalance.BUILTIN:
-    STRATEGIES.add(_strategy.name, _strategy)
+MODELS: Registry[ModelEntry] = Registry.of("model", (*estimators.CLASSICAL, *deep.DEEP_MODELS))
+STRATEGIES: Registry[Strategy] = Registry.of("imbalance strategy", imbalance.BUILTIN)
 
 
 def register_model(name: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

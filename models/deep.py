@@ -24,6 +24,7 @@ from cellbench.core.errors import CellbenchError, ConfigError
 from cellbench.core.files import atomic_path
 from cellbench.core.paths import checkout_root
 from cellbench.models.entry import ModelEntry, applies
+from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import builtin_strategy
 from cellbench.models.losses import make_loss
 from cellbench.models.pixels import AugmentConfig, make_dataset
@@ -514,40 +515,21 @@ def tune_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
 
 def train_predict(
     name: str,
+    fold: Fold,
     *,
     params: Mapping[str, Any],
     strategy: str,
-    images: np.ndarray,
-    y: np.ndarray,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    inner: Sequence[tuple[np.ndarray, np.ndarray]],
-    n_classes: int,
-    positive: int | None,
     seed: int,
     strategy_params: Mapping[str, Any] | None = None,
-    max_epochs: int | None = None,
-    batch_size: int | None = None,
     save_path: str | os.PathLike | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Train ``name`` on one training fold and predict its test fold.
+) -> Fitted:
+    """Train ``name`` on the fold's training rows (its images) and predict its test rows.
 
-    ``images`` (N × S × S × 3 uint8, may be memory-mapped) and ``y`` (class indices) cover every sample;
-    ``train_idx``/``test_idx`` index them, and ``inner`` holds one (train, validation) split given as
-    positions within ``train_idx``. Early stopping (best weights restored, no stopping during the first
-    ``warmup`` epochs), ReduceLROnPlateau and threshold tuning see only that validation split, never the
-    test fold. Transfer ``_ft`` models train the head first, then unfreeze the top layers at a 10× lower
-    learning rate. ``max_epochs``/``batch_size`` override ``params``; ``on_epoch(epoch, logs)`` reports
-    progress (``logs["phase"]`` is ``head`` or ``finetune``).
-
-    Returns
-    -------
-    dict
-        ``proba`` (n_test × n_classes), ``threshold`` (0.5 unless tuned), ``fit_s``, ``predict_s``,
-        ``history`` (per-epoch ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``lr``; fine-tuning
-        epochs appended), ``epochs``, ``phases`` (epochs per phase), ``n_train`` (training fold),
-        ``n_fit`` (samples fitted on after resampling) and ``n_val``.
+    Early stopping (best weights restored, no stopping during the first ``warmup`` epochs), ReduceLROnPlateau and
+    threshold tuning see only the fold's inner validation split, never the test rows. Transfer ``_ft`` models train
+    the head first, then unfreeze the top layers at a 10× lower learning rate. ``on_epoch(epoch, logs)`` reports
+    progress (``logs["phase"]`` is ``head`` or ``finetune``); ``save_path`` keeps the trained model.
 
     Raises
     ------
@@ -556,12 +538,10 @@ def train_predict(
     BatchTooLargeError
         When a batch does not fit in memory (the message names the batch size to lower).
     """
-    params = _training_params(
-        name, params, strategy, strategy_params=strategy_params, max_epochs=max_epochs, batch_size=batch_size,
-        positive=positive,
-    )  # fmt: skip
-    y = np.asarray(y, dtype=np.int64)
-    split = _inner_split(y, np.asarray(train_idx), inner, strategy=strategy, seed=seed)
+    params = _training_params(name, params, strategy, strategy_params=strategy_params, positive=fold.positive)
+    n_classes, positive = fold.n_classes, fold.positive
+    y = np.asarray(fold.y, dtype=np.int64)
+    split = _inner_split(y, np.asarray(fold.train), fold.inner or (), strategy=strategy, seed=seed)
     y_fit = y[split.fit]
     batch = int(params["batch_size"])
     augment = AugmentConfig.from_param(params["augment"])
@@ -569,7 +549,7 @@ def train_predict(
     setup_tensorflow(seed)
     t_fit = time.perf_counter()
     model, backbone = build_model(name, params, n_classes=n_classes, seed=seed)
-    data = _Data(images, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
+    data = _Data(fold.inputs, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
     train_ds, val_ds = data.make(split.fit, training=True), data.make(split.val, training=False)
     loss = make_loss(strategy, n_classes=n_classes, y_train=y_fit)
     class_weight = balanced_class_weight(y_fit, n_classes) if strategy == "class_weight" else None
@@ -583,42 +563,23 @@ def train_predict(
         if strategy == "threshold":
             threshold = _tuned_threshold(model, val_ds, y[split.val] == positive, column=positive, n_classes=n_classes)
         t_pred = time.perf_counter()
-        test_ds = data.make(np.asarray(test_idx), training=False, labels=False)
-        proba = _proba(model.predict(test_ds, verbose=0), n_classes)
+        test_ds = data.make(np.asarray(fold.test), training=False, labels=False)
+        proba = probabilities(model.predict(test_ds, verbose=0), n_classes)
         predict_s = time.perf_counter() - t_pred
     if save_path is not None:
         save_model(model, save_path)
-    return {
-        "proba": proba,
-        "threshold": threshold,
-        "fit_s": fit_s,
-        "predict_s": predict_s,
-        "history": history,
-        "epochs": len(history["loss"]),
-        "phases": phases,
-        "n_train": split.n_train,
-        "n_fit": len(split.fit),
-        "n_val": len(split.val),
-    }
+    return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=predict_s, n_train=split.n_train,
+                  history=history, epochs=len(history["loss"]), phases=phases, n_fit=len(split.fit),
+                  n_val=len(split.val))  # fmt: skip
 
 
 def _training_params(
-    name: str,
-    params: Mapping[str, Any],
-    strategy: str,
-    *,
-    strategy_params: Mapping[str, Any] | None,
-    max_epochs: int | None,
-    batch_size: int | None,
+    name: str, params: Mapping[str, Any], strategy: str, *, strategy_params: Mapping[str, Any] | None,
     positive: int | None,
-) -> dict[str, Any]:
-    """The model's parameters (its defaults, ``params``, then the overrides), once ``strategy`` is known to apply."""
+) -> dict[str, Any]:  # fmt: skip
+    """The model's parameters (its defaults, then ``params``), once ``strategy`` is known to apply."""
     entry = deep_entry(name)
     params = entry.resolve(params)
-    if max_epochs is not None:
-        params["max_epochs"] = max_epochs
-    if batch_size is not None:
-        params["batch_size"] = batch_size
     chosen = builtin_strategy(strategy)
     ok, why = applies(entry, chosen)
     if not ok:
@@ -704,7 +665,7 @@ def _fit_phases(
 
 def _tuned_threshold(model, val_ds, is_positive: np.ndarray, *, column: int, n_classes: int) -> float:
     """The threshold on the positive class's ``column``, tuned on the inner validation split (``tune_threshold``)."""
-    val_proba = _proba(model.predict(val_ds, verbose=0), n_classes)
+    val_proba = probabilities(model.predict(val_ds, verbose=0), n_classes)
     return tune_threshold(is_positive, val_proba[:, column])
 
 
@@ -738,7 +699,7 @@ class _Data:
         )
 
 
-def _proba(raw: np.ndarray, n_classes: int) -> np.ndarray:
+def probabilities(raw: np.ndarray, n_classes: int) -> np.ndarray:
     """Class-probability columns from the model output (one sigmoid unit for binary tasks)."""
     raw = np.asarray(raw, dtype=np.float64)
     if n_classes == 2:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import TunedThresholdClassifierCV
+from sklearn.utils.class_weight import compute_sample_weight
 
 from cellbench.core.errors import ConfigError
 from cellbench.models.catalog import MODELS, STRATEGIES, resolve_params
 from cellbench.models.entry import applies
+from cellbench.models.fold import Fitted, Fold
 
 
 def applicable(model: str, strategy: str) -> tuple[bool, str]:
@@ -45,29 +49,18 @@ def build_pipeline(
 def fit_predict(
     model: str,
     strategy: str,
+    fold: Fold,
     *,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_test: np.ndarray,
     seed: int,
-    n_classes: int,
-    positive: int | None,
-    inner_split: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     model_params: Mapping[str, Any] | None = None,
     strategy_params: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fit on the training fold and return test probabilities (and the decision threshold if tuned).
+) -> Fitted:
+    """Fit a fresh pipeline on the fold's training rows and predict its test rows.
 
-    Returns
-    -------
-    dict
-        ``proba`` (n_test × n_classes, columns in class-index order), ``threshold`` (binary only, 0.5
-        unless tuned), ``fit_s``, ``predict_s`` and the fitted ``model``.
+    ``threshold`` tunes the decision threshold on ``fold.inner`` (fitted on its training part, then refit on the
+    whole training fold); the other strategies fit the training fold once.
     """
-    import time
-
-    from sklearn.utils.class_weight import compute_sample_weight
-
+    X, y_train = np.asarray(fold.inputs), fold.y_train
     pipe = build_pipeline(
         model, strategy, y=y_train, seed=seed, model_params=model_params, strategy_params=strategy_params
     )
@@ -77,32 +70,25 @@ def fit_predict(
     threshold = 0.5
     t0 = time.perf_counter()
     if STRATEGIES[strategy].tune_threshold:
-        if positive is None:
+        if fold.positive is None:
             raise ConfigError("threshold tuning applies to binary tasks only")
-        if inner_split is None:
+        if fold.inner is None:
             raise ConfigError("threshold tuning needs an inner validation split of the training fold")
-        from sklearn.model_selection import TunedThresholdClassifierCV
-
         tuned = TunedThresholdClassifierCV(
-            pipe, scoring="balanced_accuracy", cv=list(inner_split), refit=True, random_state=seed
+            pipe, scoring="balanced_accuracy", cv=list(fold.inner), refit=True, random_state=seed
         )
-        tuned.fit(X_train, y_train)
+        tuned.fit(X[fold.train], y_train)
         fitted, threshold = tuned.estimator_, float(tuned.best_threshold_)
     else:
-        fitted = pipe.fit(X_train, y_train, **fit_params)
+        fitted = pipe.fit(X[fold.train], y_train, **fit_params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    proba = _full_proba(fitted, X_test, n_classes)
-    return {
-        "proba": proba,
-        "threshold": threshold,
-        "fit_s": fit_s,
-        "predict_s": time.perf_counter() - t0,
-        "model": fitted,
-    }
+    proba = full_proba(fitted, X[fold.test], fold.n_classes)
+    return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=time.perf_counter() - t0,
+                  n_train=len(fold.train), model=fitted)  # fmt: skip
 
 
-def _full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:
+def full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:
     """``predict_proba`` with a column for every class index, even classes absent from training."""
     raw = fitted.predict_proba(X)
     classes = np.asarray(fitted.classes_, dtype=int)

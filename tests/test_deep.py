@@ -46,23 +46,14 @@ def split(n: int):
 
 def run(name="cnn_tiny", strategy="none", *, n=48, size=16, n_classes=2, params=None, **kw):
     from cellbench.models.deep import train_predict
+    from cellbench.models.fold import Fold
 
     images, y = blobs(n, size, n_classes=n_classes)
     train, test, inner = split(n)
-    out = train_predict(
-        name,
-        params={"size": size, "max_epochs": 2, "batch_size": 16, **(params or {})},
-        strategy=strategy,
-        images=images,
-        y=y,
-        train_idx=train,
-        test_idx=test,
-        inner=inner,
-        n_classes=n_classes,
-        positive=1 if n_classes == 2 else None,
-        seed=7,
-        **kw,
-    )
+    fold = Fold(inputs=images, y=y, train=train, test=test, n_classes=n_classes,
+                positive=1 if n_classes == 2 else None, inner=inner)  # fmt: skip
+    params = {"size": size, "max_epochs": 2, "batch_size": 16, **(params or {})}
+    out = train_predict(name, fold, params=params, strategy=strategy, seed=7, **kw)
     return out, y[test], inner
 
 
@@ -309,17 +300,17 @@ def test_cnn_learns_a_trivially_separable_task(twice):
     from sklearn.metrics import roc_auc_score
 
     (out, y_test), _ = twice
-    assert out["proba"].shape == (len(y_test), 2)
-    np.testing.assert_allclose(out["proba"].sum(axis=1), 1.0)
-    assert roc_auc_score(y_test, out["proba"][:, 1]) > 0.8
-    assert set(out["history"]) == {"loss", "val_loss", "accuracy", "val_accuracy", "lr"}
-    assert out["epochs"] == len(out["history"]["val_loss"]) >= 1
+    assert out.proba.shape == (len(y_test), 2)
+    np.testing.assert_allclose(out.proba.sum(axis=1), 1.0)
+    assert roc_auc_score(y_test, out.proba[:, 1]) > 0.8
+    assert set(out.history) == {"loss", "val_loss", "accuracy", "val_accuracy", "lr"}
+    assert out.epochs == len(out.history["val_loss"]) >= 1
 
 
 def test_same_seed_gives_identical_predictions(twice):
     (a, _), (b, _) = twice
-    np.testing.assert_array_equal(a["proba"], b["proba"])
-    assert a["history"] == b["history"]
+    np.testing.assert_array_equal(a.proba, b.proba)
+    assert a.history == b.history
 
 
 @pytest.mark.parametrize("strategy", ["class_weight", "oversample", "undersample", "focal", "threshold"])
@@ -349,22 +340,22 @@ def test_strategies_run_and_early_stopping_sees_only_the_inner_split(strategy, m
         on_epoch=lambda e, logs: epochs.append((e, logs["phase"])),
     )
     ((tr, va),) = inner
-    assert seen[0]["val"] == len(va) == out["n_val"]
-    assert seen[0]["train"] == out["n_fit"]
+    assert seen[0]["val"] == len(va) == out.n_val
+    assert seen[0]["train"] == out.n_fit
     stopper = seen[0]["stopper"][0]
     assert stopper.monitor == "val_loss" and stopper.restore_best_weights
-    assert out["proba"].shape == (len(y_test), n_classes)
-    assert epochs == [(e, "head") for e in range(out["epochs"])]
+    assert out.proba.shape == (len(y_test), n_classes)
+    assert epochs == [(e, "head") for e in range(out.epochs)]
     if strategy == "oversample":
-        assert out["n_fit"] > len(tr)
+        assert out.n_fit > len(tr)
     if strategy == "undersample":
-        assert out["n_fit"] < len(tr)
+        assert out.n_fit < len(tr)
     if strategy == "threshold":
-        assert 0.0 <= out["threshold"] <= 1.0
+        assert 0.0 <= out.threshold <= 1.0
         reloaded = keras.saving.load_model(tmp_path / "m.keras")
         assert reloaded.get_layer("logits") is not None
     else:
-        assert out["threshold"] == 0.5
+        assert out.threshold == 0.5
 
 
 def test_smote_and_multiclass_threshold_are_refused():
@@ -407,7 +398,7 @@ def test_fine_tuning_trains_the_head_then_the_top_layers(monkeypatch):
     )
     assert [p[:2] for p in phases] == [(0, "head"), (1, "finetune")]
     assert phases[1][2] == pytest.approx(phases[0][2] / 10)
-    assert out["phases"] == {"head": 1, "finetune": 1}
+    assert out.phases == {"head": 1, "finetune": 1}
 
 
 def test_set_phase_unfreezes_only_the_top_layers_without_batch_norm():

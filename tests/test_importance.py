@@ -20,14 +20,12 @@ def _data(seed: int = 0, n: int = 300):
 @pytest.mark.parametrize("model", ["random_forest", "xgboost"])
 def test_native_importance_is_impurity_or_gain_and_finds_the_signal(model):
     from cellbench.models import fit_predict
+    from cellbench.models.fold import Fold
     from cellbench.stats.importance import native_importances, permutation_importances
 
     X, y = _data()
-    out = fit_predict(
-        model, "none", X_train=X[:200], y_train=y[:200], X_test=X[200:], seed=0, n_classes=2, positive=1,
-        model_params={"n_estimators": 60},
-    )  # fmt: skip
-    fitted = out["model"]
+    fold = Fold(inputs=X, y=y, train=np.arange(200), test=np.arange(200, len(X)), n_classes=2, positive=1)
+    fitted = fit_predict(model, "none", fold, seed=0, model_params={"n_estimators": 60}).model
     native = native_importances(fitted, names=NAMES)
     assert max(native, key=native.get) == "nuc_ratio"
     assert abs(sum(native.values()) - 1) < 1e-9

@@ -33,18 +33,13 @@ def test_every_model_and_strategy_fits_and_returns_probabilities(data, model, st
     out = fit_predict(
         model,
         strategy,
-        X_train=X,
-        y_train=y,
-        X_test=Xt,
+        fold(X, y, Xt, inner=inner),
         seed=0,
-        n_classes=2,
-        positive=1,
-        inner_split=inner,
         model_params={"n_estimators": 20} if model in ("random_forest", "xgboost") else None,
     )
-    assert out["proba"].shape == (len(Xt), 2)
-    assert np.allclose(out["proba"].sum(1), 1)
-    assert 0 <= out["threshold"] <= 1
+    assert out.proba.shape == (len(Xt), 2)
+    assert np.allclose(out.proba.sum(1), 1)
+    assert 0 <= out.threshold <= 1 and out.n_train == len(X)
 
 
 def test_knn_has_no_cost_sensitive_form_and_says_so():
@@ -63,11 +58,9 @@ def test_samplers_act_only_in_fit(data):
 
 def test_class_weight_changes_the_model(data):
     X, y, Xt, _ = data
-    a = fit_predict("logistic_regression", "none", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
-    b = fit_predict(
-        "logistic_regression", "class_weight", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1
-    )
-    assert b["proba"][:, 1].mean() > a["proba"][:, 1].mean()
+    a = fit_predict("logistic_regression", "none", fold(X, y, Xt), seed=0)
+    b = fit_predict("logistic_regression", "class_weight", fold(X, y, Xt), seed=0)
+    assert b.proba[:, 1].mean() > a.proba[:, 1].mean()
 
 
 def test_unknown_model_parameter_is_refused(data):
@@ -115,7 +108,17 @@ def test_plugins_register_models_and_strategies_at_run_time(data, monkeypatch):
     assert MODELS["nearest_centroid"].build is build and MODELS["nearest_centroid"].kind == "classical"
     register_strategy(Strategy("plain", "nothing at all"))
     X, y, Xt, _ = data
-    out = fit_predict("nearest_centroid", "plain", X_train=X, y_train=y, X_test=Xt, seed=0, n_classes=2, positive=1)
-    assert out["proba"].shape == (len(Xt), 2)
+    out = fit_predict("nearest_centroid", "plain", fold(X, y, Xt), seed=0)
+    assert out.proba.shape == (len(Xt), 2)
     with pytest.raises(ValueError, match="registered twice"):
         register_model("knn", defaults={}, class_weight=None, description="again")(build)
+
+
+def fold(X, y, Xt, *, inner=None, positive=1):
+    """The training rows ``X`` (labels ``y``) and the rows ``Xt`` to predict as one :class:`Fold`."""
+    from cellbench.models.fold import Fold
+
+    inputs = np.vstack([X, Xt])
+    labels = np.r_[y, np.zeros(len(Xt), dtype=int)]  # the test rows' labels are never read
+    return Fold(inputs=inputs, y=labels, train=np.arange(len(X)), test=np.arange(len(X), len(inputs)), n_classes=2,
+                positive=positive, inner=inner)  # fmt: skip

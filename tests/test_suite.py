@@ -1,7 +1,7 @@
 import pytest
 
 from cellbench.core.errors import ConfigError, UnknownNameError
-from cellbench.run.suite import load_suite
+from cellbench.run.suite import load_suite, parse_suite
 
 
 def test_builtin_suites_load():
@@ -78,3 +78,17 @@ def test_narrowing_to_models_outside_the_sweep_plans_no_sweep_jobs():
     prepared = [Prepared(task_path=Path("t"), folds=folds, record=record)]
     items, _ = plan(s, prepared)
     assert {j.ratio for j, _ in items} == {None} and {j.model.name for j, _ in items} == {"knn", "cnn"}
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ({"familes": ["haralick"]}, r"unknown key\(s\) familes; allowed keys: families, haralick_distances"),
+        ({"families": ["haralick", "colour"]}, "unknown feature family 'colour'; known feature families: haralick"),
+        ({"lbp_radii": [9]}, r"lbp_radii must be an integer in 1\.\.8, got 9"),
+    ],
+)
+def test_a_bad_features_table_is_refused_when_the_suite_is_read(features, message):
+    raw = {"name": "x", "datasets": {"synthetic": {}}, "models": {"knn": {}}, "features": features}
+    with pytest.raises(ConfigError, match=message):
+        parse_suite(raw, source="t")

@@ -22,7 +22,8 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __init__(self, kind: str, name: object, known: Iterable[str]):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known) or '(none)'}")
+        kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
+        super().__init__(f"unknown {kind} {name!r}; known {kinds}: {', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from cellbench.core.errors import UnknownNameError
@@ -22,6 +22,14 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+
+    @classmethod
+    def of(cls, kind: str, entries: Iterable[T]) -> Registry[T]:
+        """A registry of ``entries`` (each with a ``name``), in their order; a repeated name is refused."""
+        registry = cls(kind)
+        for entry in entries:
+            registry.add(entry.name, entry)
+        return registry
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(obj: T) -> T:

@@ -20,6 +20,7 @@ from cellbench.core.types import ExternalScore, Importance, Job, JobExtra, JobRe
 from cellbench.core.values import json_safe
 from cellbench.models import fit_predict
 from cellbench.models.deep import train_predict
+from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import sweep_subsample
 from cellbench.run.artifacts import model_file, save_classical, write_card
 from cellbench.run.cv import inner_split
@@ -155,23 +156,32 @@ def _split(job: Job, task: TaskData) -> _Split:
     return _Split(train=train, test=test, external=external_positions(job, task), seed=seed)
 
 
-def _inner(task: TaskData, split: _Split) -> list[tuple[np.ndarray, np.ndarray]]:
+def _fold(task: TaskData, split: _Split, inputs: np.ndarray, *, inner: bool) -> Fold:
+    """What the model sees: every row's inputs and labels, the training rows, the rows to predict and, with
+    ``inner``, one inner (train, validation) split of the training fold (group-aware where groups are known)."""
     groups = task.groups[split.train] if task.groups is not None else None
-    return inner_split(task.y[split.train], groups, seed=split.seed)
+    return Fold(
+        inputs=inputs,
+        y=task.y,
+        train=split.train,
+        test=split.predicted,
+        n_classes=len(task.classes),
+        positive=task.positive,
+        inner=inner_split(task.y[split.train], groups, seed=split.seed) if inner else None,
+    )
 
 
-def _fold_output(split: _Split, *, proba: np.ndarray, threshold: float, fit_s: float, predict_s: float,
-                 extra: JobExtra) -> FoldOutput:  # fmt: skip
+def _fold_output(split: _Split, out: Fitted, *, extra: JobExtra) -> FoldOutput:
     n = len(split.test)
     return FoldOutput(
         test=split.test,
-        proba=proba[:n],
-        threshold=threshold,
-        fit_s=float(fit_s),
-        predict_s=float(predict_s),
+        proba=out.proba[:n],
+        threshold=out.threshold,
+        fit_s=float(out.fit_s),
+        predict_s=float(out.predict_s),
         extra=extra,
         external_rows=split.external,
-        external_proba=proba[n:] if len(split.external) else None,
+        external_proba=out.proba[n:] if len(split.external) else None,
     )
 
 
@@ -179,54 +189,32 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     if task.X is None:
         raise CellbenchError("no features were extracted for this task")
     split = _split(job, task)
-    y_train = task.y[split.train]
-    out = fit_predict(
-        job.model.name,
-        job.imbalance.name,
-        X_train=task.X[split.train],
-        y_train=y_train,
-        X_test=task.X[split.predicted],
-        seed=split.seed,
-        n_classes=len(task.classes),
-        positive=task.positive,
-        inner_split=_inner(task, split) if job.imbalance.name == "threshold" else None,
-        model_params=job.model.params,
-        strategy_params=job.imbalance.params,
-    )
-    fitted = out["model"]
+    fold = _fold(task, split, task.X, inner=job.imbalance.name == "threshold")
+    out = fit_predict(job.model.name, job.imbalance.name, fold, seed=split.seed, model_params=job.model.params,
+                      strategy_params=job.imbalance.params)  # fmt: skip
     importance = None
     if job.explain:
-        names = task.feature_names
-        test = split.test
+        names, test = task.feature_names, split.test
         importance = Importance(
-            permutation=permutation_importances(fitted, task.X[test], task.y[test], names=names, seed=split.seed),
-            native=native_importances(fitted, names=names),
+            permutation=permutation_importances(out.model, task.X[test], task.y[test], names=names, seed=split.seed),
+            native=native_importances(out.model, names=names),
         )
     if options.save_dir:
-        path = save_classical(fitted, model_file(options.save_dir, job))
-        write_card(path, job=job, task=task, threshold=out["threshold"])
-    extra = JobExtra(
-        n_train=len(split.train),
-        train_counts=tuple(np.bincount(y_train, minlength=len(task.classes)).tolist()),
-        importance=importance,
-    )
-    return _fold_output(split, proba=out["proba"], threshold=out["threshold"], fit_s=out["fit_s"],
-                        predict_s=out["predict_s"], extra=extra)  # fmt: skip
+        path = save_classical(out.model, model_file(options.save_dir, job))
+        write_card(path, job=job, task=task, threshold=out.threshold)
+    counts = np.bincount(fold.y_train, minlength=len(task.classes))
+    extra = JobExtra(n_train=out.n_train, train_counts=tuple(counts.tolist()), importance=importance)
+    return _fold_output(split, out, extra=extra)
 
 
 def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     split = _split(job, task)
+    fold = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]))), inner=True)
     out = train_predict(
         job.model.name,
+        fold,
         params=job.model.params,
         strategy=job.imbalance.name,
-        images=np.asarray(task.images(int(job.model.params["size"]))),
-        y=task.y,
-        train_idx=split.train,
-        test_idx=split.predicted,
-        inner=_inner(task, split),
-        n_classes=len(task.classes),
-        positive=task.positive,
         seed=split.seed,
         save_path=model_file(options.save_dir, job) if options.save_dir else None,
         # per-epoch status for the driver's progress bar (cellbench.run.progress)
@@ -235,7 +223,6 @@ def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     if options.status_dir:
         clear_status(options.status_dir, job)
     if options.save_dir:
-        write_card(model_file(options.save_dir, job), job=job, task=task, threshold=out["threshold"])
-    extra = JobExtra(n_train=int(out["n_train"]), history=out["history"], epochs=out["epochs"], n_val=out["n_val"])
-    return _fold_output(split, proba=out["proba"], threshold=out["threshold"], fit_s=out["fit_s"],
-                        predict_s=out["predict_s"], extra=extra)  # fmt: skip
+        write_card(model_file(options.save_dir, job), job=job, task=task, threshold=out.threshold)
+    return _fold_output(split, out, extra=JobExtra(n_train=out.n_train, history=out.history, epochs=out.epochs,
+                                                   n_val=out.n_val))  # fmt: skip

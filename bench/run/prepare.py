@@ -190,9 +190,7 @@ def _features(suite: Suite, dataset: Dataset, extraction: str, samples, *, setti
     """The handcrafted features of ``samples`` (cached), or ``None`` when no model of the suite reads features."""
     if not any(MODELS[m].input == "features" for m in suite.models):
         return None
-    config = FeatureConfig.for_kind(dataset.info.kind)
-    if suite.features:
-        config = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in suite.features.items()})
+    config = FeatureConfig.from_table(dataset.info.kind, suite.features)
     fs = extract_feature_set(
         samples,
         config=config,

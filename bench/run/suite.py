@@ -13,6 +13,7 @@ from cellbench.core.types import ModelSpec
 from cellbench.datasets import DATASETS
 from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
 from cellbench.datasets.subsample import check_limit
+from cellbench.features import FeatureConfig, feature_names
 from cellbench.models import MODELS, STRATEGIES
 from cellbench.models.classical import resolve_params
 from cellbench.models.deep import TRAINING_DEFAULTS
@@ -246,6 +247,8 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{where}: cv.folds must be at least 2, got {suite.folds}")
     if suite.repeats < 1:
         raise ConfigError(f"{where}: cv.repeats must be at least 1, got {suite.repeats}")
+    if suite.features:  # refused before any data set is loaded, not when features are first extracted
+        feature_names(FeatureConfig.from_table("cell", suite.features))
     for m in (*suite.metrics, *([suite.primary_metric] if suite.primary_metric else [])):
         if m not in METRICS:
             raise ConfigError(f"{where}: unknown metric {m!r}; known metrics: {', '.join(METRICS)}")

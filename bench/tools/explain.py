@@ -42,8 +42,7 @@ from cellbench.datasets import load_dataset
 from cellbench.datasets.extraction import run_extraction, split_options
 from cellbench.models import MODELS
 from cellbench.models.cam import DESCRIPTIONS, CamExplainer, energy_fractions, parse_methods, sanity_check
-from cellbench.models.deep import _proba as probabilities
-from cellbench.models.deep import import_tensorflow_quietly
+from cellbench.models.deep import import_tensorflow_quietly, probabilities
 from cellbench.models.regions import sample_regions
 from cellbench.report.galleries import FORMAT, PREFIX, draw_gallery
 from cellbench.report.leaderboard import write_leaderboard

@@ -21,9 +21,8 @@ from cellbench.core.errors import ConfigError, DataError
 from cellbench.datasets.io import read_image, read_mask
 from cellbench.features import FeatureConfig
 from cellbench.features.extract import feature_names, feature_vector
-from cellbench.models.deep import _proba as probabilities
-from cellbench.models.deep import import_tensorflow_quietly
-from cellbench.models.pipeline import _full_proba as full_proba
+from cellbench.models.deep import import_tensorflow_quietly, probabilities
+from cellbench.models.pipeline import full_proba
 from cellbench.models.pixels import fit_to_square
 from cellbench.run.artifacts import CARD_FORMAT, MODEL_SUFFIXES
 from cellbench.stats.metrics import predict_labels
