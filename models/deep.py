@@ -28,6 +28,7 @@ from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import builtin_strategy
 from cellbench.models.losses import make_loss
 from cellbench.models.pixels import AugmentConfig, make_dataset
+from cellbench.models.threshold import tune_threshold
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "size": 96,
@@ -491,28 +492,6 @@ def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(present, weights)}
 
 
-def tune_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
-    """The decision threshold on ``score`` (positive-class probability) with the best balanced accuracy.
-
-    ``y_true`` is 1 for the positive class. Among the ROC operating points the one maximising
-    (TPR + TNR) / 2 is chosen (ties: nearest 0.5), and the threshold set halfway to the next lower
-    score, so validation predictions are unchanged but the cut does not sit on a validation sample.
-    """
-    from sklearn.metrics import roc_curve
-
-    y_true = np.asarray(y_true).astype(int)
-    if len(np.unique(y_true)) < 2:
-        return 0.5
-    fpr, tpr, thr = roc_curve(y_true, score, drop_intermediate=False)
-    finite = np.isfinite(thr)
-    fpr, tpr, thr = fpr[finite], tpr[finite], thr[finite]
-    bal = (tpr + 1 - fpr) / 2
-    best = np.flatnonzero(np.isclose(bal, bal.max()))
-    i = int(best[np.argmin(np.abs(thr[best] - 0.5))])
-    t = (thr[i] + thr[i + 1]) / 2 if i + 1 < len(thr) else thr[i]
-    return float(np.clip(t, 0.0, 1.0))
-
-
 def train_predict(
     name: str,
     fold: Fold,
@@ -664,7 +643,7 @@ def _fit_phases(
 
 
 def _tuned_threshold(model, val_ds, is_positive: np.ndarray, *, column: int, n_classes: int) -> float:
-    """The threshold on the positive class's ``column``, tuned on the inner validation split (``tune_threshold``)."""
+    """The threshold on the positive class's ``column``, tuned on the inner validation split."""
     val_proba = probabilities(model.predict(val_ds, verbose=0), n_classes)
     return tune_threshold(is_positive, val_proba[:, column])
 

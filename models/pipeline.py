@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import TunedThresholdClassifierCV
+from sklearn.base import clone
 from sklearn.utils.class_weight import compute_sample_weight
 
 from cellbench.core.errors import ConfigError
 from cellbench.models.catalog import MODELS, STRATEGIES, resolve_params
 from cellbench.models.entry import applies
 from cellbench.models.fold import Fitted, Fold
+from cellbench.models.threshold import tune_threshold
 
 
 def applicable(model: str, strategy: str) -> tuple[bool, str]:
@@ -57,8 +58,8 @@ def fit_predict(
 ) -> Fitted:
     """Fit a fresh pipeline on the fold's training rows and predict its test rows.
 
-    ``threshold`` tunes the decision threshold on ``fold.inner`` (fitted on its training part, then refit on the
-    whole training fold); the other strategies fit the training fold once.
+    ``threshold`` first tunes the decision threshold on ``fold.inner`` (:func:`_inner_threshold`), then fits the
+    whole training fold; the other strategies fit the training fold once.
     """
     X, y_train = np.asarray(fold.inputs), fold.y_train
     pipe = build_pipeline(
@@ -70,22 +71,28 @@ def fit_predict(
     threshold = 0.5
     t0 = time.perf_counter()
     if STRATEGIES[strategy].tune_threshold:
-        if fold.positive is None:
-            raise ConfigError("threshold tuning applies to binary tasks only")
-        if fold.inner is None:
-            raise ConfigError("threshold tuning needs an inner validation split of the training fold")
-        tuned = TunedThresholdClassifierCV(
-            pipe, scoring="balanced_accuracy", cv=list(fold.inner), refit=True, random_state=seed
-        )
-        tuned.fit(X[fold.train], y_train)
-        fitted, threshold = tuned.estimator_, float(tuned.best_threshold_)
-    else:
-        fitted = pipe.fit(X[fold.train], y_train, **fit_params)
+        threshold = _inner_threshold(pipe, fold, X)
+    fitted = pipe.fit(X[fold.train], y_train, **fit_params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = full_proba(fitted, X[fold.test], fold.n_classes)
     return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=time.perf_counter() - t0,
                   n_train=len(fold.train), model=fitted)  # fmt: skip
+
+
+def _inner_threshold(pipe, fold: Fold, X: np.ndarray) -> float:
+    """The decision threshold of ``pipe`` fitted on the inner training part and tuned on the inner validation part
+    (:func:`cellbench.models.threshold.tune_threshold`, the tuner of the deep models too)."""
+    if fold.positive is None:
+        raise ConfigError("threshold tuning applies to binary tasks only")
+    if not fold.inner or len(fold.inner) != 1:
+        raise ConfigError("threshold tuning needs one inner (train, validation) split of the training fold")
+    ((tr, va),) = fold.inner
+    train, val = fold.train[np.asarray(tr)], fold.train[np.asarray(va)]
+    y = np.asarray(fold.y)
+    inner = clone(pipe).fit(X[train], y[train])
+    proba = full_proba(inner, X[val], fold.n_classes)
+    return tune_threshold(y[val] == fold.positive, proba[:, fold.positive])
 
 
 def full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:

@@ -376,7 +376,7 @@ def test_focal_loss_is_alpha_balanced():
 
 
 def test_tune_threshold_maximises_balanced_accuracy():
-    from cellbench.models.deep import tune_threshold
+    from cellbench.models.threshold import tune_threshold
 
     score = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.6])
     truth = np.array([0, 0, 0, 1, 1, 1])

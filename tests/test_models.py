@@ -122,3 +122,30 @@ def fold(X, y, Xt, *, inner=None, positive=1):
     labels = np.r_[y, np.zeros(len(Xt), dtype=int)]  # the test rows' labels are never read
     return Fold(inputs=inputs, y=labels, train=np.arange(len(X)), test=np.arange(len(X), len(inputs)), n_classes=2,
                 positive=positive, inner=inner)  # fmt: skip
+
+
+def test_the_threshold_is_tuned_on_the_positive_class_whatever_its_index(data):
+    """Swapping the class indices (the positive class first) must mirror the thresholded predictions: the tuned
+    threshold applies to the positive class's probability, as the tuner chose it on that probability."""
+    from cellbench.stats.metrics import predict_labels
+
+    X, y, Xt, _ = data
+    inner = [(np.arange(0, 140), np.arange(140, 180))]
+    a = fit_predict("logistic_regression", "threshold", fold(X, y, Xt, inner=inner, positive=1), seed=0)
+    b = fit_predict("logistic_regression", "threshold", fold(X, 1 - y, Xt, inner=inner, positive=0), seed=0)
+    np.testing.assert_allclose(a.proba[:, 1], b.proba[:, 0], atol=1e-6)
+    assert a.threshold == pytest.approx(b.threshold, abs=1e-6) and a.threshold != 0.5
+    pred_a = predict_labels(a.proba, positive=1, threshold=a.threshold)
+    pred_b = predict_labels(b.proba, positive=0, threshold=b.threshold)
+    np.testing.assert_array_equal(pred_a, 1 - pred_b)
+
+
+def test_one_tuner_for_both_arms():
+    from cellbench.models.threshold import DEFAULT, tune_threshold
+
+    score = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.6])
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    t = tune_threshold(truth, score)
+    assert 0.2 < t <= 0.3 and ((score >= t) == truth.astype(bool)).all()
+    assert tune_threshold(np.ones(6), score) == DEFAULT  # one class: nothing to tune
+    assert tune_threshold(truth, np.full(6, 0.4)) == DEFAULT  # constant scores: nothing to tune
