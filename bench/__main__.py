@@ -1,12 +1,12 @@
 """``python -m cellbench`` anywhere, and ``python -m bench`` from a checkout (whose ``bench/`` is ``cellbench``)."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
 
 def _checked_checkout() -> None:
     """Run as ``python -m bench``: refuse to run another copy of cellbench than this checkout's, naming both."""
-    import importlib.util
 
     here = Path(__file__).resolve().parent
     spec = importlib.util.find_spec("cellbench")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import fields
 
+from tabulate import tabulate
+
 from cellbench.core.types import DatasetInfo
 
 WIDTH = 110
@@ -38,7 +40,6 @@ def _counts(counts) -> str:
 
 def render_card(info: DatasetInfo) -> str:
     """The card as markdown-ish text: title, description, a table of the facts, layout and download."""
-    from tabulate import tabulate
 
     classes = ", ".join(info.classes) if info.classes else "from the data (folder names, labels or the file)"
     rows = [

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from cellbench.core.errors import DataError
 from cellbench.core.files import write_json
@@ -183,7 +184,6 @@ def find_duplicates(
 
 def content_digests(samples: Sequence[Sample], *, progress: bool = True, desc: str = "content hashes") -> list:
     """The pixel digest of each sample (``None`` where it cannot be read), with a progress bar."""
-    from tqdm.auto import tqdm
 
     out = []
     for img, _ in tqdm(iter_images(samples), total=len(samples), desc=desc, unit="img", disable=not progress):

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from cellbench.core import files, paths
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
@@ -328,7 +329,6 @@ def _build(
     skip_bad: bool,
 ) -> None:
     """Fill the (temporary) extraction folder ``folder``: crops, ``index.csv`` and ``extraction.json``."""
-    from tqdm.auto import tqdm
 
     (folder / "cells").mkdir()
     white = field_defaults(dataset.name).white

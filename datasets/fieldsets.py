@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.fingerprint import fingerprint_files
@@ -88,7 +90,6 @@ def read_xyc(path: Path, *, bad: BadAnnotations) -> list[tuple[int, float, float
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header."""
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 
 from cellbench.core.errors import DataError
@@ -232,7 +233,6 @@ def h5_file(path: str | Path):
     key = _file_key(Path(path))
     f = _OPEN.get(key)
     if f is None:
-        import h5py
 
         if len(_OPEN) >= MAX_OPEN_H5:
             _close(next(iter(_OPEN)))
@@ -264,7 +264,6 @@ def h5_key(f, key: str, path: str | Path):
 
 def h5_open(path: str | Path):
     """The HDF5 file at ``path`` opened read-only and not kept (use it in a ``with`` block), or a DataError."""
-    import h5py
 
     if not Path(path).is_file():
         raise DataError(f"HDF5 file not found: {path}")

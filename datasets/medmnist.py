@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.files import atomic_path
@@ -497,7 +498,6 @@ def _read_arrays(path: Path, chosen: list[str], *, cache_dir: Path) -> dict[str,
 
 
 def _member(path: Path, zf: zipfile.ZipFile, member: str, key: str, *, cache_dir: Path) -> np.ndarray:
-    from numpy.lib import format as npy
 
     try:
         with zf.open(member) as f:

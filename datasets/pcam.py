@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.types import Dataset, DatasetInfo, Sample
@@ -245,7 +246,6 @@ def _read_meta(path: Path, n: int) -> dict[str, list] | None:
     """The meta CSV's columns as lists (``wsi`` required), or None when the file is absent."""
     if not path.is_file():
         return None
-    import pandas as pd
 
     try:
         df = pd.read_csv(path)

@@ -47,6 +47,12 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.color import hed_from_rgb
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_multiotsu, threshold_otsu
+from skimage.measure import regionprops
+from skimage.morphology import remove_small_holes
+from skimage.segmentation import watershed
 
 from cellbench.core.errors import ConfigError
 from cellbench.datasets.checks import check_choice, check_flags, check_number
@@ -226,7 +232,6 @@ def background_colour(image: np.ndarray, *, percentile: float = 75.0) -> np.ndar
 
 def stain_channel(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Haematoxylin optical density of an RGB ``uint8`` image normalised by its ``background`` colour."""
-    from skimage.color import hed_from_rgb
 
     f = image.astype(np.float32)
     od = np.maximum(-np.log((f + 1.0) / (np.asarray(background, np.float32) + 1.0)), 0.0)
@@ -235,7 +240,6 @@ def stain_channel(image: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 def stain_threshold(stain: np.ndarray, *, max_share: float) -> float:
     """Otsu's threshold, raised to Otsu's within the upper class while too much of the image lies above it."""
-    from skimage.filters import threshold_otsu
 
     values = stain.ravel()
     t = float(threshold_otsu(values))
@@ -306,10 +310,6 @@ def _disc(radius: float) -> np.ndarray:
 
 
 def _detect(image: np.ndarray, background: np.ndarray, diameter: float, p: SegmentationParams) -> _Detection:
-    from skimage.feature import peak_local_max
-    from skimage.measure import regionprops
-    from skimage.morphology import remove_small_holes
-    from skimage.segmentation import watershed
 
     s = min(1.0, p.work_diameter / diameter)
     wd = diameter * s
@@ -377,10 +377,6 @@ def _add_cytoplasm(small, background, labels, *, wd: float, p: SegmentationParam
     split by a watershed on its distance transform whose markers are the stained regions and, for the red cells,
     the distance maxima away from them; a stained region keeps its basin within ``max_diameter`` / 2 of it.
     """
-    from skimage.feature import peak_local_max
-    from skimage.filters import threshold_multiotsu
-    from skimage.morphology import remove_small_holes
-    from skimage.segmentation import watershed
 
     od = cv2.GaussianBlur(density(small, background), (0, 0), max(0.5, 0.03 * wd))
     # three classes (background, cytoplasm and red cells, nuclei): the lower threshold takes in the cytoplasm
@@ -410,8 +406,6 @@ def split_clumps(labels: np.ndarray, *, wd: float, largest: float, smallest: flo
     cells and not convex (solidity under 0.9). Each is cut by a watershed on its own distance transform with
     markers half as far apart (0.25 typical diameters); the cut is kept when every piece is at least ``smallest``.
     """
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
 
     typical = math.pi * (wd / 2) ** 2
     out = labels.copy()

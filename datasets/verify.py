@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tabulate import tabulate
+from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import Dataset
@@ -39,7 +41,6 @@ class Verification:
     problems: list[str] = field(default_factory=list)
 
     def render(self) -> str:
-        from tabulate import tabulate
 
         ds, info = self.dataset, self.dataset.info
         n = len(ds.samples)
@@ -140,7 +141,6 @@ def _dup_text(d: Duplicates) -> str:
 
 def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     """Read every image of ``dataset`` once and collect what :class:`Verification` reports."""
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     samples = dataset.samples

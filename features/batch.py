@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path
@@ -157,7 +160,6 @@ def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
     path = Path(path)
     if not path.is_file():
         return None
-    import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
@@ -175,8 +177,6 @@ def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
 
 def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dict[str, str] | None = None) -> None:
     """Write ``fs`` to ``path`` atomically (:func:`cellbench.core.files.atomic_path`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     columns = {"sample_id": pa.array(list(fs.ids), pa.string())}
     columns.update({n: pa.array(fs.X[:, i], pa.float64()) for i, n in enumerate(fs.names)})
@@ -203,7 +203,6 @@ def _reorder(fs: FeatureSet, ids: list[str]) -> FeatureSet:
 
 def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """Results in the order of ``items``, from this process or a pool of single-threaded workers."""
-    from tqdm.auto import tqdm
 
     if n_jobs is None:
         n_jobs = default_workers()

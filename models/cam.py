@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from cellbench.core.errors import ConfigError
 
@@ -553,7 +554,6 @@ def randomise_layers(model, paths: Sequence[str], *, seed: int) -> None:
 
 def rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rank correlation of each pair of maps (NaN where either map is constant)."""
-    from scipy.stats import spearmanr
 
     out = np.full(len(a), np.nan)
     for i, (x, y) in enumerate(zip(a, b)):

@@ -10,6 +10,7 @@ this module is imported, so listing the entries (:data:`DEEP_MODELS`) costs noth
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 
 from cellbench.core.errors import CellbenchError, ConfigError
 from cellbench.core.files import atomic_path
@@ -406,7 +408,6 @@ def import_tensorflow_quietly() -> None:
     They are written to file descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` applies, once per worker process,
     and would interleave with the progress bar; Python-level warnings and errors after the import still show.
     """
-    import sys
 
     if "tensorflow" in sys.modules:
         return
@@ -485,7 +486,6 @@ def resample_indices(y: np.ndarray, strategy: str, *, seed: int) -> np.ndarray:
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
     """Keras ``class_weight`` for the classes present in ``y``: n / (k · n_c) (scikit-learn's 'balanced')."""
-    from sklearn.utils.class_weight import compute_class_weight
 
     present = np.unique(y)
     weights = compute_class_weight("balanced", classes=present, y=y)

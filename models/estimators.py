@@ -6,6 +6,15 @@ module wraps it with a scaler and a sampler per fold. :mod:`cellbench.models.cat
 
 from __future__ import annotations
 
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import SVC
+from xgboost import XGBClassifier
+
 from cellbench.models.entry import ModelEntry, model_entry
 
 
@@ -16,7 +25,6 @@ from cellbench.models.entry import ModelEntry, model_entry
     description="Random Forest (scikit-learn)",
 )
 def random_forest(params, seed):
-    from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(**params, random_state=seed, n_jobs=1)
 
@@ -28,7 +36,6 @@ def random_forest(params, seed):
     description="k-nearest neighbours (no cost-sensitive form)",
 )
 def knn(params, seed):
-    from sklearn.neighbors import KNeighborsClassifier
 
     return KNeighborsClassifier(**params, n_jobs=1)
 
@@ -40,8 +47,6 @@ def knn(params, seed):
     description="SVM, RBF kernel, sigmoid-calibrated probabilities (inner 5-fold Platt scaling)",
 )
 def svm(params, seed):
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import SVC
 
     # SVC(probability=True) is deprecated; this is the replacement scikit-learn recommends
     return CalibratedClassifierCV(SVC(kernel="rbf", random_state=seed, **params), method="sigmoid", ensemble=False)
@@ -54,7 +59,6 @@ def svm(params, seed):
     description="Gaussian Naive Bayes",
 )
 def naive_bayes(params, seed):
-    from sklearn.naive_bayes import GaussianNB
 
     return GaussianNB(**params)
 
@@ -72,7 +76,6 @@ def naive_bayes(params, seed):
     description="XGBoost gradient-boosted trees (hist)",
 )
 def xgboost(params, seed):
-    from xgboost import XGBClassifier
 
     return XGBClassifier(**params, tree_method="hist", random_state=seed, n_jobs=1, verbosity=0)
 
@@ -84,7 +87,6 @@ def xgboost(params, seed):
     description="L2 logistic regression",
 )
 def logistic_regression(params, seed):
-    from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(**params, random_state=seed)
 
@@ -97,7 +99,6 @@ def logistic_regression(params, seed):
     constant=True,
 )
 def dummy(params, seed):
-    from sklearn.dummy import DummyClassifier
 
     return DummyClassifier(**params, random_state=seed)
 

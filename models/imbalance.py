@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from imblearn.over_sampling import SMOTE, RandomOverSampler
+from imblearn.under_sampling import RandomUnderSampler
 
 from cellbench.core.errors import ConfigError, DataError, UnknownNameError
 
@@ -47,19 +49,16 @@ class Strategy:
 
 
 def _oversample(params, seed, y):
-    from imblearn.over_sampling import RandomOverSampler
 
     return RandomOverSampler(random_state=seed)
 
 
 def _undersample(params, seed, y):
-    from imblearn.under_sampling import RandomUnderSampler
 
     return RandomUnderSampler(random_state=seed)
 
 
 def _smote(params, seed, y):
-    from imblearn.over_sampling import SMOTE
 
     smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
     if smallest < 2:

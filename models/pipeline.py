@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from imblearn.pipeline import Pipeline
 from sklearn.base import clone
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from cellbench.core.errors import ConfigError
@@ -32,8 +34,6 @@ def build_pipeline(
     strategy_params: Mapping[str, Any] | None = None,
 ):
     """A fresh, unfitted pipeline for one training fold with labels ``y`` (class indices)."""
-    from imblearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
 
     ok, why = applicable(model, strategy)
     if not ok:

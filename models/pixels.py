@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, write_json
@@ -96,7 +97,6 @@ def pixel_cache(
     DataError
         For an unreadable image when ``on_bad_image="raise"``, or when every image is unreadable.
     """
-    from tqdm.auto import tqdm
 
     if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ConfigError(f"pixel size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")

@@ -16,6 +16,9 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+import cv2
+from threadpoolctl import threadpool_limits
+
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -59,8 +62,6 @@ def init_worker() -> None:
     """
     for var in THREAD_VARS:
         os.environ[var] = "1"
-    import cv2
-    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
     threadpool_limits(1)
@@ -69,8 +70,6 @@ def init_worker() -> None:
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run a job in this process with a worker's thread limits (BLAS/OpenMP, OpenCV; TensorFlow sets its own)."""
-    import cv2
-    from threadpoolctl import threadpool_limits
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)

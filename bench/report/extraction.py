@@ -24,8 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Circle, Polygon, Rectangle
 
 from cellbench.report.figures import STYLE, new_figure, save_png
 from cellbench.report.format import num, p_value, signed, table
@@ -207,9 +210,6 @@ def draw_extraction_figures(summary: ExtractionSummary | None, out_dir: Path) ->
 
 def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: int = 900) -> Path | None:
     """Fields with manual and segmented outlines (one panel per field), from the overlay records of the arms."""
-    import cv2
-    import matplotlib
-    from matplotlib.patches import Circle, Polygon, Rectangle
 
     seg = {o["field"]: o for o in arms.get("segmentation", [])}
     man = {o["field"]: o for o in arms.get("manual", [])}

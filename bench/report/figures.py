@@ -15,9 +15,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from cellbench.core.files import write_atomic
 
@@ -59,7 +61,6 @@ def roc_pr_curves(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | o
     curves : label -> (y_true, score), ``y_true`` binary (1 / True = positive), ``score`` the positive-class
         probability, e.g. pooled out-of-fold predictions of one model.
     """
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     with matplotlib.rc_context(STYLE):
         fig = new_figure(10, 4.5)
@@ -129,7 +130,6 @@ def cd_diagram(
     whose average ranks differ by at most ``cd`` (the Nemenyi test at the level ``cd`` was computed for);
     with it, pairs with ``p >= alpha`` are joined.
     """
-    import scikit_posthocs as sp
 
     ranks = pd.Series(dict(avg_ranks), dtype=float)
     if nemenyi_p is None:

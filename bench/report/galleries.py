@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from cellbench.core.files import write_atomic
 from cellbench.models.cam import LABELS, normalise
@@ -80,7 +81,6 @@ def draw_gallery(
 
 def _save_palette(fig, path: Path) -> Path:
     """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
-    from PIL import Image
 
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]

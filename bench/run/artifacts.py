@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import joblib
+
 from cellbench.core.files import atomic_path, write_json
 from cellbench.core.types import Job
 
@@ -48,7 +50,6 @@ def write_card(model_path: str | os.PathLike, *, job: Job, task, threshold: floa
 
 def save_classical(pipeline, path: str | os.PathLike) -> Path:
     """Pickle a fitted classical pipeline with joblib, atomically."""
-    import joblib
 
     with atomic_path(path) as tmp:
         joblib.dump(pipeline, tmp)

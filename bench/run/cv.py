@@ -6,10 +6,14 @@ a group appears on both sides.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.hashing import stable_hash
@@ -171,8 +175,6 @@ def _duplicate_units(duplicates: Sequence[str | None], groups: np.ndarray | None
             seen[k] = i
     if not pairs:
         return None
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     rows, cols = [a for a, _ in pairs], [b for _, b in pairs]
     if groups is not None:  # link every sample to the first sample of its group
@@ -187,7 +189,6 @@ def _duplicate_units(duplicates: Sequence[str | None], groups: np.ndarray | None
 
 
 def _kfold(y, groups, n_splits, seed, where) -> list[np.ndarray]:
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     counts = np.bincount(y)
     if groups is not None:
@@ -258,9 +259,7 @@ def inner_split(
 
     Used for threshold tuning and early stopping: the test fold is never looked at.
     """
-    import warnings
 
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
     def both_sides(tr, va) -> bool:
         return len(np.unique(y[va])) >= 2 and len(np.unique(y[tr])) >= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn import metrics as M
 
 METRICS = (
     "accuracy",
@@ -52,7 +53,6 @@ def compute_metrics(
     multi-class tasks report macro averages and one-vs-rest AUCs. Undefined values (e.g. AUC on a test
     fold with one class) are NaN, not errors.
     """
-    from sklearn import metrics as M
 
     y_true, y_pred, proba = np.asarray(y_true), np.asarray(y_pred), np.asarray(proba, dtype=float)
     n_classes = proba.shape[1]

@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
+from baycomp.single import Posterior
+from scipy import stats
+from scipy import stats as st
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 ROPE = 0.01
@@ -84,7 +90,6 @@ class FriedmanResult:
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (Holm 1979) via ``statsmodels``; NaN entries stay NaN and are not counted."""
-    from statsmodels.stats.multitest import multipletests
 
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
@@ -126,7 +131,6 @@ def corrected_resampled_ttest(a, b, *, n_train: float, n_test: float, alpha: flo
         raise ValueError(f"the corrected resampled t-test needs at least 2 paired folds, got {j}")
     if n_train <= 0 or n_test <= 0:
         raise ValueError("n_train and n_test must be positive")
-    from scipy import stats
 
     d = a - b
     mean, var = float(d.mean()), float(d.var(ddof=1))
@@ -171,7 +175,6 @@ def bayesian_correlated_ttest(a, b, *, rho: float, rope: float = ROPE) -> dict[s
     ``p_right`` = P(b better than a by more than ``rope``) (baycomp's convention: "left" is the first
     model), plus ``rope``, ``rho``, ``mean_diff`` (a - b), ``folds`` and ``name``.
     """
-    from baycomp.single import Posterior
 
     a, b, _ = _paired(a, b)
     j = len(a)
@@ -215,7 +218,6 @@ def wilcoxon_holm(
     DataFrame, one row per other model (input order): ``model``, ``pairs``, ``mean_diff`` (best − model),
     ``statistic``, ``p_value``, ``p_holm``, ``significant``, ``note``.
     """
-    from scipy import stats
 
     if best not in scores:
         raise KeyError(f"best model {best!r} is not among the scores")
@@ -258,7 +260,6 @@ def mcnemar_test(y_true, pred_a, pred_b, *, alpha: float = ALPHA) -> TestResult:
     TestResult with ``detail["table"]`` = ``[[both right, only a right], [only b right, both wrong]]``,
     ``a_only`` / ``b_only`` (the discordant counts), ``n`` and ``exact``.
     """
-    from statsmodels.stats.contingency_tables import mcnemar
 
     y_true, pred_a, pred_b = (np.asarray(x).ravel() for x in (y_true, pred_a, pred_b))
     if not len(y_true) == len(pred_a) == len(pred_b):
@@ -298,7 +299,6 @@ def delong_test(y_true, score_a, score_b, *, alpha: float = ALPHA) -> TestResult
     TestResult with ``statistic`` = z and ``detail`` holding ``auc_a``, ``auc_b``, ``diff`` (a − b), ``se``,
     ``n_pos`` and ``n_neg``. With one class only the p-value is NaN; identical scores give p = 1.
     """
-    from scipy import stats as st
 
     y = np.asarray(y_true).ravel().astype(bool)
     scores = np.vstack([np.asarray(score_a, dtype=float).ravel(), np.asarray(score_b, dtype=float).ravel()])
@@ -457,8 +457,6 @@ def friedman_nemenyi(scores: pd.DataFrame, *, alpha: float = ALPHA, higher_is_be
             reason=f"Friedman needs at least 3 models, got {k}; compare two models with a Wilcoxon signed-rank "
             "test over data sets",
         )
-    import scikit_posthocs as sp
-    from scipy import stats
 
     x = values.to_numpy(dtype=float)
     ranks = stats.rankdata(-x if higher_is_better else x, axis=1, method="average")

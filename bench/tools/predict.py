@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -133,7 +134,6 @@ def predict_images(
 
 
 def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
-    import joblib
 
 
     card = saved.card
