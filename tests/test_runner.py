@@ -79,13 +79,13 @@ def test_all_models_share_identical_test_folds(finished):
 
 def test_rerun_retrains_nothing_and_extracts_nothing(finished, monkeypatch):
     summary, results = finished
-    from cellbench.features import extract
+    from cellbench.features import batch
 
     def boom(*a, **k):
         raise AssertionError("features were extracted again")
 
-    # one worker: any extraction would run in this process, where the patch applies
-    monkeypatch.setattr(extract, "feature_vector", boom)
+    # one worker: any extraction would run in this process, where the patch applies (batch's own name for it)
+    monkeypatch.setattr(batch, "feature_vector", boom)
     again = run_suite(_suite(), results_root=results, workers=1, progress=False)
     assert again.ran == 0 and again.skipped_done == summary.planned
 
