@@ -340,7 +340,7 @@ def test_the_official_split_is_the_samples_marked_test():
     ext = [s for s in part.samples if s.id in part.external_ids]
     assert {s.group for s in ext} == set(patients[:3]) and len(ext) == sum(s.group in patients[:3] for s in marked)
     assert part.samples[-len(ext) :] == tuple(ext)  # development samples first, then the external ones
-    assert part.dataset.fingerprint == ds.fingerprint and part.info["rule"] == "official"
+    assert part.dataset.fingerprint == ds.fingerprint and part.info.rule == "official"
     unmarked = tuple(replace(s, meta={**s.meta, "split": "train"}) for s in marked)
     with pytest.raises(ConfigError, match=r"meta\['split'\] == 'test'.*splits found: train"):
         split_external(official, ds, "given", unmarked, cache_dir=cache_dir())

@@ -1,4 +1,4 @@
-"""bench.figures: every figure writes a non-empty PNG, byte-identical for identical input."""
+"""cellbench.report.figures: every figure writes a non-empty PNG, byte-identical for identical input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""bench.stats against textbook values and hand arithmetic."""
+"""cellbench.stats.tests against textbook values and hand arithmetic."""
 
 from __future__ import annotations
 

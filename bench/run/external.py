@@ -248,7 +248,7 @@ class ExternalSource:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ExternalPart:
-    """What :func:`cellbench.run.runner._prepare_one` receives for a data set with an external test set.
+    """What :func:`cellbench.run.prepare.prepare_arm` receives for a data set with an external test set.
 
     ``samples`` holds the development samples first, then the external ones (ids in ``external_ids``);
     ``dataset`` is the development data set with a fingerprint covering both parts.
@@ -257,7 +257,7 @@ class ExternalPart:
     dataset: Dataset
     samples: tuple[Sample, ...]
     external_ids: frozenset[str]
-    info: dict[str, Any]
+    info: ExternalInfo  # counts are filled in by describe_external, once unreadable images are left out
 
 
 def load_external(name: str, value: Any, *, data_root: Path | None, cache_dir: Path) -> ExternalSource:
@@ -298,76 +298,17 @@ def split_external(
     DataError
         When a group or an identical image is in both sets, or group ids are known in one set only.
     """
-    spec = source.spec
-    context = f"{dataset.name}/{extraction}"
-    word = dataset.info.group_kind or "group"
-    samples = tuple(samples)
+    spec, context = source.spec, f"{dataset.name}/{extraction}"
     if spec.rule == "path":
-        assert source.dataset is not None
-        test_ds = source.dataset
-        extracted = run_extraction(
-            extraction, test_ds, options=extraction_options, progress=progress, n_jobs=n_jobs, cache_dir=cache_dir
-        )
-        raw = tuple(extracted.samples)
-        found = _digests(raw, extracted.fingerprint, extraction, cache_dir, progress)
-        ext_hashes = {ID_PREFIX + k: v for k, v in found.items()}
-        ext = tuple(replace(s, id=ID_PREFIX + s.id) for s in raw)
-        dev = samples
-        fingerprint = stable_hash({"development": dataset.fingerprint, "external": extracted.fingerprint}, length=32)
-        # cached under the key the folds' duplicate check reads
-        dev_hashes = _digests(dev, fingerprint, extraction, cache_dir, progress)
-        test_fingerprint = extracted.fingerprint
-        description = f"a separate folder read by the same adapter ({test_ds.root})"
-        notes = [*test_ds.notes, *extracted.notes]
+        parts = _folder_parts(source, dataset, extraction, tuple(samples), cache_dir=cache_dir,
+                              extraction_options=extraction_options, n_jobs=n_jobs, progress=progress)  # fmt: skip
     else:
-        if spec.rule == "holdout":
-            if any(s.group is None for s in samples):
-                raise ConfigError(
-                    f"{context}: holdout_groups needs {word} ids for every sample, and this data set has none; "
-                    'give a separate test folder (path = "...") instead'
-                )
-            n_groups = len({s.group for s in samples})
-            held = set(holdout_groups((s.group for s in samples), n=spec.holdout, seed=spec.seed, context=context))
-            is_ext = [s.group in held for s in samples]
-            description = (
-                f"{len(held)} of {n_groups} {word}s held out of the development folder: {word} ids sorted by the "
-                f"BLAKE2b hash of '{spec.seed}:<id>', the first {len(held)} form the test set"
-            )
-        else:
-            is_ext = [s.meta.get("split") == "test" for s in samples]
-            if not any(is_ext):
-                splits = sorted({str(s.meta.get("split")) for s in samples})
-                raise ConfigError(
-                    f'{context}: test = "official" needs the release\'s own test split (samples with '
-                    f"meta['split'] == 'test'); this data set has none (splits found: {', '.join(splits)}). "
-                    'Give a separate test folder (path = "...") or holdout_groups instead'
-                )
-            description = "the release's official test split (all other samples are development)"
-        dev = tuple(s for s, e in zip(samples, is_ext) if not e)
-        ext = tuple(s for s, e in zip(samples, is_ext) if e)
-        if not dev:
-            raise ConfigError(f"{context}: the external test set rule leaves no development sample")
-        # both parts together are exactly the data set, so feature and pixel caches are shared with plain runs;
-        # the development digests are cached under the key the folds' duplicate check reads (runner._prepare_one)
-        fingerprint = dataset.fingerprint
-        dev_hashes = _digests(dev, fingerprint, extraction, cache_dir, progress)
-        ext_hashes = _digests(ext, fingerprint, extraction, cache_dir, progress)
-        test_fingerprint = stable_hash({"data": dataset.fingerprint, "external": sorted(s.id for s in ext)}, length=32)
-        notes = []
-    dev_known = all(s.group is not None for s in dev)
-    ext_known = all(s.group is not None for s in ext)
-    if dev_known != ext_known:
-        has, lacks = ("development", "external test") if dev_known else ("external test", "development")
-        raise DataError(
-            f"{context}: the {has} set has {word} ids but the {lacks} set has none, so {word} overlap cannot be "
-            "checked; use data with ids in both sets (or in neither)"
-        )
-    ids = [s.id for s in (*dev, *ext)]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{context}: sample ids repeat across the development and the external test set")
-    overlap = check_overlap(
-        dev, ext, dev_hashes=dev_hashes, ext_hashes=ext_hashes, context=context, group_kind=dataset.info.group_kind
-    )
+        parts = _split_parts(spec, dataset, extraction, tuple(samples), cache_dir=cache_dir, progress=progress)
+    dev, ext = parts.dev, parts.ext
+    _check_independent(parts, context=context, group_kind=dataset.info.group_kind)
+    overlap = check_overlap(dev, ext, dev_hashes=parts.dev_hashes, ext_hashes=parts.ext_hashes, context=context,
+                            group_kind=dataset.info.group_kind)  # fmt: skip
+    notes = list(parts.notes)
     present = {s.label for s in ext}
     if len(present) < 2:
         notes.append(
@@ -375,18 +316,121 @@ def split_external(
             "metrics are undefined on it"
         )
     key = stable_hash(
-        {"spec": spec.canonical(), "fingerprint": test_fingerprint, "ids": stable_hash(sorted(s.id for s in ext))}
+        {"spec": spec.canonical(), "fingerprint": parts.test_fingerprint, "ids": stable_hash(sorted(s.id for s in ext))}
     )
-    union = dataset if fingerprint == dataset.fingerprint else replace(dataset, fingerprint=fingerprint)
-    info = {
-        "key": key,
-        "rule": spec.rule,
-        "description": description,
-        "fingerprint": test_fingerprint,
-        "overlap_check": overlap,
-        "notes": tuple(notes),
-    }
+    union = dataset if parts.fingerprint == dataset.fingerprint else replace(dataset, fingerprint=parts.fingerprint)
+    info = ExternalInfo(key=key, rule=spec.rule, description=parts.description, fingerprint=parts.test_fingerprint,
+                        overlap_check=overlap, notes=tuple(notes))  # fmt: skip
     return ExternalPart(dataset=union, samples=(*dev, *ext), external_ids=frozenset(s.id for s in ext), info=info)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Parts:
+    """The development and external samples a rule gives, their pixel digests, fingerprints and description.
+
+    ``fingerprint`` is the data version of both parts together (what caches and folds key on); ``test_fingerprint``
+    the external part's own.
+    """
+
+    dev: tuple[Sample, ...]
+    ext: tuple[Sample, ...]
+    dev_hashes: Mapping[str, str]
+    ext_hashes: Mapping[str, str]
+    fingerprint: str
+    test_fingerprint: str
+    description: str
+    notes: tuple[str, ...] = ()
+
+
+def _folder_parts(source: ExternalSource, dataset: Dataset, extraction: str, samples: tuple[Sample, ...], *,
+                  cache_dir: Path, extraction_options, n_jobs, progress: bool) -> _Parts:  # fmt: skip
+    """``path``: the test folder, extracted like the development data; its ids get :data:`ID_PREFIX`."""
+    test_ds = source.dataset
+    if test_ds is None:
+        raise CellbenchError(f"the external test folder of {dataset.name} was not loaded")
+    extracted = run_extraction(extraction, test_ds, options=extraction_options, progress=progress, n_jobs=n_jobs,
+                               cache_dir=cache_dir)  # fmt: skip
+    raw = tuple(extracted.samples)
+    found = _digests(raw, extracted.fingerprint, extraction, cache_dir, progress)
+    fingerprint = stable_hash({"development": dataset.fingerprint, "external": extracted.fingerprint}, length=32)
+    return _Parts(
+        dev=samples,
+        ext=tuple(replace(s, id=ID_PREFIX + s.id) for s in raw),
+        # cached under the key the folds' duplicate check reads
+        dev_hashes=_digests(samples, fingerprint, extraction, cache_dir, progress),
+        ext_hashes={ID_PREFIX + k: v for k, v in found.items()},
+        fingerprint=fingerprint,
+        test_fingerprint=extracted.fingerprint,
+        description=f"a separate folder read by the same adapter ({test_ds.root})",
+        notes=(*test_ds.notes, *extracted.notes),
+    )
+
+
+def _split_parts(spec: TestSpec, dataset: Dataset, extraction: str, samples: tuple[Sample, ...], *, cache_dir: Path,
+                 progress: bool) -> _Parts:  # fmt: skip
+    """``holdout`` and ``official``: the development folder itself split in two."""
+    context = f"{dataset.name}/{extraction}"
+    is_ext, description = (_held_out if spec.rule == "holdout" else _official)(spec, samples, context=context,
+                                                                               word=dataset.info.group_kind or "group")
+    dev = tuple(s for s, e in zip(samples, is_ext) if not e)
+    ext = tuple(s for s, e in zip(samples, is_ext) if e)
+    if not dev:
+        raise ConfigError(f"{context}: the external test set rule leaves no development sample")
+    # both parts together are exactly the data set, so feature and pixel caches are shared with plain runs;
+    # the development digests are cached under the key the folds' duplicate check reads (cellbench.run.prepare)
+    fingerprint = dataset.fingerprint
+    return _Parts(
+        dev=dev,
+        ext=ext,
+        dev_hashes=_digests(dev, fingerprint, extraction, cache_dir, progress),
+        ext_hashes=_digests(ext, fingerprint, extraction, cache_dir, progress),
+        fingerprint=fingerprint,
+        test_fingerprint=stable_hash({"data": dataset.fingerprint, "external": sorted(s.id for s in ext)}, length=32),
+        description=description,
+    )
+
+
+def _held_out(spec: TestSpec, samples: tuple[Sample, ...], *, context: str, word: str) -> tuple[list[bool], str]:
+    if any(s.group is None for s in samples):
+        raise ConfigError(
+            f"{context}: holdout_groups needs {word} ids for every sample, and this data set has none; "
+            'give a separate test folder (path = "...") instead'
+        )
+    n_groups = len({s.group for s in samples})
+    held = set(holdout_groups((s.group for s in samples), n=spec.holdout, seed=spec.seed, context=context))
+    description = (
+        f"{len(held)} of {n_groups} {word}s held out of the development folder: {word} ids sorted by the "
+        f"BLAKE2b hash of '{spec.seed}:<id>', the first {len(held)} form the test set"
+    )
+    return [s.group in held for s in samples], description
+
+
+def _official(spec: TestSpec, samples: tuple[Sample, ...], *, context: str, word: str) -> tuple[list[bool], str]:
+    is_ext = [s.meta.get("split") == "test" for s in samples]
+    if not any(is_ext):
+        splits = sorted({str(s.meta.get("split")) for s in samples})
+        raise ConfigError(
+            f'{context}: test = "official" needs the release\'s own test split (samples with '
+            f"meta['split'] == 'test'); this data set has none (splits found: {', '.join(splits)}). "
+            'Give a separate test folder (path = "...") or holdout_groups instead'
+        )
+    return is_ext, "the release's official test split (all other samples are development)"
+
+
+def _check_independent(parts: _Parts, *, context: str, group_kind: str | None) -> None:
+    """Group ids known in both parts or in neither, and no sample id in both."""
+    word = group_kind or "group"
+    dev_known = all(s.group is not None for s in parts.dev)
+    ext_known = all(s.group is not None for s in parts.ext)
+    if dev_known != ext_known:
+        has, lacks = ("development", "external test") if dev_known else ("external test", "development")
+        raise DataError(
+            f"{context}: the {has} set has {word} ids but the {lacks} set has none, so {word} overlap cannot be "
+            "checked; use data with ids in both sets (or in neither)"
+        )
+    ids = [s.id for s in (*parts.dev, *parts.ext)]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{context}: sample ids repeat across the development and the external test set")
 
 
 def _digests(samples: Sequence[Sample], fingerprint: str, extraction: str, cache_dir: Path, progress: bool):
@@ -408,8 +452,8 @@ def describe_external(task: TaskData, part: ExternalPart, *, context: str, group
         raise CellbenchError(f"{context}: external rows of the task file are misplaced")
     y = task.y[task.external]
     groups = task.groups[task.external] if task.groups is not None else None
-    return ExternalInfo(
-        **part.info,
+    return replace(
+        part.info,
         n_samples=len(task.external),
         class_counts={c: int((y == i).sum()) for i, c in enumerate(task.classes)},
         n_groups=len(set(groups.tolist())) if groups is not None else None,
