@@ -246,10 +246,15 @@ def test_find_and_render_galleries(tmp_path):
     assert "no nucleus masks for these images" in with_imp
 
 
-def test_explain_suite_validates_its_options():
-    from cellbench.tools.explain import explain_suite
+def test_explain_options_are_checked():
+    from cellbench.tools.explain import ExplainOptions, explain_suite
 
     with pytest.raises(ConfigError, match="--n must be a positive"):
-        explain_suite(suite="quick", dataset="synthetic", models=["cnn"], n=0)
+        ExplainOptions(n=0)
     with pytest.raises(ConfigError, match="unknown explained class"):
-        explain_suite(suite="quick", dataset="synthetic", models=["cnn"], target="other")
+        ExplainOptions(target="other")
+    with pytest.raises(ConfigError, match=r"unknown CAM method\(s\) .saliency.; known: gradcam"):
+        ExplainOptions(methods="gradcam,saliency")
+    assert ExplainOptions(methods="gradcam").methods == ("gradcam",)
+    with pytest.raises(ConfigError, match="'knn' is a classical model; CAMs explain deep models"):
+        explain_suite(suite="quick", dataset="synthetic", models=["knn"])

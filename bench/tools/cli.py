@@ -24,7 +24,7 @@ from cellbench.report.leaderboard import write_leaderboard
 from cellbench.run.runner import RunSummary, run_suite
 from cellbench.run.store import STORE_NAME, Store
 from cellbench.run.suite import load_suite
-from cellbench.tools.explain import explain_suite
+from cellbench.tools.explain import ExplainOptions, explain_suite
 from cellbench.tools.extract import extract_to_folder
 from cellbench.tools.predict import find_saved, predict_images
 from cellbench.tools.repro import compare_stores, reproduce
@@ -317,13 +317,10 @@ def cmd_explain(args) -> int:
         strategy=args.strategy,
         extractions=args.extraction,
         fold=args.fold,
-        methods=args.method,
+        options=ExplainOptions(methods=args.method, n=args.n, target=args.target, target_layer=args.layer),
         results_root=args.results,
         data_root=paths.data_root(args.data_root),
         cache=paths.cache_dir(args.cache),
-        n=args.n,
-        target=args.target,
-        target_layer=args.layer,
         progress=not args.quiet,
     )
     for g in galleries:

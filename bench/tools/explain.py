@@ -77,17 +77,18 @@ class Gallery:
 
 @dataclass(frozen=True, kw_only=True)
 class ExplainOptions:
-    """What a gallery shows: the map ``methods``, ``n`` correct and ``n`` wrong cells per class, the explained
-    class (``predicted`` or ``true``), the target layer (``None``: the last convolutional block's output) and the
-    seed of the sanity check's randomisation."""
+    """What a gallery shows: the map ``methods`` (names, comma-separated or ``all``), ``n`` correct and ``n`` wrong
+    cells per class, the explained class (``predicted`` or ``true``), the target layer (``None``: the last
+    convolutional block's output) and the seed of the sanity check's randomisation."""
 
-    methods: tuple[str, ...]
+    methods: str | Sequence[str] = "all"
     n: int = 4
     target: str = "predicted"
     target_layer: str | None = None
     seed: int = 0
 
     def __post_init__(self):
+        object.__setattr__(self, "methods", tuple(parse_methods(self.methods)))
         if self.target not in TARGETS:
             raise ConfigError(f"unknown explained class {self.target!r}; allowed: {', '.join(TARGETS)}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -102,20 +103,17 @@ def explain_suite(
     strategy: str = "none",
     extractions: Sequence[str] | None = None,
     fold: int = 0,
-    methods: str | Sequence[str] = "all",
+    options: ExplainOptions | None = None,
     results_root: str | os.PathLike = "results",
     data_root: Path | None = None,
     cache: str | os.PathLike | None = None,
-    n: int = 4,
-    target: str = "predicted",
-    target_layer: str | None = None,
-    seed: int = 0,
     progress: bool = True,
 ) -> list[Gallery]:
     """Write a gallery (PNG + JSON) per model and extraction; see the module docstring.
 
     ``extractions`` defaults to every extraction the suite lists for ``dataset`` (``given`` when none);
-    ``cache`` is the cache folder (default :func:`cellbench.core.paths.cache_dir`).
+    ``options`` to :class:`ExplainOptions`' defaults; ``cache`` is the cache folder (default
+    :func:`cellbench.core.paths.cache_dir`).
 
     Raises
     ------
@@ -124,8 +122,7 @@ def explain_suite(
     CellbenchError
         When the fold model cannot be had (its retraining failed: the message says why).
     """
-    options = ExplainOptions(methods=tuple(parse_methods(methods)), n=n, target=target, target_layer=target_layer,
-                             seed=seed)  # fmt: skip
+    options = options or ExplainOptions()
     _check_deep(models)
     base = load_suite(suite)
     narrowed = _narrowed(base, dataset, models=models, strategy=strategy, extractions=extractions)
@@ -135,23 +132,15 @@ def explain_suite(
     items, _ = plan(narrowed, prepared)
     stored = _stored_predictions(folder, {j.key for j, _ in items})
     adapter_options = {k: v for k, v in base.datasets.get(dataset, {}).items() if k not in RUNNER_KEYS}
+    regions = _RegionSource(data_root=data_root, options=adapter_options, cache_dir=settings.cache_dir)
     out = []
     for p in prepared:
         for model in models:
             job, task_path = _fold_job(items, p, model=model, strategy=strategy, fold=fold, suite=base.name)
             preds = None if stored is None else stored[stored.job_key == job.key]
-            out.append(
-                explain_job(
-                    job,
-                    task_path,
-                    folder=folder,
-                    record=p.record,
-                    stored=preds if preds is not None and len(preds) else None,
-                    options=options,
-                    regions_from=_RegionSource(data_root=data_root, options=adapter_options,
-                                               cache_dir=settings.cache_dir),
-                )
-            )  # fmt: skip
+            out.append(explain_job(job, task_path, folder=folder, record=p.record, options=options,
+                                   stored=preds if preds is not None and len(preds) else None,
+                                   regions_from=regions))  # fmt: skip
     if (folder / STORE_NAME).is_file():
         with Store.open(folder, write=False) as store:
             write_leaderboard(store, out_dir=folder)
