@@ -1,4 +1,4 @@
-"""The smoke suite's leaderboard is the same as the checked-in one (made at 50df44d, before the layered refactor).
+"""The smoke suite's leaderboard and job keys are the checked-in ones (made at 50df44d, before the layered refactor).
 
 Timings are left out (``render_markdown(timings=False)``) and the run manifest is masked: it names the machine,
 the commit and the package versions. Everything else — scores, tests, notes, figures' links — must match byte for
@@ -17,6 +17,7 @@ from cellbench.run.store import Store
 from cellbench.run.suite import load_suite
 
 EXPECTED = Path(__file__).parent / "expected" / "smoke_leaderboard.md"
+KEYS = Path(__file__).parent / "expected" / "smoke_job_keys.txt"  # the job keys of the smoke suite at 50df44d
 MASK = "## Run manifest\n\n(masked: machine, commit and package versions)\n"
 
 
@@ -30,6 +31,9 @@ def test_smoke_leaderboard_matches_the_checked_in_one(tmp_path):
     assert summary.failed == 0
     with Store.open(summary.results_dir, write=False) as store:
         text = render_markdown(summarise(store), timings=False)
+        keys = sorted(store.jobs().key)
+    # the same jobs as before the refactor: stores written then resume without rerunning anything
+    assert keys == KEYS.read_text().split()
     expected = EXPECTED.read_text(encoding="utf-8")
     got = masked(text)
     if got != expected:
