@@ -27,6 +27,9 @@ from cellbench.run.task import TaskData, load_task, save_task
 
 log = logging.getLogger("cellbench")
 
+# keys of a suite's data-set table that the runner reads itself; the others are the adapter's options
+RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:

@@ -49,7 +49,7 @@ from cellbench.report.leaderboard import write_leaderboard
 from cellbench.report.summary import slug
 from cellbench.run.jobs import JobOptions, derive_seed, run_job
 from cellbench.run.plan import plan
-from cellbench.run.prepare import Prepared, Settings, prepare
+from cellbench.run.prepare import RUNNER_KEYS, Prepared, Settings, prepare
 from cellbench.run.records import DataSetRecord
 from cellbench.run.runner import results_folder
 from cellbench.run.store import STORE_NAME, Store
@@ -62,8 +62,6 @@ log = logging.getLogger("cellbench")
 TARGETS = ("predicted", "true")
 SANITY_IMAGES = 32
 MAX_ROWS = 24  # gallery rows at most (cells per class are reduced for many classes)
-# keys of a suite's data-set table that the runner reads itself (not adapter options)
-RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups")
 
 
 @dataclass(frozen=True, kw_only=True)
