@@ -29,6 +29,19 @@ from cellbench.tools.extract import extract_to_folder
 from cellbench.tools.predict import find_saved, predict_images
 from cellbench.tools.repro import compare_stores, reproduce
 
+PREDICT = (  # (help, description) of the commands whose page says more than one line
+    "class and probability per image from a saved fold model",
+    "Predict new images with a fold model saved by a run with `save_models = true`. Classical models extract the "
+    "handcrafted features first, deep models fit the pixels to their input size, both as in training.",
+)
+EXPLAIN = (
+    "CAM gallery of a deep fold model (Grad-CAM, HiResCAM, guided variants), linked from the leaderboard",
+    "Maps of a deep model's class logit for correctly and wrongly classified test cells of one fold, a "
+    "model-randomisation sanity check and, where nucleus masks exist, the share of each map's energy in the nucleus. "
+    "Uses the fold model a run saved (save_models = true), else retrains that fold exactly as the run did and saves "
+    "it. Writes <results>/<suite>/figures/explain-*.png and .json.",
+)
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -106,13 +119,7 @@ def _add_compare(sub) -> None:
 
 
 def _add_predict(sub) -> None:
-    pr = sub.add_parser(
-        "predict",
-        help="class and probability per image from a saved fold model",
-        description="Predict new images with a fold model saved by a run with `save_models = true`. Classical "
-        "models extract the handcrafted features first, deep models fit the pixels to their input size, both "
-        "as in training.",
-    )
+    pr = sub.add_parser("predict", help=PREDICT[0], description=PREDICT[1])
     pr.add_argument(
         "--model",
         required=True,
@@ -126,14 +133,7 @@ def _add_predict(sub) -> None:
 
 
 def _add_explain(sub) -> None:
-    ex = sub.add_parser(
-        "explain",
-        help="CAM gallery of a deep fold model (Grad-CAM, HiResCAM, guided variants), linked from the leaderboard",
-        description="Maps of a deep model's class logit for correctly and wrongly classified test cells of one "
-        "fold, a model-randomisation sanity check and, where nucleus masks exist, the share of each map's energy "
-        "in the nucleus. Uses the fold model a run saved (save_models = true), else retrains that fold exactly "
-        "as the run did and saves it. Writes <results>/<suite>/figures/explain-*.png and .json.",
-    )
+    ex = sub.add_parser("explain", help=EXPLAIN[0], description=EXPLAIN[1])
     ex.add_argument("--suite", default="quick", help="built-in suite name or a .toml path [quick]")
     ex.add_argument("--dataset", required=True, help="data set name (need not be in the suite)")
     ex.add_argument("--model", required=True, type=_csv, help="deep model(s), comma-separated, e.g. cnn,mobilenet_v2")
