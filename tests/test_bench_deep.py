@@ -23,7 +23,7 @@ N, SIZE, BATCH = 512, 96, 32
 
 @pytest.mark.parametrize("name", ["cnn", "mobilenet_v2"])
 def test_training_images_per_second_at_96px(benchmark, name, monkeypatch):
-    from cellbench.models.classical import resolve_params
+    from cellbench.models import resolve_params
     from cellbench.models.deep import build_model, compile_model, set_phase, setup_tensorflow, targets
     from cellbench.models.pixels import AugmentConfig, make_dataset
 

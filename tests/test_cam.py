@@ -45,7 +45,7 @@ def trained():
     """cnn_tiny trained on the quadrant task (a few epochs), with held-out images."""
     import keras
 
-    from cellbench.models.classical import resolve_params
+    from cellbench.models import resolve_params
     from cellbench.models.deep import build_model, compile_model, setup_tensorflow, targets
 
     setup_tensorflow(0)
@@ -166,8 +166,8 @@ def test_multiclass_maps_use_the_class_logit_and_differ_from_softmax_maps():
     import keras
     import tensorflow as tf
 
+    from cellbench.models import resolve_params
     from cellbench.models.cam import CamExplainer
-    from cellbench.models.classical import resolve_params
     from cellbench.models.deep import build_model
 
     keras.utils.set_random_seed(0)
@@ -246,8 +246,8 @@ def test_energy_fractions():
 def test_default_and_named_target_layers():
     import keras
 
+    from cellbench.models import resolve_params
     from cellbench.models.cam import default_target_layer, resolve_layer
-    from cellbench.models.classical import resolve_params
     from cellbench.models.deep import build_model
 
     keras.utils.set_random_seed(0)
@@ -263,8 +263,8 @@ def test_default_and_named_target_layers():
 def test_nested_mobilenet_v2_maps_with_every_relu6_guided():
     import keras
 
+    from cellbench.models import resolve_params
     from cellbench.models.cam import CamExplainer, build_graph, flat_layers
-    from cellbench.models.classical import resolve_params
     from cellbench.models.deep import build_model
 
     params = resolve_params("mobilenet_v2", {"size": SIZE, "weights": "random"})
@@ -298,8 +298,8 @@ def test_nested_mobilenet_v2_maps_with_every_relu6_guided():
     ],
 )
 def test_every_transfer_backbone_has_a_default_target_and_maps(name, target):
+    from cellbench.models import resolve_params
     from cellbench.models.cam import CamExplainer
-    from cellbench.models.classical import resolve_params
     from cellbench.models.deep import build_model
 
     model, backbone = build_model(name, resolve_params(name, {"size": SIZE, "weights": "random"}), n_classes=2, seed=0)
@@ -369,8 +369,8 @@ def test_sanity_check_cascades_from_the_logits_and_gradcam_depends_on_the_model(
 @pytest.mark.parametrize("methods", ["gradcam,hirescam", "all"])
 def test_maps_per_second_batch_32_at_96px(benchmark, name, methods):
     """Maps per second for one batch of 32 images at 96 px (all requested methods from one batched call)."""
+    from cellbench.models import resolve_params
     from cellbench.models.cam import CamExplainer, parse_methods
-    from cellbench.models.classical import resolve_params
     from cellbench.models.deep import build_model
 
     model, _ = build_model(name, resolve_params(name, {"size": 96, "weights": "random"} if name != "cnn" else

@@ -207,7 +207,7 @@ def test_augment_images_are_dihedral_turns_with_mild_colour_jitter():
 
 
 def test_cnn_head_has_a_logits_layer_and_sizes_below_the_minimum_are_refused():
-    from cellbench.models.classical import resolve_params
+    from cellbench.models import resolve_params
     from cellbench.models.deep import build_model
 
     model, backbone = build_model("cnn", resolve_params("cnn", {"size": 32}), n_classes=2, seed=0)
@@ -242,7 +242,7 @@ def test_mobilenet_v2_loads_imagenet_weights_offline(monkeypatch):
         pytest.skip(f"offline ImageNet weights not found at {MOBILENET_V2_FILE}")
     import h5py
 
-    from cellbench.models.classical import resolve_params
+    from cellbench.models import resolve_params
     from cellbench.models.deep import build_model, weights_path
 
     monkeypatch.setenv("KERAS_HOME", str(WEIGHTS))
@@ -257,7 +257,7 @@ def test_mobilenet_v2_loads_imagenet_weights_offline(monkeypatch):
 
 
 def test_transfer_model_without_weights_fails_clearly(tmp_path, monkeypatch):
-    from cellbench.models.classical import resolve_params
+    from cellbench.models import resolve_params
     from cellbench.models.deep import build_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

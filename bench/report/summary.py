@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cellbench.core.values import as_float
+from cellbench.models.imbalance import parse_ratio
 from cellbench.report.external import ExternalSection, current_jobs, summarise_external
 from cellbench.report.extraction import ExtractionSummary, summarise_extraction
 from cellbench.report.format import mean_std
@@ -246,14 +247,14 @@ def _histories(ok: pd.DataFrame) -> dict[str, Mapping[str, Sequence[float]]]:
     return out
 
 
-def ratio_key(ratio: str) -> float:
+def _ratio_key(ratio: str) -> float:
     """Sort key of a sweep ratio: ``natural`` first, then ``1:1``, ``1:3``, ... by majority share."""
-    return 0.0 if ratio == "natural" else float(ratio.split(":")[1]) / float(ratio.split(":")[0])
+    return 0.0 if ratio == "natural" else parse_ratio(ratio)
 
 
 def _sweep_tables(ok: pd.DataFrame, primary: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sweep as a wide table (model × strategy, one column of mean ± std per ratio) and as long rows."""
-    ratios = sorted(ok.ratio.unique(), key=ratio_key)
+    ratios = sorted(ok.ratio.unique(), key=_ratio_key)
     rows, long = [], []
     for (model, strategy), grp in ok.groupby(["model", "imbalance"], sort=True):
         row = {"model": model, "strategy": strategy}

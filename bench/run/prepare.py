@@ -4,6 +4,7 @@ folds every model shares, and write one task file per (data set, extraction)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from cellbench.core.errors import ConfigError, check_on_bad_image
 from cellbench.core.hashing import canonical_json
-from cellbench.core.types import Dataset, Sample
+from cellbench.core.types import Dataset, FeatureSet, Sample
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.content import find_duplicates
 from cellbench.datasets.extraction import replace_fingerprint, run_extraction, split_options
@@ -23,7 +24,7 @@ from cellbench.run.cv import Folds, make_folds
 from cellbench.run.external import ExternalPart, describe_external, load_external, split_external
 from cellbench.run.records import DataSetRecord, ExtractionInfo, OfRecord
 from cellbench.run.suite import Suite, model_spec
-from cellbench.run.task import TaskData, load_task, save_task
+from cellbench.run.task import TaskData, save_task
 
 log = logging.getLogger("cellbench")
 
@@ -125,11 +126,12 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     """
     context = f"{dataset.name}/{extraction}"
     notes = list(dataset.notes)
-    features = _features(suite, dataset, extraction, samples, settings=settings, notes=notes)
+    config = FeatureConfig.from_table(dataset.info.kind, suite.features) if _reads_features(suite) else None
+    features = _features(config, dataset, extraction, samples, settings=settings, notes=notes) if config else None
     ids = list(features.ids) if features else [s.id for s in samples]
     X = features.X if features else None
-    ids, X, pixels = _pixels(suite, dataset, extraction, samples, ids, X, settings=settings, notes=notes)
     by_id = {s.id: s for s in samples}
+    ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
     kept = [by_id[i] for i in ids]
     external_ids = external.external_ids if external else frozenset()
     n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
@@ -150,7 +152,7 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         positive=index[dataset.positive_class] if binary else None,
         pixels=pixels or None,
         kind=dataset.info.kind,
-        feature_config=canonical_json(asdict(features.config)) if features else "",
+        feature_config=canonical_json(asdict(config)) if config else "",
         external=np.arange(n_dev, len(ids)) if external_ids else None,
     )
     task_path = save_task(task, settings.cache_dir / "tasks")
@@ -175,25 +177,19 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         root=str(dataset.root) if dataset.root else None,
     )
     if external is not None:
-        info = describe_external(load_task(str(task_path)), external, context=context, group_kind=record.group_kind)
+        info = describe_external(task, external, context=context, group_kind=record.group_kind)
         record = replace(record, external=info)
     return Prepared(task_path=task_path, folds=folds, record=record)
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class _Features:
-    ids: tuple[str, ...]
-    X: np.ndarray
-    names: tuple[str, ...]
-    config: FeatureConfig
+def _reads_features(suite: Suite) -> bool:
+    """Whether a model of ``suite`` reads handcrafted features."""
+    return any(MODELS[m].input == "features" for m in suite.models)
 
 
-def _features(suite: Suite, dataset: Dataset, extraction: str, samples, *, settings: Settings,
-              notes: list[str]) -> _Features | None:  # fmt: skip
-    """The handcrafted features of ``samples`` (cached), or ``None`` when no model of the suite reads features."""
-    if not any(MODELS[m].input == "features" for m in suite.models):
-        return None
-    config = FeatureConfig.from_table(dataset.info.kind, suite.features)
+def _features(config: FeatureConfig, dataset: Dataset, extraction: str, samples, *, settings: Settings,
+              notes: list[str]) -> FeatureSet:  # fmt: skip
+    """The handcrafted features of ``samples`` under ``config`` (cached)."""
     fs = extract_feature_set(
         samples,
         config=config,
@@ -207,14 +203,14 @@ def _features(suite: Suite, dataset: Dataset, extraction: str, samples, *, setti
     )
     if fs.skipped:
         notes.append(_skipped_note(fs.skipped))
-    return _Features(ids=fs.ids, X=fs.X, names=fs.names, config=config)
+    return fs
 
 
-def _pixels(suite: Suite, dataset: Dataset, extraction: str, samples, ids: list[str], X: np.ndarray | None, *,
-            settings: Settings, notes: list[str]) -> tuple[list[str], np.ndarray | None, dict[int, str]]:  # fmt: skip
+def _pixels(suite: Suite, dataset: Dataset, extraction: str, by_id: Mapping[str, Sample], ids: list[str],
+            X: np.ndarray | None, *, settings: Settings,
+            notes: list[str]) -> tuple[list[str], np.ndarray | None, dict[int, str]]:  # fmt: skip
     """The pixel caches of ``ids`` at every input size the suite's deep models use, and the rows kept."""
     sizes = sorted({int(model_spec(suite, m).params["size"]) for m in suite.models if MODELS[m].input == "pixels"})
-    by_id = {s.id: s for s in samples}
     pixels: dict[int, str] = {}
     for size in sizes:
         ps = pixel_cache(

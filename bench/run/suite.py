@@ -14,8 +14,7 @@ from cellbench.datasets import DATASETS
 from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
 from cellbench.datasets.subsample import check_limit
 from cellbench.features import FeatureConfig, feature_names
-from cellbench.models import MODELS, STRATEGIES
-from cellbench.models.classical import resolve_params
+from cellbench.models import MODELS, STRATEGIES, resolve_params
 from cellbench.models.deep import TRAINING_DEFAULTS
 from cellbench.models.imbalance import parse_ratio
 from cellbench.run.cv import SCHEMES
