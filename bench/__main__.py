@@ -7,7 +7,6 @@ from pathlib import Path
 
 def _checked_checkout() -> None:
     """Run as ``python -m bench``: refuse to run another copy of cellbench than this checkout's, naming both."""
-
     here = Path(__file__).resolve().parent
     spec = importlib.util.find_spec("cellbench")
     if spec is None or spec.origin is None:

@@ -40,7 +40,6 @@ def _counts(counts) -> str:
 
 def render_card(info: DatasetInfo) -> str:
     """The card as markdown-ish text: title, description, a table of the facts, layout and download."""
-
     classes = ", ".join(info.classes) if info.classes else "from the data (folder names, labels or the file)"
     rows = [
         ("task", f"{info.task}; classes: {classes}"),

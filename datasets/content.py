@@ -184,7 +184,6 @@ def find_duplicates(
 
 def content_digests(samples: Sequence[Sample], *, progress: bool = True, desc: str = "content hashes") -> list:
     """The pixel digest of each sample (``None`` where it cannot be read), with a progress bar."""
-
     out = []
     for img, _ in tqdm(iter_images(samples), total=len(samples), desc=desc, unit="img", disable=not progress):
         out.append(pixel_digest(img) if img is not None else None)

@@ -329,7 +329,6 @@ def _build(
     skip_bad: bool,
 ) -> None:
     """Fill the (temporary) extraction folder ``folder``: crops, ``index.csv`` and ``extraction.json``."""
-
     (folder / "cells").mkdir()
     white = field_defaults(dataset.name).white
     targets = tuple(c for c in dataset.classes if white is None or c in white)

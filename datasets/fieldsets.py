@@ -90,7 +90,6 @@ def read_xyc(path: Path, *, bad: BadAnnotations) -> list[tuple[int, float, float
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header."""
-
     try:
         with Image.open(path) as im:
             return im.size

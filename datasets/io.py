@@ -264,7 +264,6 @@ def h5_key(f, key: str, path: str | Path):
 
 def h5_open(path: str | Path):
     """The HDF5 file at ``path`` opened read-only and not kept (use it in a ``with`` block), or a DataError."""
-
     if not Path(path).is_file():
         raise DataError(f"HDF5 file not found: {path}")
     try:

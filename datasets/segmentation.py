@@ -232,7 +232,6 @@ def background_colour(image: np.ndarray, *, percentile: float = 75.0) -> np.ndar
 
 def stain_channel(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Haematoxylin optical density of an RGB ``uint8`` image normalised by its ``background`` colour."""
-
     f = image.astype(np.float32)
     od = np.maximum(-np.log((f + 1.0) / (np.asarray(background, np.float32) + 1.0)), 0.0)
     return od @ hed_from_rgb[:, 0].astype(np.float32)
@@ -240,7 +239,6 @@ def stain_channel(image: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 def stain_threshold(stain: np.ndarray, *, max_share: float) -> float:
     """Otsu's threshold, raised to Otsu's within the upper class while too much of the image lies above it."""
-
     values = stain.ravel()
     t = float(threshold_otsu(values))
     for _ in range(3):
@@ -377,7 +375,6 @@ def _add_cytoplasm(small, background, labels, *, wd: float, p: SegmentationParam
     split by a watershed on its distance transform whose markers are the stained regions and, for the red cells,
     the distance maxima away from them; a stained region keeps its basin within ``max_diameter`` / 2 of it.
     """
-
     od = cv2.GaussianBlur(density(small, background), (0, 0), max(0.5, 0.03 * wd))
     # three classes (background, cytoplasm and red cells, nuclei): the lower threshold takes in the cytoplasm
     t_cell = float(threshold_multiotsu(od, classes=3)[0])
@@ -406,7 +403,6 @@ def split_clumps(labels: np.ndarray, *, wd: float, largest: float, smallest: flo
     cells and not convex (solidity under 0.9). Each is cut by a watershed on its own distance transform with
     markers half as far apart (0.25 typical diameters); the cut is kept when every piece is at least ``smallest``.
     """
-
     typical = math.pi * (wd / 2) ** 2
     out = labels.copy()
     n = int(labels.max())

@@ -141,7 +141,6 @@ def _dup_text(d: Duplicates) -> str:
 
 def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     """Read every image of ``dataset`` once and collect what :class:`Verification` reports."""
-
     t0 = time.perf_counter()
     samples = dataset.samples
     unreadable: list[tuple[str, str]] = []

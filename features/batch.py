@@ -177,7 +177,6 @@ def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
 
 def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dict[str, str] | None = None) -> None:
     """Write ``fs`` to ``path`` atomically (:func:`cellbench.core.files.atomic_path`)."""
-
     columns = {"sample_id": pa.array(list(fs.ids), pa.string())}
     columns.update({n: pa.array(fs.X[:, i], pa.float64()) for i, n in enumerate(fs.names)})
     meta = {
@@ -203,7 +202,6 @@ def _reorder(fs: FeatureSet, ids: list[str]) -> FeatureSet:
 
 def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """Results in the order of ``items``, from this process or a pool of single-threaded workers."""
-
     if n_jobs is None:
         n_jobs = default_workers()
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)

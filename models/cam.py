@@ -554,7 +554,6 @@ def randomise_layers(model, paths: Sequence[str], *, seed: int) -> None:
 
 def rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rank correlation of each pair of maps (NaN where either map is constant)."""
-
     out = np.full(len(a), np.nan)
     for i, (x, y) in enumerate(zip(a, b)):
         x, y = np.ravel(x), np.ravel(y)

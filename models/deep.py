@@ -408,7 +408,6 @@ def import_tensorflow_quietly() -> None:
     They are written to file descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` applies, once per worker process,
     and would interleave with the progress bar; Python-level warnings and errors after the import still show.
     """
-
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -486,7 +485,6 @@ def resample_indices(y: np.ndarray, strategy: str, *, seed: int) -> np.ndarray:
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
     """Keras ``class_weight`` for the classes present in ``y``: n / (k · n_c) (scikit-learn's 'balanced')."""
-
     present = np.unique(y)
     weights = compute_class_weight("balanced", classes=present, y=y)
     return {int(c): float(w) for c, w in zip(present, weights)}

@@ -34,7 +34,6 @@ def build_pipeline(
     strategy_params: Mapping[str, Any] | None = None,
 ):
     """A fresh, unfitted pipeline for one training fold with labels ``y`` (class indices)."""
-
     ok, why = applicable(model, strategy)
     if not ok:
         raise ConfigError(f"strategy {strategy!r} does not apply to model {model!r}: {why}")

@@ -97,7 +97,6 @@ def pixel_cache(
     DataError
         For an unreadable image when ``on_bad_image="raise"``, or when every image is unreadable.
     """
-
     if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ConfigError(f"pixel size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     if kind not in KINDS:

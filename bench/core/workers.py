@@ -70,7 +70,6 @@ def init_worker() -> None:
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run a job in this process with a worker's thread limits (BLAS/OpenMP, OpenCV; TensorFlow sets its own)."""
-
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:

@@ -210,7 +210,6 @@ def draw_extraction_figures(summary: ExtractionSummary | None, out_dir: Path) ->
 
 def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: int = 900) -> Path | None:
     """Fields with manual and segmented outlines (one panel per field), from the overlay records of the arms."""
-
     seg = {o["field"]: o for o in arms.get("segmentation", [])}
     man = {o["field"]: o for o in arms.get("manual", [])}
     fields = list(seg) or list(man)

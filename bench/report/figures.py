@@ -61,7 +61,6 @@ def roc_pr_curves(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | o
     curves : label -> (y_true, score), ``y_true`` binary (1 / True = positive), ``score`` the positive-class
         probability, e.g. pooled out-of-fold predictions of one model.
     """
-
     with matplotlib.rc_context(STYLE):
         fig = new_figure(10, 4.5)
         roc, pr = fig.subplots(1, 2)
@@ -130,7 +129,6 @@ def cd_diagram(
     whose average ranks differ by at most ``cd`` (the Nemenyi test at the level ``cd`` was computed for);
     with it, pairs with ``p >= alpha`` are joined.
     """
-
     ranks = pd.Series(dict(avg_ranks), dtype=float)
     if nemenyi_p is None:
         gap = np.abs(ranks.to_numpy()[:, None] - ranks.to_numpy()[None, :])

@@ -81,7 +81,6 @@ def draw_gallery(
 
 def _save_palette(fig, path: Path) -> Path:
     """Save ``fig`` as a 256-colour PNG (a third of the RGB file's size for these overlays), atomically."""
-
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=0)

@@ -50,7 +50,6 @@ def write_card(model_path: str | os.PathLike, *, job: Job, task, threshold: floa
 
 def save_classical(pipeline, path: str | os.PathLike) -> Path:
     """Pickle a fitted classical pipeline with joblib, atomically."""
-
     with atomic_path(path) as tmp:
         joblib.dump(pipeline, tmp)
     return Path(path)

@@ -47,7 +47,6 @@ def package_versions() -> dict[str, str]:
 
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the repository the code runs from (``None`` outside a git checkout)."""
-
     root = checkout_root()
     if root is None:
         return {"commit": None, "dirty": None}

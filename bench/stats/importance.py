@@ -32,7 +32,6 @@ def permutation_importances(
     scoring: str = "balanced_accuracy",
 ) -> dict[str, float]:
     """Mean drop of ``scoring`` on the test fold when each named feature is permuted (scikit-learn)."""
-
     res = permutation_importance(
         fitted, X_test, y_test, scoring=scoring, n_repeats=n_repeats, random_state=seed, n_jobs=1
     )

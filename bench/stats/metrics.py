@@ -53,7 +53,6 @@ def compute_metrics(
     multi-class tasks report macro averages and one-vs-rest AUCs. Undefined values (e.g. AUC on a test
     fold with one class) are NaN, not errors.
     """
-
     y_true, y_pred, proba = np.asarray(y_true), np.asarray(y_pred), np.asarray(proba, dtype=float)
     n_classes = proba.shape[1]
     labels = np.arange(n_classes)

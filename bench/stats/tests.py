@@ -90,7 +90,6 @@ class FriedmanResult:
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (Holm 1979) via ``statsmodels``; NaN entries stay NaN and are not counted."""
-
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
@@ -175,7 +174,6 @@ def bayesian_correlated_ttest(a, b, *, rho: float, rope: float = ROPE) -> dict[s
     ``p_right`` = P(b better than a by more than ``rope``) (baycomp's convention: "left" is the first
     model), plus ``rope``, ``rho``, ``mean_diff`` (a - b), ``folds`` and ``name``.
     """
-
     a, b, _ = _paired(a, b)
     j = len(a)
     if j < 2:
@@ -218,7 +216,6 @@ def wilcoxon_holm(
     DataFrame, one row per other model (input order): ``model``, ``pairs``, ``mean_diff`` (best − model),
     ``statistic``, ``p_value``, ``p_holm``, ``significant``, ``note``.
     """
-
     if best not in scores:
         raise KeyError(f"best model {best!r} is not among the scores")
     rows = []
@@ -260,7 +257,6 @@ def mcnemar_test(y_true, pred_a, pred_b, *, alpha: float = ALPHA) -> TestResult:
     TestResult with ``detail["table"]`` = ``[[both right, only a right], [only b right, both wrong]]``,
     ``a_only`` / ``b_only`` (the discordant counts), ``n`` and ``exact``.
     """
-
     y_true, pred_a, pred_b = (np.asarray(x).ravel() for x in (y_true, pred_a, pred_b))
     if not len(y_true) == len(pred_a) == len(pred_b):
         raise ValueError("y_true, pred_a and pred_b must have the same length")
@@ -299,7 +295,6 @@ def delong_test(y_true, score_a, score_b, *, alpha: float = ALPHA) -> TestResult
     TestResult with ``statistic`` = z and ``detail`` holding ``auc_a``, ``auc_b``, ``diff`` (a − b), ``se``,
     ``n_pos`` and ``n_neg``. With one class only the p-value is NaN; identical scores give p = 1.
     """
-
     y = np.asarray(y_true).ravel().astype(bool)
     scores = np.vstack([np.asarray(score_a, dtype=float).ravel(), np.asarray(score_b, dtype=float).ravel()])
     if scores.shape[1] != len(y):

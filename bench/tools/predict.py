@@ -105,7 +105,6 @@ def predict_images(
     pandas.DataFrame
         ``image``, ``class``, ``probability`` (of that class) and ``proba_<class>`` for every class.
     """
-
     card = saved.card
     if not images:
         raise ConfigError("no images given to predict")

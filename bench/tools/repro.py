@@ -21,7 +21,6 @@ def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
 
     Timings are excluded (wall time is not deterministic); everything else must be identical.
     """
-
     diffs: list[str] = []
     with Store.open(a, write=False) as sa, Store.open(b, write=False) as sb:
         ja, jb = sa.jobs().set_index("key"), sb.jobs().set_index("key")
