@@ -40,6 +40,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "warmup": 3,
     "learning_rate": 1e-3,
     "augment": True,
+    "refit": True,
 }
 WEIGHTS = ("imagenet", "random")
 DEEP_STRATEGIES = ("none", "class_weight", "oversample", "undersample", "focal", "threshold")
@@ -503,10 +504,20 @@ def train_predict(
 ) -> Fitted:
     """Train ``name`` on the fold's training rows (its images) and predict its test rows.
 
-    Early stopping (best weights restored, no stopping during the first ``warmup`` epochs), ReduceLROnPlateau and
-    threshold tuning see only the fold's inner validation split, never the test rows. Transfer ``_ft`` models train
-    the head first, then unfreeze the top layers at a 10× lower learning rate. ``on_epoch(epoch, logs)`` reports
-    progress (``logs["phase"]`` is ``head`` or ``finetune``); ``save_path`` keeps the trained model.
+    Two stages, so that deep models learn from the same samples as classical pipelines:
+
+    1. *Inner*: train on the inner training part with early stopping on the inner validation part (best weights
+       restored, no stopping during the first ``warmup`` epochs, ReduceLROnPlateau). This chooses the epoch count per
+       phase, gives the inner-validation probabilities (``Fitted.inner_proba``, read by nested model selection) and,
+       for ``threshold``, the decision threshold. A phase that ran all its ``max_epochs`` while the validation loss
+       still improved within the last ``patience`` epochs is *not converged* (``Fitted.converged``).
+    2. *Refit* (``refit = true``, the default): a fresh model from the same seed trains on the whole training fold
+       (resampled for ``strategy``) for the chosen number of epochs per phase, replaying the learning rates of stage
+       1 epoch by epoch; it predicts the test rows. With ``refit = false`` the stage-1 model predicts them.
+
+    The test rows are never seen before prediction. Transfer ``_ft`` models train the head first, then unfreeze the
+    top layers at a 10× lower learning rate. ``on_epoch(epoch, logs)`` reports progress (``logs["phase"]`` is
+    ``head``, ``finetune`` or ``refit``); ``save_path`` keeps the model that predicted the test rows.
 
     Raises
     ------
@@ -518,27 +529,41 @@ def train_predict(
     params = _training_params(name, params, strategy, strategy_params=strategy_params, positive=fold.positive)
     n_classes, positive = fold.n_classes, fold.positive
     y = np.asarray(fold.y, dtype=np.int64)
-    split = _inner_split(y, np.asarray(fold.train), fold.inner or (), strategy=strategy, seed=seed)
-    y_fit = y[split.fit]
+    train_idx = np.asarray(fold.train)
+    split = _inner_split(y, train_idx, fold.inner or (), strategy=strategy, seed=seed)
     batch = int(params["batch_size"])
     augment = AugmentConfig.from_param(params["augment"])
-
-    setup_tensorflow(seed)
-    t_fit = time.perf_counter()
-    model, backbone = build_model(name, params, n_classes=n_classes, seed=seed)
+    plan = _phase_plan(name, params)
     data = _Data(fold.inputs, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
-    train_ds, val_ds = data.make(split.fit, training=True), data.make(split.val, training=False)
-    loss = make_loss(strategy, n_classes=n_classes, y_train=y_fit)
-    class_weight = balanced_class_weight(y_fit, n_classes) if strategy == "class_weight" else None
-    with _oom_guard(name, batch):
+
+    def stage(rows: np.ndarray, *, val_rows: np.ndarray | None, epochs: Sequence[int] | None, lrs=None):
+        setup_tensorflow(seed)
+        model, backbone = build_model(name, params, n_classes=n_classes, seed=seed)
+        loss = make_loss(strategy, n_classes=n_classes, y_train=y[rows])
+        class_weight = balanced_class_weight(y[rows], n_classes) if strategy == "class_weight" else None
+        val_ds = data.make(val_rows, training=False) if val_rows is not None else None
+        steps = plan if epochs is None else [(ph, lr, n) for (ph, lr, _), n in zip(plan, epochs)]
         history, phases = _fit_phases(
-            model, backbone, _phase_plan(name, params), params=params, train_ds=train_ds, val_ds=val_ds, loss=loss,
-            class_weight=class_weight, n_classes=n_classes, on_epoch=on_epoch,
+            model, backbone, steps, params=params, train_ds=data.make(rows, training=True), val_ds=val_ds, loss=loss,
+            class_weight=class_weight, n_classes=n_classes, on_epoch=on_epoch, lrs=lrs,
         )  # fmt: skip
-        fit_s = time.perf_counter() - t_fit
+        return model, history, phases, val_ds
+
+    t_fit = time.perf_counter()
+    with _oom_guard(name, batch):
+        model, history, phases, val_ds = stage(split.fit, val_rows=split.val, epochs=None)
+        inner_proba = probabilities(model.predict(val_ds, verbose=0), n_classes)
         threshold = 0.5
         if strategy == "threshold":
-            threshold = _tuned_threshold(model, val_ds, y[split.val] == positive, column=positive, n_classes=n_classes)
+            threshold = tune_threshold(y[split.val] == positive, inner_proba[:, positive])
+        best = _best_epochs(history, phases, plan, params)
+        converged = _converged(history, phases, plan, params)
+        refit_epochs = None
+        if params["refit"]:
+            refit_epochs = dict(zip(phases, best))
+            full = train_idx[resample_indices(y[train_idx], strategy, seed=seed)]
+            model, _, _, _ = stage(full, val_rows=None, epochs=best, lrs=_replayed_rates(history, phases, best))
+        fit_s = time.perf_counter() - t_fit
         t_pred = time.perf_counter()
         test_ds = data.make(np.asarray(fold.test), training=False, labels=False)
         proba = probabilities(model.predict(test_ds, verbose=0), n_classes)
@@ -547,7 +572,43 @@ def train_predict(
         save_model(model, save_path)
     return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=predict_s, n_train=split.n_train,
                   history=history, epochs=len(history["loss"]), phases=phases, n_fit=len(split.fit),
-                  n_val=len(split.val))  # fmt: skip
+                  n_val=len(split.val), inner_rows=split.val, inner_proba=inner_proba, converged=converged,
+                  refit_epochs=refit_epochs)  # fmt: skip
+
+
+def _phase_starts(phases: Mapping[str, int]) -> list[int]:
+    starts, at = [], 0
+    for n in phases.values():
+        starts.append(at)
+        at += n
+    return starts
+
+
+def _best_epochs(history, phases: Mapping[str, int], plan, params: Mapping[str, Any]) -> list[int]:
+    """Epochs per phase up to the lowest validation loss (what early stopping restored), at least one."""
+    out = []
+    for (phase, n), start in zip(phases.items(), _phase_starts(phases)):
+        losses = np.asarray(history["val_loss"][start : start + n], dtype=float)
+        warm = min(int(params["warmup"]), n - 1) if phase == "head" else 0
+        if n == 0 or not np.isfinite(losses[warm:]).any():
+            out.append(max(1, n))
+            continue
+        out.append(warm + int(np.nanargmin(np.where(np.isfinite(losses[warm:]), losses[warm:], np.nan))) + 1)
+    return out
+
+
+def _converged(history, phases: Mapping[str, int], plan, params: Mapping[str, Any]) -> bool:
+    """``False`` when a phase used all its epochs while its best validation loss came in its last ``patience``."""
+    patience = int(params["patience"])
+    for (n, (_, _, planned)), best in zip(zip(phases.values(), plan), _best_epochs(history, phases, plan, params)):
+        if n >= planned and best > n - patience:
+            return False
+    return True
+
+
+def _replayed_rates(history, phases: Mapping[str, int], best: Sequence[int]) -> list[list[float]]:
+    """The learning rate of each epoch of stage 1, per phase, cut to the refit's epoch counts."""
+    return [[float(v) for v in history["lr"][start : start + n]] for start, n in zip(_phase_starts(phases), best)]
 
 
 def _training_params(
@@ -613,11 +674,16 @@ def _fit_phases(
     class_weight: dict[int, float] | None,
     n_classes: int,
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
+    lrs: Sequence[Sequence[float]] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Train through the phases of ``plan``; the per-epoch history (phases appended) and the epochs per phase."""
+    """Train through the phases of ``plan``; the per-epoch history (phases appended) and the epochs per phase.
+
+    With ``lrs`` (a refit: no validation set) every phase runs its epochs at the given per-epoch learning rates,
+    without early stopping.
+    """
     history: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "lr")}
     phases: dict[str, int] = {}
-    for phase, lr, epochs in plan:
+    for i, (phase, lr, epochs) in enumerate(plan):
         set_phase(
             backbone,
             phase=phase,
@@ -629,7 +695,9 @@ def _fit_phases(
             train_ds,
             validation_data=val_ds,
             epochs=epochs,
-            callbacks=_callbacks(params, on_epoch, phase=phase, offset=len(history["loss"])),
+            callbacks=_callbacks(
+                params, on_epoch, phase=phase, offset=len(history["loss"]), rates=lrs[i] if lrs is not None else None
+            ),
             class_weight=class_weight,
             shuffle=False,  # the tf.data pipeline shuffles, seeded
             verbose=0,
@@ -638,12 +706,6 @@ def _fit_phases(
             history[k].extend(float(v) for v in h.history.get(k, []))
         phases[phase] = len(h.history.get("loss", []))
     return history, phases
-
-
-def _tuned_threshold(model, val_ds, is_positive: np.ndarray, *, column: int, n_classes: int) -> float:
-    """The threshold on the positive class's ``column``, tuned on the inner validation split."""
-    val_proba = probabilities(model.predict(val_ds, verbose=0), n_classes)
-    return tune_threshold(is_positive, val_proba[:, column])
 
 
 def save_model(model, path: str | os.PathLike) -> Path:
@@ -699,24 +761,35 @@ def _oom_guard(name: str, batch: int):
         ) from exc
 
 
-def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int) -> list:
+def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int,
+               rates: Sequence[float] | None = None) -> list:  # fmt: skip
     import keras
 
     patience = int(params["patience"])
-    cbs = [
-        _lr_logger(),  # before ReduceLROnPlateau: records the rate the epoch ran with
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=patience,
-            restore_best_weights=True,
-            start_from_epoch=int(params["warmup"]) if phase == "head" else 0,
-        ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6),
-    ]
+    if rates is not None:  # a refit replays stage 1's learning rates; nothing to validate on
+        cbs = [
+            keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(rates[min(epoch, len(rates) - 1)])),
+            _lr_logger(),
+        ]
+        shown = "refit"
+    else:
+        shown = phase
+        cbs = [
+            _lr_logger(),  # before ReduceLROnPlateau: records the rate the epoch ran with
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=patience,
+                restore_best_weights=True,
+                start_from_epoch=int(params["warmup"]) if phase == "head" else 0,
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6
+            ),
+        ]
     if on_epoch is not None:
         cbs.append(
             keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch(offset + epoch, {**(logs or {}), "phase": phase})
+                on_epoch_end=lambda epoch, logs: on_epoch(offset + epoch, {**(logs or {}), "phase": shown})
             )
         )
     return cbs

@@ -40,7 +40,10 @@ class Fitted:
     fitted classical pipeline (deep models are saved to a file instead); ``history``, ``epochs`` and ``phases``
     the deep training curves (per-epoch ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``lr``), epochs
     run and epochs per phase; ``n_train`` the training fold's size, ``n_fit`` the rows fitted on after
-    resampling and ``n_val`` the inner validation rows.
+    resampling and ``n_val`` the inner validation rows. ``inner_rows``/``inner_proba`` are the inner validation rows
+    and the probabilities a model fitted on the inner training part gave them (the inner-validation score of nested
+    selection); ``converged`` is ``False`` for a deep model stopped by ``max_epochs`` while its validation loss still
+    improved, and ``refit_epochs`` the epochs per phase it was refitted for on the whole training fold.
     """
 
     proba: np.ndarray
@@ -54,3 +57,7 @@ class Fitted:
     phases: Mapping[str, int] | None = None
     n_fit: int | None = None
     n_val: int | None = None
+    inner_rows: np.ndarray | None = None
+    inner_proba: np.ndarray | None = None
+    converged: bool | None = None
+    refit_epochs: Mapping[str, int] | None = None

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from imblearn.pipeline import Pipeline
-from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
@@ -57,41 +56,51 @@ def fit_predict(
 ) -> Fitted:
     """Fit a fresh pipeline on the fold's training rows and predict its test rows.
 
-    ``threshold`` first tunes the decision threshold on ``fold.inner`` (:func:`_inner_threshold`), then fits the
-    whole training fold; the other strategies fit the training fold once.
+    With ``fold.inner`` a clone is first fitted on the inner training part and predicts the inner validation part:
+    those probabilities are returned (``Fitted.inner_proba``, the job's inner-validation score that nested model
+    selection reads) and, for ``threshold``, tune the decision threshold. The pipeline is then fitted on the whole
+    training fold, as deep models are refitted on it (:func:`cellbench.models.deep.train_predict`).
     """
-    X, y_train = np.asarray(fold.inputs), fold.y_train
-    pipe = build_pipeline(
-        model, strategy, y=y_train, seed=seed, model_params=model_params, strategy_params=strategy_params
-    )
-    fit_params = {}
-    if STRATEGIES[strategy].class_weight and MODELS[model].class_weight == "sample_weight":
-        fit_params["model__sample_weight"] = compute_sample_weight("balanced", y_train)
+    X, y_all = np.asarray(fold.inputs), np.asarray(fold.y)
+
+    def fresh(rows: np.ndarray):
+        pipe = build_pipeline(
+            model, strategy, y=y_all[rows], seed=seed, model_params=model_params, strategy_params=strategy_params
+        )
+        return pipe, _fit_params(model, strategy, y_all[rows])
+
+    if STRATEGIES[strategy].tune_threshold and fold.positive is None:
+        raise ConfigError("threshold tuning applies to binary tasks only")
+    if STRATEGIES[strategy].tune_threshold and not fold.inner:
+        raise ConfigError("threshold tuning needs one inner (train, validation) split of the training fold")
     threshold = 0.5
     t0 = time.perf_counter()
-    if STRATEGIES[strategy].tune_threshold:
-        threshold = _inner_threshold(pipe, fold, X)
-    fitted = pipe.fit(X[fold.train], y_train, **fit_params)
+    inner_rows = inner_proba = None
+    if fold.inner:
+        if len(fold.inner) != 1:
+            raise ConfigError(
+                f"one inner (train, validation) split of the training fold is needed, got {len(fold.inner)}"
+            )
+        ((tr, va),) = fold.inner
+        train, inner_rows = fold.train[np.asarray(tr)], fold.train[np.asarray(va)]
+        pipe, params = fresh(train)
+        inner_proba = full_proba(pipe.fit(X[train], y_all[train], **params), X[inner_rows], fold.n_classes)
+        if STRATEGIES[strategy].tune_threshold:
+            threshold = tune_threshold(y_all[inner_rows] == fold.positive, inner_proba[:, fold.positive])
+    pipe, params = fresh(fold.train)
+    fitted = pipe.fit(X[fold.train], y_all[fold.train], **params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = full_proba(fitted, X[fold.test], fold.n_classes)
     return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=time.perf_counter() - t0,
-                  n_train=len(fold.train), model=fitted)  # fmt: skip
+                  n_train=len(fold.train), model=fitted, inner_rows=inner_rows, inner_proba=inner_proba)  # fmt: skip
 
 
-def _inner_threshold(pipe, fold: Fold, X: np.ndarray) -> float:
-    """The decision threshold of ``pipe`` fitted on the inner training part and tuned on the inner validation part
-    (:func:`cellbench.models.threshold.tune_threshold`, the tuner of the deep models too)."""
-    if fold.positive is None:
-        raise ConfigError("threshold tuning applies to binary tasks only")
-    if not fold.inner or len(fold.inner) != 1:
-        raise ConfigError("threshold tuning needs one inner (train, validation) split of the training fold")
-    ((tr, va),) = fold.inner
-    train, val = fold.train[np.asarray(tr)], fold.train[np.asarray(va)]
-    y = np.asarray(fold.y)
-    inner = clone(pipe).fit(X[train], y[train])
-    proba = full_proba(inner, X[val], fold.n_classes)
-    return tune_threshold(y[val] == fold.positive, proba[:, fold.positive])
+def _fit_params(model: str, strategy: str, y: np.ndarray) -> dict[str, Any]:
+    """``fit`` arguments of the pipeline: balanced sample weights for models weighted that way."""
+    if STRATEGIES[strategy].class_weight and MODELS[model].class_weight == "sample_weight":
+        return {"model__sample_weight": compute_sample_weight("balanced", y)}
+    return {}
 
 
 def full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:

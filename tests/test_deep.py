@@ -314,7 +314,9 @@ def test_same_seed_gives_identical_predictions(twice):
 
 
 @pytest.mark.parametrize("strategy", ["class_weight", "oversample", "undersample", "focal", "threshold"])
-def test_strategies_run_and_early_stopping_sees_only_the_inner_split(strategy, monkeypatch, tmp_path):
+def test_strategies_run_early_stopping_sees_only_the_inner_split_and_the_refit_the_whole_fold(
+    strategy, monkeypatch, tmp_path
+):
     import keras
 
     seen = []
@@ -324,7 +326,7 @@ def test_strategies_run_and_early_stopping_sees_only_the_inner_split(strategy, m
         seen.append(
             {
                 "train": sum(int(b[0].shape[0]) for b in x),
-                "val": sum(int(b[0].shape[0]) for b in validation_data),
+                "val": sum(int(b[0].shape[0]) for b in validation_data) if validation_data is not None else None,
                 "stopper": [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)],
             }
         )
@@ -345,11 +347,19 @@ def test_strategies_run_and_early_stopping_sees_only_the_inner_split(strategy, m
     stopper = seen[0]["stopper"][0]
     assert stopper.monitor == "val_loss" and stopper.restore_best_weights
     assert out.proba.shape == (len(y_test), n_classes)
-    assert epochs == [(e, "head") for e in range(out.epochs)]
+    # stage 2: a fresh model on the whole training fold (resampled alike) for the epochs stage 1 chose
+    assert len(seen) == 2 and seen[1]["val"] is None and not seen[1]["stopper"]
+    refit = out.refit_epochs["head"]
+    assert 1 <= refit <= out.epochs
+    assert epochs == [(e, "head") for e in range(out.epochs)] + [(e, "refit") for e in range(refit)]
+    n_train = len(tr) + len(va)
+    assert out.inner_proba.shape == (len(va), n_classes) and len(out.inner_rows) == len(va)
     if strategy == "oversample":
-        assert out.n_fit > len(tr)
-    if strategy == "undersample":
-        assert out.n_fit < len(tr)
+        assert out.n_fit > len(tr) and seen[1]["train"] > n_train
+    elif strategy == "undersample":
+        assert out.n_fit < len(tr) and seen[1]["train"] < n_train
+    else:
+        assert seen[1]["train"] == n_train
     if strategy == "threshold":
         assert 0.0 <= out.threshold <= 1.0
         reloaded = keras.saving.load_model(tmp_path / "m.keras")
@@ -396,9 +406,11 @@ def test_fine_tuning_trains_the_head_then_the_top_layers(monkeypatch):
         params={"max_epochs": 1, "finetune_epochs": 1, "warmup": 0},
         on_epoch=lambda e, logs: phases.append((e, logs["phase"], logs["lr"])),
     )
-    assert [p[:2] for p in phases] == [(0, "head"), (1, "finetune")]
+    # the refit replays both phases on the whole training fold at the rates they ran with
+    assert [p[:2] for p in phases] == [(0, "head"), (1, "finetune"), (0, "refit"), (1, "refit")]
     assert phases[1][2] == pytest.approx(phases[0][2] / 10)
-    assert out.phases == {"head": 1, "finetune": 1}
+    assert [p[2] for p in phases[2:]] == pytest.approx([p[2] for p in phases[:2]])
+    assert out.phases == {"head": 1, "finetune": 1} and out.refit_epochs == {"head": 1, "finetune": 1}
 
 
 def test_set_phase_unfreezes_only_the_top_layers_without_batch_norm():
@@ -415,3 +427,20 @@ def test_set_phase_unfreezes_only_the_top_layers_without_batch_norm():
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
     set_phase(backbone, phase="head", from_scratch=True)  # random weights: the whole backbone trains
     assert backbone.trainable and all(layer.trainable for layer in backbone.layers)
+
+
+def test_a_phase_cut_by_max_epochs_while_still_improving_is_not_converged():
+    from cellbench.models.deep import _best_epochs, _converged
+
+    params = {"patience": 3, "warmup": 1}
+    plan = [("head", 1e-3, 6)]
+    falling = {"val_loss": [2.6, 2.0, 1.7, 1.4, 1.2, 1.09]}  # cut at 6 of 6 epochs, best in the last one
+    assert _best_epochs(falling, {"head": 6}, plan, params) == [6]
+    assert not _converged(falling, {"head": 6}, plan, params)
+    stopped = {"val_loss": [1.0, 0.8, 0.7, 0.75, 0.76, 0.77]}  # early stopping after 3 epochs without progress
+    assert _best_epochs(stopped, {"head": 6}, [("head", 1e-3, 30)], params) == [3]
+    assert _converged(stopped, {"head": 6}, [("head", 1e-3, 30)], params)
+    plateau = {"val_loss": [1.0, 0.5, 0.6, 0.6, 0.6, 0.6]}  # all epochs used, but the best came long before the end
+    assert _converged(plateau, {"head": 6}, plan, params)
+    warm = {"val_loss": [0.1, 0.5, 0.4, 0.45, 0.5, 0.6]}  # no best during the warm-up (early stopping's rule)
+    assert _best_epochs(warm, {"head": 6}, plan, params) == [3]

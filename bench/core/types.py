@@ -247,6 +247,11 @@ class JobExtra:
     and test part (the corrected t-test reads them); ``train_counts`` the training samples per class (classical);
     ``history``/``epochs``/``n_val`` the deep training curves, epochs run and inner-validation size;
     ``importance`` named-feature importance; ``external`` the fold model's score on the external test set;
+    ``inner`` the metrics on the inner validation part of a model fitted on the inner training part (what nested
+    model selection ranks by; never the test fold); ``inner_grouped`` whether that inner split kept patients apart
+    (``False``: it fell back to a split of samples, see :func:`cellbench.run.cv.inner_split`; ``None``: no groups
+    known); ``converged`` ``False`` for a deep model stopped by ``max_epochs`` while still improving;
+    ``refit_epochs`` the epochs per phase a deep model was refitted for on the whole training fold;
     ``warnings`` the distinct warnings the job raised; ``traceback`` where an unexpected error came from.
     """
 
@@ -259,13 +264,17 @@ class JobExtra:
     epochs: int | None = None
     n_val: int | None = None
     external: ExternalScore | None = None
+    inner: Mapping[str, Any] | None = None
+    inner_grouped: bool | None = None
+    converged: bool | None = None
+    refit_epochs: Mapping[str, int] | None = None
     warnings: tuple[str, ...] = ()
     traceback: str = ""
 
     def as_json(self) -> dict[str, Any]:
         """The stored JSON: the fields that are set, nested records as objects."""
         out: dict[str, Any] = {}
-        for name in ("threshold", "n_train", "n_test", "epochs", "n_val"):
+        for name in ("threshold", "n_train", "n_test", "epochs", "n_val", "inner_grouped", "converged"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.train_counts is not None:
@@ -276,6 +285,10 @@ class JobExtra:
             out["history"] = {k: list(v) for k, v in self.history.items()}
         if self.external is not None:
             out["external"] = {"metrics": dict(self.external.metrics), "n": self.external.n}
+        if self.inner is not None:
+            out["inner"] = dict(self.inner)
+        if self.refit_epochs is not None:
+            out["refit_epochs"] = dict(self.refit_epochs)
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.traceback:
@@ -297,6 +310,10 @@ class JobExtra:
             epochs=data.get("epochs"),
             n_val=data.get("n_val"),
             external=ExternalScore(metrics=ext["metrics"], n=int(ext["n"])) if ext else None,
+            inner=data.get("inner"),
+            inner_grouped=data.get("inner_grouped"),
+            converged=data.get("converged"),
+            refit_epochs=data.get("refit_epochs"),
             warnings=tuple(data.get("warnings", ())),
             traceback=data.get("traceback", ""),
         )

@@ -257,9 +257,21 @@ def inner_split(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One stratified (and group-aware where groups are known) train/validation split of a training fold.
 
-    Used for threshold tuning and early stopping: the test fold is never looked at.
+    Used for nested model selection, threshold tuning and early stopping: the test fold is never looked at. See
+    :func:`inner_split_grouped` for whether the split kept the groups apart.
     """
+    return inner_split_grouped(y, groups, seed=seed, val_fraction=val_fraction)[0]
 
+
+def inner_split_grouped(
+    y: np.ndarray, groups: np.ndarray | None, *, seed: int, val_fraction: float = 0.2
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool | None]:
+    """:func:`inner_split` and whether it is group-disjoint (``None`` without groups).
+
+    With groups, the first group-disjoint split holding both classes on each side is used; where there is none
+    (too few patients, or each patient holds one class) the split falls back to a stratified split of samples,
+    returned with ``False`` so that the leaderboard can say so.
+    """
 
     def both_sides(tr, va) -> bool:
         return len(np.unique(y[va])) >= 2 and len(np.unique(y[tr])) >= 2
@@ -272,7 +284,7 @@ def inner_split(
             # the first group-disjoint split with both classes on each side (patients often hold one class)
             for tr, va in splitter.split(np.zeros(len(y)), y, groups):
                 if both_sides(tr, va):
-                    return [(np.sort(tr), np.sort(va))]
+                    return [(np.sort(tr), np.sort(va))], True
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     tr, va = next(splitter.split(np.zeros(len(y)), y))
-    return [(np.sort(tr), np.sort(va))]
+    return [(np.sort(tr), np.sort(va))], (None if groups is None else False)

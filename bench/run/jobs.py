@@ -23,7 +23,7 @@ from cellbench.models.deep import train_predict
 from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import sweep_subsample
 from cellbench.run.artifacts import model_file, save_classical, write_card
-from cellbench.run.cv import inner_split
+from cellbench.run.cv import inner_split_grouped
 from cellbench.run.external import external_positions
 from cellbench.run.progress import clear_status, epoch_reporter
 from cellbench.run.task import TaskData, load_task
@@ -156,19 +156,32 @@ def _split(job: Job, task: TaskData) -> _Split:
     return _Split(train=train, test=test, external=external_positions(job, task), seed=seed)
 
 
-def _fold(task: TaskData, split: _Split, inputs: np.ndarray, *, inner: bool) -> Fold:
-    """What the model sees: every row's inputs and labels, the training rows, the rows to predict and, with
-    ``inner``, one inner (train, validation) split of the training fold (group-aware where groups are known)."""
+def _fold(task: TaskData, split: _Split, inputs: np.ndarray) -> tuple[Fold, bool | None]:
+    """What the model sees: every row's inputs and labels, the training rows, the rows to predict and one inner
+    (train, validation) split of the training fold (group-aware where groups are known), with whether that split
+    kept the groups apart."""
     groups = task.groups[split.train] if task.groups is not None else None
-    return Fold(
+    inner, grouped = inner_split_grouped(task.y[split.train], groups, seed=split.seed)
+    fold = Fold(
         inputs=inputs,
         y=task.y,
         train=split.train,
         test=split.predicted,
         n_classes=len(task.classes),
         positive=task.positive,
-        inner=inner_split(task.y[split.train], groups, seed=split.seed) if inner else None,
+        inner=inner,
     )
+    return fold, grouped
+
+
+def _inner_extra(task: TaskData, out: Fitted, grouped: bool | None) -> dict:
+    """The inner-validation metrics of ``out`` (at its own threshold) and how the inner split was made."""
+    if out.inner_rows is None or out.inner_proba is None:
+        return {"inner_grouped": grouped}
+    y_true = task.y[out.inner_rows]
+    y_pred = predict_labels(out.inner_proba, positive=task.positive, threshold=out.threshold)
+    metrics = compute_metrics(y_true, out.inner_proba, y_pred, positive=task.positive)
+    return {"inner": json_safe(metrics), "inner_grouped": grouped}
 
 
 def _fold_output(split: _Split, out: Fitted, *, extra: JobExtra) -> FoldOutput:
@@ -189,7 +202,7 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     if task.X is None:
         raise CellbenchError("no features were extracted for this task")
     split = _split(job, task)
-    fold = _fold(task, split, task.X, inner=job.imbalance.name == "threshold")
+    fold, grouped = _fold(task, split, task.X)
     out = fit_predict(job.model.name, job.imbalance.name, fold, seed=split.seed, model_params=job.model.params,
                       strategy_params=job.imbalance.params)  # fmt: skip
     importance = None
@@ -203,13 +216,14 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
         path = save_classical(out.model, model_file(options.save_dir, job))
         write_card(path, job=job, task=task, threshold=out.threshold)
     counts = np.bincount(fold.y_train, minlength=len(task.classes))
-    extra = JobExtra(n_train=out.n_train, train_counts=tuple(counts.tolist()), importance=importance)
+    extra = JobExtra(n_train=out.n_train, train_counts=tuple(counts.tolist()), importance=importance,
+                     **_inner_extra(task, out, grouped))  # fmt: skip
     return _fold_output(split, out, extra=extra)
 
 
 def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     split = _split(job, task)
-    fold = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]))), inner=True)
+    fold, grouped = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]))))
     out = train_predict(
         job.model.name,
         fold,
@@ -224,5 +238,13 @@ def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
         clear_status(options.status_dir, job)
     if options.save_dir:
         write_card(model_file(options.save_dir, job), job=job, task=task, threshold=out.threshold)
-    return _fold_output(split, out, extra=JobExtra(n_train=out.n_train, history=out.history, epochs=out.epochs,
-                                                   n_val=out.n_val))  # fmt: skip
+    extra = JobExtra(
+        n_train=out.n_train,
+        history=out.history,
+        epochs=out.epochs,
+        n_val=out.n_val,
+        converged=out.converged,
+        refit_epochs=out.refit_epochs,
+        **_inner_extra(task, out, grouped),
+    )
+    return _fold_output(split, out, extra=extra)

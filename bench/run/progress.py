@@ -41,9 +41,10 @@ def clear_status(folder: str | os.PathLike, job: Job) -> None:
 
 
 def describe(status: dict[str, Any]) -> str:
-    """``cnn/none fold 2: epoch 5/30 val_loss 0.412`` (``ft`` marks the fine-tuning phase)."""
+    """``cnn/none fold 2: epoch 5/30 val_loss 0.412`` (``ft`` marks the fine-tuning phase, ``refit`` the refit on
+    the whole training fold)."""
     ratio = f" {status['ratio']}" if status.get("ratio") else ""
-    phase = " ft" if status.get("phase") == "finetune" else ""
+    phase = {"finetune": " ft", "refit": " refit"}.get(status.get("phase", ""), "")
     loss = f" val_loss {status['val_loss']:.3f}" if "val_loss" in status else ""
     return (
         f"{status['model']}/{status['strategy']}{ratio} fold {status['fold']}: "
