@@ -1,7 +1,8 @@
 """The model catalog: every built-in model and imbalance strategy, listed once.
 
-:data:`MODELS` holds the classical estimators (:mod:`cellbench.models.estimators`) then the deep models
-(:mod:`cellbench.models.deep`), in this order (the leaderboard lists models in it); :data:`STRATEGIES` the
+:data:`MODELS` holds the classical estimators (:mod:`cellbench.models.estimators`), the heads on frozen-backbone and
+user embeddings (:mod:`cellbench.models.embeddings`) then the deep models (:mod:`cellbench.models.deep`), in this
+order (the leaderboard lists models in it); :data:`STRATEGIES` the
 imbalance strategies of :mod:`cellbench.models.imbalance`. :func:`register_model` and :func:`register_strategy`
 add a plug-in's model or strategy at run time.
 """
@@ -12,11 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cellbench.core.registry import Registry
-from cellbench.models import deep, estimators, imbalance
+from cellbench.models import deep, embeddings, estimators, imbalance
 from cellbench.models.entry import ModelEntry, model_entry
 from cellbench.models.imbalance import Strategy
 
-MODELS: Registry[ModelEntry] = Registry.of("model", (*estimators.CLASSICAL, *deep.DEEP_MODELS))
+MODELS: Registry[ModelEntry] = Registry.of(
+    "model", (*estimators.CLASSICAL, *embeddings.HEAD_MODELS, *deep.DEEP_MODELS)
+)
 STRATEGIES: Registry[Strategy] = Registry.of("imbalance strategy", imbalance.BUILTIN)
 
 

@@ -274,7 +274,7 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     inputs = keras.Input((size, size, 3), name="image")
     backbone = None
     if is_transfer(name):
-        backbone = _backbone(name, params, size)
+        backbone = make_backbone(backbone_name(name), params, size)
         x = preprocess_layers(BACKBONES[backbone_name(name)].preprocess)(inputs)
         if params["weights"] == "imagenet":
             x = backbone(x, training=False)  # BatchNorm keeps ImageNet statistics, also when fine-tuning
@@ -303,15 +303,17 @@ def deep_models() -> list[str]:
     return [e.name for e in DEEP_MODELS]
 
 
-def _backbone(name: str, params: Mapping[str, Any], size: int):
+def make_backbone(key: str, params: Mapping[str, Any], size: int):
+    """The ``keras.applications`` backbone ``key`` (a :data:`BACKBONES` key) without its top, for ``size`` px input:
+    ImageNet weights (``params["weights"] == "imagenet"``, see :func:`weights_path`) or random ones."""
     import keras
 
-    bb = BACKBONES[backbone_name(name)]
+    bb = BACKBONES[key]
     if params["weights"] not in WEIGHTS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {params['weights']!r}")
     kwargs = {"alpha": float(params["alpha"])} if bb.alpha else {}
     if params["weights"] == "imagenet":
-        weights = weights_path(name, params)
+        weights = weights_path(key, params)
     else:
         weights = None
         if bb.alpha:

@@ -10,6 +10,9 @@ from cellbench.core.errors import ConfigError
 from cellbench.models.imbalance import Strategy
 
 ClassWeightSupport = Literal["param", "sample_weight"] | None
+# what a model reads: handcrafted features, pixels, frozen-backbone embeddings, the user's embeddings file, or
+# handcrafted features ∥ embeddings
+Input = Literal["features", "pixels", "embeddings", "user_embeddings", "combined"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class ModelEntry:
 
     name: str
     kind: Literal["classical", "deep"]
-    input: Literal["features", "pixels"]
+    input: Input
     build: Callable[..., Any]
     defaults: Mapping[str, Any]
     class_weight: ClassWeightSupport
@@ -47,7 +50,7 @@ def model_entry(
     class_weight: ClassWeightSupport,
     description: str,
     kind: Literal["classical", "deep"] = "classical",
-    input: Literal["features", "pixels"] = "features",
+    input: Input = "features",
     constant: bool = False,
 ) -> Callable[[Callable[..., Any]], ModelEntry]:
     """Decorator making ``build(params: dict, seed: int) -> estimator`` the :class:`ModelEntry` ``name``."""

@@ -143,7 +143,7 @@ class ModelSpec:
 
     name: str
     kind: Literal["classical", "deep"] = "classical"
-    input: Literal["features", "pixels"] = "features"
+    input: Literal["features", "pixels", "embeddings", "user_embeddings", "combined"] = "features"
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def canonical(self) -> dict[str, Any]:
@@ -183,6 +183,7 @@ class Job:
     folds_key: str = ""
     explain: bool = False
     external: str = ""  # key of an external test set the job also scores (see bench.external); fold -1: refit
+    inputs: str = ""  # cache key of the embeddings an embedding head reads (backbone weights, pixels, user file)
 
     def canonical(self) -> dict[str, Any]:
         # the suite name is left out: the same computation in two suites is the same job; optional keys
@@ -190,6 +191,8 @@ class Job:
         extra = {"explain": True} if self.explain else {}
         if self.external:
             extra["external"] = self.external
+        if self.inputs:
+            extra["inputs"] = self.inputs
         return {
             **extra,
             "dataset": self.dataset,

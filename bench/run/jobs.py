@@ -20,6 +20,7 @@ from cellbench.core.types import ExternalScore, Importance, Job, JobExtra, JobRe
 from cellbench.core.values import json_safe
 from cellbench.models import fit_predict
 from cellbench.models.deep import train_predict
+from cellbench.models.embeddings import embedding_id
 from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import sweep_subsample
 from cellbench.run.artifacts import model_file, save_classical, write_card
@@ -198,18 +199,33 @@ def _fold_output(split: _Split, out: Fitted, *, extra: JobExtra) -> FoldOutput:
     )
 
 
-def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
-    if task.X is None:
+def model_inputs(job: Job, task: TaskData) -> tuple[np.ndarray, tuple[str, ...]]:
+    """What a classical job's model reads, with column names: handcrafted features, embeddings, or both."""
+    kind = job.model.input
+    if kind in ("features", "combined") and task.X is None:
         raise CellbenchError("no features were extracted for this task")
+    if kind == "features":
+        return task.X, task.feature_names
+    spec = job.model
+    name = "user" if kind == "user_embeddings" or spec.params.get("embedder") == "user" else embedding_id(spec.params)
+    emb = np.asarray(task.embedding(name), dtype=np.float64)
+    names = tuple(f"emb_{i:04d}" for i in range(emb.shape[1]))
+    if kind == "combined":
+        return np.hstack([task.X, emb]), (*task.feature_names, *names)
+    return emb, names
+
+
+def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
+    X, names = model_inputs(job, task)
     split = _split(job, task)
-    fold, grouped = _fold(task, split, task.X)
+    fold, grouped = _fold(task, split, X)
     out = fit_predict(job.model.name, job.imbalance.name, fold, seed=split.seed, model_params=job.model.params,
                       strategy_params=job.imbalance.params)  # fmt: skip
     importance = None
     if job.explain:
-        names, test = task.feature_names, split.test
+        test = split.test
         importance = Importance(
-            permutation=permutation_importances(out.model, task.X[test], task.y[test], names=names, seed=split.seed),
+            permutation=permutation_importances(out.model, X[test], task.y[test], names=names, seed=split.seed),
             native=native_importances(out.model, names=names),
         )
     if options.save_dir:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cellbench.core.types import ImbalanceSpec, Job
+from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
 from cellbench.models import MODELS, STRATEGIES, applicable
+from cellbench.models.embeddings import embedding_id
 from cellbench.run.external import add_external_jobs
 from cellbench.run.jobs import WorkItem
 from cellbench.run.prepare import Prepared
@@ -51,6 +52,7 @@ def plan(suite: Suite, prepared: Sequence[Prepared]) -> tuple[list[WorkItem], li
                 ratio=ratio,
                 data_fingerprint=p.fingerprint,
                 folds_key=p.folds.key,
+                inputs=inputs_key(spec, p),
             )
             if job.key not in seen:
                 seen.add(job.key)
@@ -70,3 +72,18 @@ def plan(suite: Suite, prepared: Sequence[Prepared]) -> tuple[list[WorkItem], li
                     for ratio in suite.sweep_ratios:
                         add(p, model, strategy, ratio)
     return add_external_jobs(items, prepared), notes
+
+
+def input_name(spec: ModelSpec) -> str:
+    """The task embedding an embedding head reads (:attr:`TaskData.embeddings` key); ``""`` for other models."""
+    if spec.input == "user_embeddings" or (spec.input == "combined" and spec.params["embedder"] == "user"):
+        return "user"
+    if spec.input in ("embeddings", "combined"):
+        return embedding_id(spec.params)
+    return ""
+
+
+def inputs_key(spec: ModelSpec, p: Prepared) -> str:
+    """The cache key of the embeddings ``spec`` reads in ``p`` (part of its job key), ``""`` for other models."""
+    name = input_name(spec)
+    return p.inputs[name] if name else ""

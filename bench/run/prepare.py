@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, check_on_bad_image
-from cellbench.core.hashing import canonical_json
+from cellbench.core.files import write_atomic
+from cellbench.core.hashing import canonical_json, stable_hash
 from cellbench.core.types import Dataset, FeatureSet, Sample
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.content import find_duplicates
@@ -19,6 +21,7 @@ from cellbench.datasets.extraction import replace_fingerprint, run_extraction, s
 from cellbench.datasets.subsample import subsample_dataset
 from cellbench.features import FeatureConfig, extract_feature_set
 from cellbench.models import MODELS
+from cellbench.models.embeddings import embed, embedding_id, embedding_key, embedding_params
 from cellbench.models.pixels import pixel_cache
 from cellbench.run.cv import Folds, make_folds
 from cellbench.run.external import ExternalPart, describe_external, load_external, split_external
@@ -29,7 +32,7 @@ from cellbench.run.task import TaskData, save_task
 log = logging.getLogger("cellbench")
 
 # keys of a suite's data-set table that the runner reads itself; the others are the adapter's options
-RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups")
+RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups", "embeddings")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +52,7 @@ class Prepared(OfRecord):
     task_path: Path
     folds: Folds
     record: DataSetRecord
+    inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:
@@ -67,6 +71,7 @@ def _prepare_dataset(suite: Suite, name: str, options: dict, *, data_root: Path 
     extractions = options.pop("extractions", ["given"])
     optional = options.pop("optional", False)
     test = options.pop("test", None)  # an external test set: see cellbench.run.external
+    user_file = options.pop("embeddings", None)  # the user's embeddings file (cellbench.datasets.embeddings)
     max_per_class = options.pop("max_per_class", suite.max_per_class)  # quick-run subsample
     max_groups = options.pop("max_groups", suite.max_groups)
     options, extraction_options = split_options(options)  # [datasets.NAME.manual|segmentation] tables
@@ -110,6 +115,7 @@ def _prepare_dataset(suite: Suite, name: str, options: dict, *, data_root: Path 
             part.samples if part else tuple(extracted.samples),
             settings=settings,
             external=part,
+            user_embeddings=user_file,
         )
         if extracted.info:  # counts, parameters, detection quality, overlay outlines (see cellbench.report.extraction)
             record = replace(prepared.record, extracted=ExtractionInfo.from_json(extracted.info))
@@ -119,10 +125,11 @@ def _prepare_dataset(suite: Suite, name: str, options: dict, *, data_root: Path 
 
 
 def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[Sample, ...], *, settings: Settings,
-                external: ExternalPart | None = None) -> Prepared:  # fmt: skip
-    """Features, pixels, folds and the task file of one (data set, extraction).
+                external: ExternalPart | None = None, user_embeddings: str | None = None) -> Prepared:  # fmt: skip
+    """Features, pixels, embeddings, folds and the task file of one (data set, extraction).
 
-    With ``external``, its samples come last in ``samples`` and stay out of every fold.
+    With ``external``, its samples come last in ``samples`` and stay out of every fold; ``user_embeddings`` is the
+    data set's file of user-supplied vectors (read by the ``user_*`` and ``combined_*`` heads).
     """
     context = f"{dataset.name}/{extraction}"
     notes = list(dataset.notes)
@@ -133,6 +140,7 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     by_id = {s.id: s for s in samples}
     ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
     kept = [by_id[i] for i in ids]
+    embedded, inputs = _embeddings(suite, dataset, kept, pixels, user_embeddings, settings=settings)
     external_ids = external.external_ids if external else frozenset()
     n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
     index = {c: i for i, c in enumerate(dataset.classes)}
@@ -154,6 +162,7 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         kind=dataset.info.kind,
         feature_config=canonical_json(asdict(config)) if config else "",
         external=np.arange(n_dev, len(ids)) if external_ids else None,
+        embeddings=embedded or None,
     )
     task_path = save_task(task, settings.cache_dir / "tasks")
     record = DataSetRecord(
@@ -179,12 +188,82 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     if external is not None:
         info = describe_external(task, external, context=context, group_kind=record.group_kind)
         record = replace(record, external=info)
-    return Prepared(task_path=task_path, folds=folds, record=record)
+    return Prepared(task_path=task_path, folds=folds, record=record, inputs=inputs)
 
 
 def _reads_features(suite: Suite) -> bool:
-    """Whether a model of ``suite`` reads handcrafted features."""
-    return any(MODELS[m].input == "features" for m in suite.models)
+    """Whether a model of ``suite`` reads handcrafted features (alone or beside embeddings)."""
+    return any(MODELS[m].input in ("features", "combined") for m in suite.models)
+
+
+def _embedding_specs(suite: Suite) -> dict[str, dict]:
+    """Embedding id -> its parameters, for every frozen-backbone embedding a model of ``suite`` reads."""
+    out = {}
+    for m in suite.models:
+        params = model_spec(suite, m).params
+        if MODELS[m].input == "embeddings" or (MODELS[m].input == "combined" and params["embedder"] != "user"):
+            out[embedding_id(params)] = embedding_params(params)
+    return out
+
+
+def _reads_user_embeddings(suite: Suite) -> bool:
+    return any(
+        MODELS[m].input == "user_embeddings"
+        or (MODELS[m].input == "combined" and model_spec(suite, m).params["embedder"] == "user")
+        for m in suite.models
+    )
+
+
+def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapping[int, str],
+                user_file: str | None, *, settings: Settings) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """Cached embedding vectors of ``kept`` (id -> .npy path, rows aligned) and their cache keys (id -> key).
+
+    Frozen-backbone embeddings are computed once per (pixels, embedder, weights, library versions) from the pixel
+    cache; the user's file is read once per (file content, samples).
+    """
+    paths, keys = {}, {}
+    for eid, params in _embedding_specs(suite).items():
+        pix = Path(pixels[params["size"]])
+        key = embedding_key(params, pixels_key=pix.stem)
+        path = settings.cache_dir / "embeddings" / f"{key}.npy"
+        if not path.is_file():
+            images = np.load(pix, mmap_mode="r")
+            if len(images) != len(kept):  # pixel rows follow the kept samples; anything else is a bug to report
+                raise ConfigError(f"{dataset.name}: {len(images)} cached images for {len(kept)} samples in {pix}")
+            with tqdm(total=len(images), desc=f"embeddings {eid}", unit="img", disable=not settings.progress) as bar:
+                vectors = embed(images, params, seed=suite.seed, progress=lambda n: bar.update(n - bar.n))
+            write_atomic(path, lambda fh, v=vectors: np.save(fh, v))
+        paths[eid], keys[eid] = str(path), key
+    if _reads_user_embeddings(suite):
+        if not user_file:
+            raise ConfigError(
+                f"{dataset.name}: a user_* or combined (embedder = 'user') model needs the data set's embeddings file: "
+                f'embeddings = "vectors.parquet" in [datasets.{dataset.name}]'
+            )
+        file = Path(user_file).expanduser()
+        if not file.is_absolute() and not file.exists() and dataset.root is not None:
+            file = Path(dataset.root) / file
+        from cellbench.datasets.embeddings import load_user_embeddings  # TEMP until the module lands
+
+        rel = [_relative(s, dataset.root) for s in kept]
+        user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root)
+        key = stable_hash({"file": user.digest, "ids": stable_hash([s.id for s in kept]), "match": user.key})
+        path = settings.cache_dir / "embeddings" / f"user-{key}.npy"
+        if not path.is_file():
+            write_atomic(path, lambda fh: np.save(fh, np.asarray(user.X, dtype=np.float32)))
+        paths["user"], keys["user"] = str(path), key
+    return paths, keys
+
+
+def _relative(sample: Sample, root: Path | None) -> str | None:
+    """The sample's image path relative to the data set's root (how a user's embeddings file may key it)."""
+    if sample.image_path is None:
+        return None
+    path = Path(sample.image_path)
+    try:
+        return path.relative_to(root).as_posix() if root is not None else path.as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _features(config: FeatureConfig, dataset: Dataset, extraction: str, samples, *, settings: Settings,
@@ -210,7 +289,10 @@ def _pixels(suite: Suite, dataset: Dataset, extraction: str, by_id: Mapping[str,
             X: np.ndarray | None, *, settings: Settings,
             notes: list[str]) -> tuple[list[str], np.ndarray | None, dict[int, str]]:  # fmt: skip
     """The pixel caches of ``ids`` at every input size the suite's deep models use, and the rows kept."""
-    sizes = sorted({int(model_spec(suite, m).params["size"]) for m in suite.models if MODELS[m].input == "pixels"})
+    sizes = sorted(
+        {int(model_spec(suite, m).params["size"]) for m in suite.models if MODELS[m].input == "pixels"}
+        | {params["size"] for params in _embedding_specs(suite).values()}
+    )
     pixels: dict[int, str] = {}
     for size in sizes:
         ps = pixel_cache(

@@ -299,6 +299,8 @@ def model_spec(suite: Suite, name: str) -> ModelSpec:
     params = dict(suite.models.get(name, {}))
     if entry.kind == "deep":
         params = resolve_params(name, {**suite.deep, **params})
+    elif entry.input != "features":  # embedding heads: which embedding they read is part of their spec
+        params = resolve_params(name, params)
     else:
         resolve_params(name, params)  # refuse unknown parameters before anything runs
     return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params)

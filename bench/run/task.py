@@ -33,6 +33,14 @@ class TaskData:
     kind: str = "cell"  # "cell" or "patch": how images were fitted to pixels and which features apply
     feature_config: str = ""  # canonical JSON of the FeatureConfig the columns of ``X`` came from
     external: np.ndarray | None = None  # positions of an external test set: in no fold, never trained on
+    embeddings: dict[str, str] | None = None  # embedding id -> cached .npy of vectors (rows aligned with ``ids``)
+
+    def embedding(self, name: str) -> np.ndarray:
+        """The cached embedding vectors ``name`` (``user`` for the user's file), one row per task row."""
+        if not self.embeddings or name not in self.embeddings:
+            have = ", ".join(self.embeddings or ()) or "none"
+            raise CellbenchError(f"no cached embeddings {name!r} for this task (it has: {have})")
+        return np.load(self.embeddings[name], mmap_mode="r")
 
     def images(self, size: int) -> np.ndarray:
         if not self.pixels or size not in self.pixels:
@@ -73,6 +81,8 @@ def save_task(task: TaskData, folder: Path) -> Path:
         arrays["external"] = task.external.astype(np.int64)
     for size, path in (task.pixels or {}).items():
         arrays[f"pixels_{size}"] = np.asarray(str(path))
+    for name, path in (task.embeddings or {}).items():
+        arrays[f"embedding:{name}"] = np.asarray(str(path))
     for f, t in enumerate(task.tests):
         arrays[f"test_{f}"] = t.astype(np.int64)
     h = hashlib.blake2b(digest_size=12)
@@ -107,4 +117,5 @@ def load_task(path: str) -> TaskData:
             kind=str(z["kind"]) if "kind" in z.files else "cell",
             feature_config=str(z["feature_config"]) if "feature_config" in z.files else "",
             external=z["external"] if "external" in z.files else None,
+            embeddings={k.split(":", 1)[1]: str(z[k]) for k in z.files if k.startswith("embedding:")} or None,
         )
