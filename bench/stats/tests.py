@@ -2,8 +2,9 @@
 
 Within one data set and extraction (paired scores on the same folds, or pooled out-of-fold predictions):
 :func:`corrected_resampled_ttest`, :func:`bayesian_correlated_ttest`, :func:`wilcoxon_holm`,
-:func:`mcnemar_test` and :func:`bootstrap_ci`. Across independent data sets: :func:`friedman_nemenyi`,
-whose blocks are data sets (× extraction), never the CV folds of one data set (Demšar 2006).
+:func:`mcnemar_test`, :func:`bootstrap_ci` and :func:`paired_bootstrap` (patients resampled when known).
+Across independent data sets: :func:`friedman_nemenyi`, whose blocks are data sets (× extraction), never
+the CV folds of one data set (Demšar 2006).
 """
 
 from __future__ import annotations
@@ -386,6 +387,89 @@ def bootstrap_ci(
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(reps, [tail, 100 - tail])
     return float(low), float(high), point
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedBootstrap:
+    """Cluster bootstrap of a paired metric difference ``metric(a) - metric(b)`` on the same samples.
+
+    ``diff`` is the difference on all samples; ``ci_low``/``ci_high`` the percentile interval of the
+    resampled differences at level ``1 - alpha``; ``p_value`` the two-sided bootstrap p-value;
+    ``n_resamples`` the replicates where both metrics were defined; ``n_groups`` the clusters resampled
+    (patients when ``clustered``, else samples).
+    """
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_resamples: int
+    n_groups: int
+    clustered: bool
+
+
+def paired_bootstrap(
+    y_true,
+    packed_a,
+    packed_b,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    groups=None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = ALPHA,
+) -> PairedBootstrap:
+    """Paired cluster bootstrap of ``metric(y, a) - metric(y, b)`` (Efron & Tibshirani 1993; Field & Welsh 2007).
+
+    Both models are scored on the same resample, so the interval and p-value account for their pairing.
+    With ``groups`` (patient ids) whole patients are drawn with replacement, as in :func:`bootstrap_ci`:
+    cells of one patient are correlated, and a test that treats them as independent (McNemar on pooled
+    cells) overstates the evidence. Without groups samples are resampled. Replicates where either metric
+    is undefined (NaN) are dropped. The p-value is ``2 min(P(d* <= 0), P(d* >= 0))`` over the replicates
+    ``d*``, clipped to ``[1/(B+1), 1]``: identical predictions give p = 1. Deterministic for a ``seed``.
+
+    Parameters
+    ----------
+    y_true : labels, indexed along axis 0 like ``packed_a`` and ``packed_b``.
+    packed_a, packed_b : what ``metric`` takes (e.g. :func:`cellbench.stats.metrics.metric_function`'s
+        packed predictions and probabilities) for the two models, same samples in the same order.
+    metric : ``metric(y_true_subset, packed_subset) -> float``, higher or lower better: the sign of
+        ``diff`` is the caller's to read.
+    """
+    y, a, b = np.asarray(y_true), np.asarray(packed_a), np.asarray(packed_b)
+    if not len(y) == len(a) == len(b) or len(y) == 0:
+        raise ValueError("y_true, packed_a and packed_b must be non-empty and of equal length")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must lie in (0, 1)")
+    clustered = groups is not None
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    if len(groups) != len(y):
+        raise ValueError("groups must have one entry per sample")
+    diff = float(metric(y, a)) - float(metric(y, b))
+    rng = np.random.default_rng(seed)
+    reps = np.array(
+        [float(metric(y[i], a[i])) - float(metric(y[i], b[i])) for i in _cluster_draws(groups, n_resamples, rng)],
+        dtype=float,
+    )
+    reps = reps[np.isfinite(reps)]
+    n_groups = len(np.unique(groups))
+    if not len(reps):
+        nan = float("nan")
+        return PairedBootstrap(
+            diff=diff, ci_low=nan, ci_high=nan, p_value=nan, n_resamples=0, n_groups=n_groups, clustered=clustered
+        )
+    low, high = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    p = 2.0 * min(float(np.mean(reps <= 0)), float(np.mean(reps >= 0)))
+    p = float(np.clip(p, 1.0 / (len(reps) + 1), 1.0))
+    return PairedBootstrap(
+        diff=diff,
+        ci_low=float(low),
+        ci_high=float(high),
+        p_value=p,
+        n_resamples=len(reps),
+        n_groups=n_groups,
+        clustered=clustered,
+    )
 
 
 def _cluster_draws(groups: np.ndarray, n_resamples: int, rng: np.random.Generator, *, chunk: int = 2_000_000):
