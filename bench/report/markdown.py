@@ -40,10 +40,13 @@ def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
         "(Nadeau & Bengio 2003) of the row vs the best row on per-fold scores — the correction accounts for "
         "overlapping training sets, which the plain paired t-test ignores; `*` marks p < "
         f"{ALPHA}. *P(best better)*: Bayesian correlated t-test (Benavoli et al. 2017), probability that the best "
-        f"row is better by more than the ROPE of {ROPE}. *McNemar p*: McNemar's test (exact below 25 discordant "
-        "pairs) on the pooled out-of-fold hard predictions. *Wilcoxon p*: Wilcoxon signed-rank vs the best, Holm "
-        "corrected, reported only with at least 6 folds. Friedman/Nemenyi is used only across independent data "
-        "sets, never with CV folds as blocks (Demšar 2006).",
+        f"row is better by more than the ROPE of {ROPE}. *boot p*: cluster bootstrap (1000 resamples) of the "
+        "paired difference in the primary metric between the best row and the row, on the out-of-fold predictions "
+        "both pooled, two-sided; whole patients are resampled where patient ids are known (*patients resampled*: "
+        "cells of one patient are not independent), single samples otherwise (*samples resampled (patients "
+        "unknown)*). *Wilcoxon p*: Wilcoxon signed-rank vs the best, Holm corrected, reported only with at least "
+        "6 folds. Friedman/Nemenyi is used only across independent data sets, never with CV folds as blocks "
+        "(Demšar 2006).",
         "",
     ]
     return "\n".join(out)
@@ -91,7 +94,8 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
     st = s.stats.rows.set_index(["model", "strategy"]) if s.stats is not None and len(s.stats.rows) else None
     head = ["#", "model", "strategy", f"{label} (primary)"]
     if st is not None:
-        head += ["95% CI", "t-test p", "P(best better)", "McNemar p"]
+        unit = "patients resampled" if s.stats.clustered else "samples resampled (patients unknown)"
+        head += ["95% CI", "t-test p", "P(best better)", f"boot p (Δ {label}, {unit})"]
     head += [METRIC_LABELS[m] for m in SHOWN if m != s.primary] + (["fit s"] if timings else []) + ["folds"]
     rows = []
     for r in s.table.to_dict("records"):
@@ -106,7 +110,7 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
                 ci,
                 "best" if best else p_value(x.get("t_p")),
                 "" if best else num(x.get("bayes_best"), 2),
-                "" if best else p_value(x.get("mcnemar_p")),
+                "" if best else p_value(x.get("boot_p")),
             ]
         row += [num(r[f"{m}_mean"]) for m in SHOWN if m != s.primary]
         row += ([num(r["fit_s"], 2)] if timings else []) + [f"{r['folds_ok']}/{r['folds']}"]

@@ -2,8 +2,10 @@
 
 Within one data set and extraction the models ran on the same folds, so comparisons are paired:
 corrected resampled t-test and Bayesian correlated t-test on per-fold scores, Wilcoxon signed-rank with
-Holm correction when there are enough folds, McNemar on pooled out-of-fold predictions, and cluster
-bootstrap CIs (patients resampled when known). Across independent data sets: Friedman + Nemenyi.
+Holm correction when there are enough folds, and on the pooled out-of-fold predictions a cluster bootstrap
+of the paired difference in the primary metric and bootstrap CIs (whole patients resampled when known: cells
+of one patient are not independent, so no test here treats them as such). Across independent data sets:
+Friedman + Nemenyi.
 """
 
 from __future__ import annotations
@@ -38,13 +40,19 @@ class Pooled:
 class SectionStats:
     """Tests of every row of a section's table against its best row, and the pooled predictions they used.
 
-    ``rows`` has columns model, strategy, ci_low, ci_high, t_p, bayes_best, bayes_rope, mcnemar_p, wilcoxon_p.
+    ``rows`` has columns model, strategy, ci_low, ci_high (bootstrap CI of the row's primary metric), t_p
+    (corrected resampled t-test), bayes_best, bayes_rope (Bayesian correlated t-test), boot_diff, diff_low,
+    diff_high, boot_p (paired bootstrap of best − row in the primary metric on the samples both pooled, see
+    :func:`cellbench.stats.tests.paired_bootstrap`) and wilcoxon_p. ``clustered`` says whether the bootstraps
+    resampled whole patients (True) or samples because patient ids are unknown (False); None without pooled
+    predictions.
     """
 
     best: tuple[str, str] | None
     rows: pd.DataFrame
     pooled: Mapping[tuple[str, str], Pooled] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    clustered: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +98,13 @@ def section_stats(
     positive: int | None,
     n_classes: int,
 ) -> SectionStats:
-    """Tests of every ranked row against the best one, and bootstrap CIs of the primary metric."""
+    """Tests of every ranked row against the best one, and bootstrap CIs of the primary metric.
+
+    Per row: bootstrap CI of the primary metric on its pooled out-of-fold predictions; against the best row,
+    the corrected resampled and Bayesian correlated t-tests on per-fold scores and the paired cluster
+    bootstrap of the difference in the primary metric on the samples both rows pooled (patients from
+    ``samples`` resampled whole when every sample has one, else samples).
+    """
     pooled = pooled_predictions(ok, preds)
     if table.empty:
         return SectionStats(best=None, rows=pd.DataFrame(), pooled=pooled)
@@ -112,13 +126,14 @@ def section_stats(
     fn = metric_function(primary, positive=positive, n_classes=n_classes)
     sign = -1.0 if primary in LOWER_IS_BETTER else 1.0
     rows = []
+    clustered = None
     for r in table.itertuples(index=False):
         key = (r.model, r.strategy)
         row: dict[str, Any] = {"model": r.model, "strategy": r.strategy}
         pool = pooled.get(key)
         if pool is not None:
-            g = np.array([groups.get(i) for i in pool.ids], dtype=object)
-            use_groups = g if all(x is not None for x in g) else None
+            use_groups = _patients(pool.ids, groups)
+            clustered = (clustered is not False) and use_groups is not None
             packed = np.c_[pool.y_pred, pool.proba]
             row["ci_low"], row["ci_high"], _ = stats.bootstrap_ci(
                 pool.y_true, packed, fn, groups=use_groups, n_resamples=N_BOOT, seed=0
@@ -139,8 +154,16 @@ def section_stats(
             if other is not None and mine is not None:
                 common, ia, ib = np.intersect1d(mine.ids, other.ids, return_indices=True)
                 if len(common):
-                    m = stats.mcnemar_test(mine.y_true[ia], mine.y_pred[ia], other.y_pred[ib])
-                    row["mcnemar_p"] = m.p_value
+                    boot = stats.paired_bootstrap(
+                        mine.y_true[ia],
+                        np.c_[mine.y_pred[ia], mine.proba[ia]],
+                        np.c_[other.y_pred[ib], other.proba[ib]],
+                        fn,
+                        groups=_patients(common, groups),
+                        n_resamples=N_BOOT,
+                        seed=0,
+                    )
+                    row.update(boot_diff=boot.diff, diff_low=boot.ci_low, diff_high=boot.ci_high, boot_p=boot.p_value)
         rows.append(row)
     df = pd.DataFrame(rows)
     shown = set(zip(df.model, df.strategy))
@@ -159,7 +182,13 @@ def section_stats(
         notes = (f"Wilcoxon signed-rank: {note}",) if note and df.wilcoxon_p.isna().all() else ()
     else:
         notes = ()
-    return SectionStats(best=best, rows=df, pooled=pooled, notes=notes)
+    return SectionStats(best=best, rows=df, pooled=pooled, notes=notes, clustered=clustered)
+
+
+def _patients(ids: np.ndarray, groups: Mapping[Any, Any]) -> np.ndarray | None:
+    """The patient of each sample id, or None unless every sample has one (then samples are resampled)."""
+    g = np.array([groups.get(i) for i in ids], dtype=object)
+    return g if all(x is not None for x in g) else None
 
 
 def paired_test(ok: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], *, primary: str) -> PairedTest | None:
@@ -198,4 +227,3 @@ def across_datasets(blocks: dict[str, pd.Series], *, primary: str) -> stats.Frie
     df = pd.DataFrame(blocks).T
     df.index.name = "block"
     return stats.friedman_nemenyi(df, higher_is_better=primary not in LOWER_IS_BETTER)
-
