@@ -12,6 +12,7 @@ import pytest
 from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.paths import cache_dir
 from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
+from cellbench.report.external import render_external, summarise_external
 from cellbench.report.summary import summarise
 from cellbench.run.external import (
     REFIT_FOLD,
@@ -221,7 +222,7 @@ def test_leaderboard_has_the_cv_table_and_the_external_table(holdout_run):
     assert section.folds == 3 and set(section.table.folds) == {3}  # refits are not CV folds
     ext = section.external.table
     assert len(ext) == 4 and ext["rank"].tolist() == [1, 2, 3, 4]
-    assert ext.ext_balanced_accuracy.is_monotonic_decreasing
+    assert ext.cv_mean.is_monotonic_decreasing  # ranked by the CV estimate, not by the external score
     for r in ext.itertuples():
         refit = jobs[(jobs.fold == REFIT_FOLD) & (jobs.model == r.model) & (jobs.imbalance == r.strategy)]
         assert r.ext_balanced_accuracy == pytest.approx(refit.metrics.iloc[0]["balanced_accuracy"])
@@ -235,6 +236,38 @@ def test_leaderboard_has_the_cv_table_and_the_external_table(holdout_run):
         assert r.folds_mean == pytest.approx(np.mean(folds)) and r.folds_n == 3
         assert r.ci_low <= r.ext_balanced_accuracy <= r.ci_high
     assert section.external.best == (ext.model.iloc[0], ext.strategy.iloc[0])
+    assert ext.cv_champion.tolist() == [True, False, False, False]
+    assert "★ CV champion" in text and "boot p (Δ BalAcc, patients resampled)" in text
+
+
+def test_the_external_table_follows_the_cv_ranking_and_tests_against_the_cv_champion(holdout_run):
+    """Ranking or picking the reference by the external score selects on the test set: CV decides both."""
+    _, folder = holdout_run
+    with Store.open(folder, write=False) as store:
+        section = summarise(store).sections[0]
+        record = store.data_sets()[("synthetic", "given")]
+        jobs = store.jobs()
+        ok = jobs[jobs.status == "ok"]
+        natural = ok[(ok.ratio == "natural") & (ok.fold >= 0)]
+        refits = jobs[jobs.fold == REFIT_FOLD]
+        # A CV table in which the external test's worst refit has the best CV estimate and the best one the worst.
+        by_ext = section.external.table.sort_values("ext_balanced_accuracy", ascending=False)
+        order = list(zip(by_ext.model, by_ext.strategy))
+        cv_means = {key: 0.6 + 0.1 * i for i, key in enumerate(order)}  # reversed: the external-worst is CV-best
+        table = section.table.copy()
+        table["balanced_accuracy_mean"] = [cv_means[k] for k in zip(table.model, table.strategy)]
+        ext = summarise_external(store, record=record, cv_ok=natural, refits=refits, table=table)
+    assert by_ext.ext_balanced_accuracy.iloc[0] > by_ext.ext_balanced_accuracy.iloc[-1]  # the swap means something
+    cv_best, ext_best = order[-1], order[0]
+    assert ext.best == cv_best != ext_best
+    t = ext.table
+    assert list(zip(t.model, t.strategy)) == order[::-1] and t.cv_mean.is_monotonic_decreasing
+    assert t.cv_champion.tolist() == [True, False, False, False]
+    assert np.isnan(t.boot_p.iloc[0]) and t.boot_p.iloc[1:].notna().all()  # every other row vs the champion
+    lines = render_external(ext, shown=("balanced_accuracy",))
+    champion = next(line for line in lines if "★ CV champion" in line)
+    assert f"| {cv_best[0]} ★ CV champion " in champion and "| champion " in champion
+    assert "ranked by their CV estimate" in "\n".join(lines)
 
 
 def test_the_refit_predictions_are_reproducible_with_the_same_seed(holdout_run, tmp_path):
