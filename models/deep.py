@@ -41,6 +41,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "augment": True,
     "refit": True,
+    "refit_ema": 0.95,  # the refit's final weights: moving average over ~20 steps (0 or false: the last step's)
 }
 WEIGHTS = ("imagenet", "random")
 DEEP_STRATEGIES = ("none", "class_weight", "oversample", "undersample", "focal", "threshold")
@@ -393,8 +394,13 @@ def set_phase(
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def compile_model(model, *, loss, learning_rate: float, n_classes: int) -> None:
-    """Compile with Adam and an ``accuracy`` metric (threshold 0.5 for the binary unit)."""
+def compile_model(model, *, loss, learning_rate: float, n_classes: int, ema: float | None = None) -> None:
+    """Compile with Adam and an ``accuracy`` metric (threshold 0.5 for the binary unit).
+
+    With ``ema`` the weights at the end of training are an exponential moving average of the weights over the last
+    steps (momentum ``ema``), as Keras' ``use_ema`` does: a refit without a validation set to pick its best epoch
+    then does not end on a noisy one.
+    """
     import keras
 
     metric = (
@@ -402,7 +408,12 @@ def compile_model(model, *, loss, learning_rate: float, n_classes: int) -> None:
         if n_classes == 2
         else keras.metrics.CategoricalAccuracy(name="accuracy")
     )
-    model.compile(optimizer=keras.optimizers.Adam(float(learning_rate)), loss=loss, metrics=[metric])
+    optimizer = (
+        keras.optimizers.Adam(float(learning_rate), use_ema=True, ema_momentum=float(ema))
+        if ema
+        else keras.optimizers.Adam(float(learning_rate))
+    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
 
 
 def import_tensorflow_quietly() -> None:
@@ -692,7 +703,8 @@ def _fit_phases(
             finetune_layers=int(params.get("finetune_layers", 0)),
             from_scratch=params.get("weights") == "random",
         )
-        compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes)
+        ema = float(params["refit_ema"]) if lrs is not None and params.get("refit_ema") else None
+        compile_model(model, loss=loss, learning_rate=lr, n_classes=n_classes, ema=ema)
         h = model.fit(
             train_ds,
             validation_data=val_ds,

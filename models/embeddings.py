@@ -200,7 +200,7 @@ def embed(images: np.ndarray, params: Mapping[str, Any], *, seed: int = 0, progr
     out = np.empty((len(images), model.output_shape[-1]), dtype=np.float32)
     for start in range(0, len(images), batch):
         chunk = np.asarray(images[start : start + batch], dtype=np.float32)
-        out[start : start + len(chunk)] = model(chunk, training=False).numpy()
+        out[start : start + len(chunk)] = model.predict_on_batch(chunk)
         if progress is not None:
             progress(start + len(chunk))
     return out

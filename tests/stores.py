@@ -40,6 +40,10 @@ class FakeData:
     skills: Mapping[tuple[str, str], float] = field(default_factory=lambda: dict(SKILLS))
     importance: bool = False  # classical rows get permutation and native importance
     warnings: Mapping[str, Sequence[str]] = field(default_factory=dict)  # model -> warnings of each of its jobs
+    # the inner-validation balanced accuracy each model × strategy stores (nested selection reads it); default: skill
+    inner: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    not_converged: frozenset[str] = frozenset()  # deep models whose jobs say they stopped at max_epochs
+    inner_grouped: bool = True  # False: the jobs say their inner split fell back to a split of samples
 
 
 def write_store(folder: Path, data: Sequence[FakeData] = (FakeData(),), *, suite: str = "fake", seed: int = 0) -> Path:
@@ -111,8 +115,12 @@ def _result(job: Job, test, y, ids, classes, *, skill: float, rng, n_train: int,
     if job.model.kind == "deep" and job.fold == 0:
         history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55], "accuracy": [0.5, 0.7, 0.8],
                    "val_accuracy": [0.5, 0.65, 0.7], "lr": [1e-3, 1e-3, 5e-4]}  # fmt: skip
+    inner = data.inner.get((job.model.name, job.imbalance.name), skill)
+    deep = job.model.kind == "deep"
     extra = JobExtra(threshold=0.5, n_train=n_train, n_test=len(test), importance=importance, history=history,
-                     warnings=tuple(data.warnings.get(job.model.name, ())))  # fmt: skip
+                     warnings=tuple(data.warnings.get(job.model.name, ())),
+                     inner={"balanced_accuracy": float(inner + 0.001 * job.fold)}, inner_grouped=data.inner_grouped,
+                     converged=(job.model.name not in data.not_converged) if deep else None)  # fmt: skip
     return JobResult(
         key=job.key,
         coordinates={**job.coordinates(), "folds_key": job.folds_key},

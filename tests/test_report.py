@@ -47,17 +47,18 @@ def test_a_row_missing_folds_is_shown_and_kept_out_of_the_paired_tests(tmp_path)
     row = next(line for line in text.splitlines() if "| naive_bayes " in line)
     assert "5/6" in row
     assert "Wilcoxon" in text
-    best = next(line for line in text.splitlines() if "| logistic_regression " in line)
+    best = next(line for line in text.splitlines() if "| logistic_regression " in line and "/6 " in line)
     assert "| best " in best and "6/6" in best
 
 
-def test_best_classical_vs_best_deep_and_training_curves(tmp_path):
+def test_the_verdict_names_each_arm_champion_and_training_curves(tmp_path):
     skills = {("logistic_regression", "none"): 0.9, ("dummy", "none"): 0.5, ("cnn", "none"): 0.7}
     folder = write_store(tmp_path, [FakeData(skills=skills)])
     with Store.open(folder, write=False) as store:
         text = write_leaderboard(store, out_dir=folder).read_text()
-    assert "### Best classical vs best deep model" in text
-    assert "logistic_regression / none (" in text and "vs cnn / none" in text
+    assert "### Verdict — each arm's nested champion" in text
+    assert "logistic_regression / none (5 folds)" in text and "cnn / none (5 folds)" in text
+    assert "| deep vs handcrafted |" in text
     assert "training curves of the deep models" in text
     assert (folder / "figures" / "alpha-given-training.png").is_file()
 

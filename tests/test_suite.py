@@ -10,11 +10,12 @@ def test_builtin_suites_load():
         assert s.models and s.datasets
 
 
-def test_quick_suite_has_the_seven_classical_models_five_strategies_and_two_deep_models():
+def test_quick_suite_has_three_arms_under_the_same_strategies():
     s = load_suite("quick")
     classical = {"random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"}
-    assert set(s.models) == classical | {"cnn", "mobilenet_v2"}
-    assert {"none", "class_weight", "oversample", "undersample", "smote"} <= set(s.strategies)
+    assert set(s.models) == classical | {"cnn", "mobilenet_v2_lr", "mobilenet_v2_mlp"}
+    assert {"none", "class_weight", "smote", "threshold"} <= set(s.strategies)
+    assert s.deep_strategies is None  # deep models run under the suite's strategies (SMOTE: features only)
 
 
 def test_malformed_toml_names_the_file(tmp_path):

@@ -13,6 +13,7 @@ from cellbench.report.extraction import render_extraction
 from cellbench.report.format import mean_std, num, p_value, signed, table
 from cellbench.report.galleries import render_galleries
 from cellbench.report.summary import Leaderboard, Section
+from cellbench.report.verdict import render_verdict
 from cellbench.stats.comparisons import ALPHA, ROPE
 from cellbench.stats.metrics import METRIC_LABELS
 
@@ -87,10 +88,12 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         f"**CV**: {info.cv}.  **Primary metric**: {s.primary}.",
         "",
     ]
-    notes = [*info.notes, *info.plan_notes, *(s.stats.notes if s.stats else ())]
+    notes = [*info.notes, *info.plan_notes, *s.notes, *(s.stats.notes if s.stats else ())]
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     if s.table.empty:
         return [*lines, "No finished jobs yet.", ""]
+    if s.verdict is not None:
+        lines += render_verdict(s.verdict)
     st = s.stats.rows.set_index(["model", "strategy"]) if s.stats is not None and len(s.stats.rows) else None
     head = ["#", "model", "strategy", f"{label} (primary)"]
     if st is not None:
@@ -99,7 +102,9 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
     head += [METRIC_LABELS[m] for m in SHOWN if m != s.primary] + (["fit s"] if timings else []) + ["folds"]
     rows = []
     for r in s.table.to_dict("records"):
-        row = [r["rank"], r["model"], r["strategy"], mean_std(r[f"{s.primary}_mean"], r[f"{s.primary}_std"])]
+        flag = f" ⚠ not converged {r['not_converged']}/{r['folds_ok']}" if r.get("not_converged") else ""
+        model = r["model"] + flag
+        row = [r["rank"], model, r["strategy"], mean_std(r[f"{s.primary}_mean"], r[f"{s.primary}_std"])]
         if st is not None:
             x = st.loc[(r["model"], r["strategy"])] if (r["model"], r["strategy"]) in st.index else {}
             best = s.stats.best == (r["model"], r["strategy"])
@@ -175,23 +180,6 @@ def _render_figures(s: Section) -> list[str]:
 def _render_comparisons(s: Section) -> list[str]:
     lines = []
     label = METRIC_LABELS.get(s.primary, s.primary)
-    c = s.classical_vs_deep
-    if c:
-        t = c.test
-
-        def get(name: str):
-            return getattr(t, name) if t is not None else None
-
-        lines += [
-            "### Best classical vs best deep model",
-            "",
-            f"{c.classical[0]} / {c.classical[1]} ({num(get('mean_a'))}) vs {c.deep[0]} / {c.deep[1]} "
-            f"({num(get('mean_b'))}): difference {num(get('diff'))} {label}; corrected resampled t-test "
-            f"p = {p_value(get('t_p'))}; Bayesian correlated t-test P(classical better) = {num(get('p_a_better'), 2)}, "
-            f"P(equivalent within ±{ROPE}) = {num(get('p_rope'), 2)}, "
-            f"P(deep better) = {num(get('p_b_better'), 2)}.",
-            "",
-        ]
     v = s.imagenet_vs_scratch
     if v is not None and len(v):
         lines += [

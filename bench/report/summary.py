@@ -23,30 +23,24 @@ from cellbench.report.extraction import ExtractionSummary, summarise_extraction
 from cellbench.report.format import mean_std
 from cellbench.run.records import DataSetRecord, OfRecord
 from cellbench.run.store import Store
-from cellbench.stats.comparisons import PairedTest, SectionStats, across_datasets, paired_test, section_stats
+from cellbench.stats.comparisons import SectionStats, across_datasets, paired_test, section_stats
 from cellbench.stats.importance import feature_family
 from cellbench.stats.metrics import LOWER_IS_BETTER, METRICS
+from cellbench.stats.nested import Verdict, arm_of, nested_verdict
 from cellbench.stats.tests import FriedmanResult
 
 # which extraction of a data set stands for it across data sets (the first present), see _friedman
 EXTRACTION_ORDER = ("given", "manual", "segmentation")
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClassicalVsDeep:
-    """The best complete classical row vs the best complete deep row of a section, paired over folds."""
-
-    classical: tuple[str, str]
-    deep: tuple[str, str]
-    test: PairedTest | None
-
-
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Section(OfRecord):
     """One (data set, extraction): its ranked table, tests, comparisons, sweep, notes and figure links.
 
-    ``table`` has one row per model × strategy (rank, model, strategy, kind, folds_ok, folds, ``<metric>_mean``,
-    ``<metric>_std`` for every metric, fit_s); ``errors`` the failed jobs; ``figures`` maps a figure name to its
+    ``table`` has one row per model × strategy (rank, model, strategy, kind, arm, folds_ok, folds,
+    ``<metric>_mean``, ``<metric>_std`` for every metric, fit_s, not_converged: folds a deep model stopped at
+    ``max_epochs`` while still improving); ``notes`` what the section's jobs say about themselves (e.g. inner
+    splits that could not keep patients apart); ``errors`` the failed jobs; ``figures`` maps a figure name to its
     path relative to the leaderboard; ``explanations`` the CAM galleries found beside it (their JSON documents).
     """
 
@@ -59,7 +53,7 @@ class Section(OfRecord):
     folds: int
     stats: SectionStats | None = None
     strategy_vs_none: pd.DataFrame | None = None
-    classical_vs_deep: ClassicalVsDeep | None = None
+    verdict: Verdict | None = None  # the arms' nested champions compared on the outer folds
     imagenet_vs_scratch: pd.DataFrame | None = None  # <backbone>[_ft] vs <backbone>_scratch, paired over folds
     histories: Mapping[str, Mapping[str, Sequence[float]]] = field(default_factory=dict)
     importance: Mapping[str, pd.DataFrame] = field(default_factory=dict)
@@ -67,6 +61,7 @@ class Section(OfRecord):
     warnings: pd.DataFrame | None = None  # warning text, number of jobs, models (from the jobs' extra)
     figures: Mapping[str, str] = field(default_factory=dict)
     explanations: tuple[Mapping[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -145,7 +140,14 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
                 n_classes=record.n_classes,
             ),
             "strategy_vs_none": _strategy_vs_none(table, natural, primary),
-            "classical_vs_deep": _classical_vs_deep(table, natural, primary),
+            "verdict": nested_verdict(
+                natural,
+                store.predictions(natural.key.tolist()),
+                store.samples(dataset, extraction),
+                primary=primary,
+                positive=record.positive,
+                n_classes=record.n_classes,
+            ),
             "imagenet_vs_scratch": _imagenet_vs_scratch(table, natural, primary),
         }
     external = None
@@ -170,8 +172,30 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
         histories=_histories(natural),
         warnings=_warnings(ok),
         external=external,
+        notes=_job_notes(ok, sub),
         **tested,
     )
+
+
+def _job_notes(ok: pd.DataFrame, all_rows: pd.DataFrame) -> tuple[str, ...]:
+    """What the jobs recorded about how they ran that a reader must know: ungrouped inner splits, deep strategies."""
+    notes = []
+    fallback = ok[ok.extra.map(lambda e: e.inner_grouped is False)]
+    if len(fallback):
+        notes.append(
+            f"inner split: in {len(fallback)} of {len(ok)} jobs no patient-disjoint inner split held both classes "
+            "on each side, so early stopping, threshold tuning and the inner-validation score (nested selection) used "
+            "a stratified split of samples there — patients were not kept apart inside those training folds"
+        )
+    classical = set(all_rows[all_rows.kind != "deep"].imbalance)
+    deep = set(all_rows[all_rows.kind == "deep"].imbalance)
+    missing = sorted(classical - deep - {"smote"})
+    if deep and missing:
+        notes.append(
+            f"deep models ran under fewer imbalance strategies than the classical ones (not: {', '.join(missing)}), "
+            "so their arm chose among fewer configurations"
+        )
+    return tuple(notes)
 
 
 def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.DataFrame:
@@ -184,6 +208,7 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
             "model": model,
             "strategy": strategy,
             "kind": grp.kind.iloc[0],
+            "arm": arm_of(model, grp.kind.iloc[0]),
             "folds_ok": len(good),
             "folds": max(n_folds, len(grp)),
         }
@@ -192,6 +217,7 @@ def _aggregate(ok: pd.DataFrame, all_rows: pd.DataFrame, primary: str) -> pd.Dat
             row[f"{m}_mean"] = np.nanmean(vals) if np.isfinite(vals).any() else np.nan
             row[f"{m}_std"] = np.nanstd(vals, ddof=1) if np.isfinite(vals).sum() > 1 else np.nan
         row["fit_s"] = float(np.mean([t.get("fit_s", np.nan) for t in good.timings])) if len(good) else np.nan
+        row["not_converged"] = int(sum(e.converged is False for e in good.extra))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -304,15 +330,6 @@ def _imagenet_vs_scratch(table: pd.DataFrame, ok: pd.DataFrame, primary: str) ->
                 labels = {"pretrained": pretrained, "scratch": scratch, "strategy": strategy}
                 pairs.append((labels, (pretrained, strategy), (scratch, strategy)))
     return _paired_rows(pairs, ok, primary)
-
-
-def _classical_vs_deep(table: pd.DataFrame, ok: pd.DataFrame, primary: str) -> ClassicalVsDeep | None:
-    complete = table[table.folds_ok == table.folds]
-    cl, dp = complete[complete.kind == "classical"], complete[complete.kind == "deep"]
-    if cl.empty or dp.empty:
-        return None
-    a, b = (cl.iloc[0].model, cl.iloc[0].strategy), (dp.iloc[0].model, dp.iloc[0].strategy)
-    return ClassicalVsDeep(classical=a, deep=b, test=paired_test(ok, a, b, primary=primary))
 
 
 def _friedman(sections: Sequence[Section]) -> FriedmanResult | None:
