@@ -31,6 +31,7 @@ from cellbench.models.imbalance import builtin_strategy
 from cellbench.models.losses import make_loss
 from cellbench.models.pixels import AugmentConfig, make_dataset
 from cellbench.models.threshold import tune_threshold
+from cellbench.models.weights import packaged as packaged_weights
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "size": 96,
@@ -206,26 +207,33 @@ def min_input_size(name: str, params: Mapping[str, Any]) -> int:
 def weights_path(name: str, params: Mapping[str, Any]) -> str:
     """The ImageNet weight file of a transfer model: found where Keras caches it, else downloaded there.
 
-    The file is looked for in ``$KERAS_HOME/models`` (``~/.keras/models`` when ``KERAS_HOME`` is unset) and,
-    in a development checkout, ``../shared/weights/keras/models``. If absent it is downloaded into the first
-    the usual Keras way (``keras.utils.get_file``), unless ``CELLBENCH_OFFLINE=1``. Always the 224 px file:
-    its convolutional weights fit any input size, so every input size uses the same weights.
+    The file is looked for in ``$KERAS_HOME/models`` (``~/.keras/models`` when ``KERAS_HOME`` is unset), then
+    among the files shipped with cellbench (:mod:`cellbench.models.weights`: MobileNetV2 α=0.35, used only if
+    its SHA-256 matches), then, in a development checkout, in ``../shared/weights/keras/models``. If absent it is
+    downloaded into the first the usual Keras way (``keras.utils.get_file``), unless ``CELLBENCH_OFFLINE=1``.
+    Always the 224 px file: its convolutional weights fit any input size, so every input size uses the same
+    weights.
 
     Raises
     ------
     CellbenchError
         When the file is absent and cannot be downloaded (offline, or the download failed): a transfer
         model never trains from random weights under its name (ask for ``weights = "random"`` explicitly).
+        When the shipped copy is damaged (its SHA-256 does not match), naming the file and both hashes.
     """
     bb = BACKBONES[backbone_name(name)]
     file = bb.weights_file(params)
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    if (home / "models" / file).is_file():
+        return str(home / "models" / file)
+    shipped = packaged_weights(file)  # None when not shipped; refuses a damaged copy
+    if shipped is not None:
+        return str(shipped)
     # a development checkout keeps small offline weights in ../shared/weights/keras
     root = checkout_root()
-    shared = [root.parent / "shared" / "weights" / "keras" / "models"] if root is not None else []
-    for folder in (home / "models", *shared):
-        if (folder / file).is_file():
-            return str(folder / file)
+    shared = root.parent / "shared" / "weights" / "keras" / "models" if root is not None else None
+    if shared is not None and (shared / file).is_file():
+        return str(shared / file)
     where = f"ImageNet weights for {bb.title} not found in {home / 'models'} (file {file})"
     if os.environ.get("CELLBENCH_OFFLINE") == "1":
         raise CellbenchError(
