@@ -14,7 +14,7 @@ def test_quick_suite_has_three_arms_under_the_same_strategies():
     s = load_suite("quick")
     classical = {"random_forest", "knn", "svm", "naive_bayes", "xgboost", "logistic_regression", "dummy"}
     assert set(s.models) == classical | {"cnn", "mobilenet_v2_lr", "mobilenet_v2_mlp"}
-    assert {"none", "class_weight", "smote", "threshold"} <= set(s.strategies)
+    assert {"none", "class_weight", "smote"} <= set(s.strategies)
     assert s.deep_strategies is None  # deep models run under the suite's strategies (SMOTE: features only)
 
 

@@ -17,6 +17,7 @@ from cellbench.core.hashing import canonical_json, stable_hash
 from cellbench.core.types import Dataset, FeatureSet, Sample
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.content import find_duplicates
+from cellbench.datasets.embeddings import load_user_embeddings
 from cellbench.datasets.extraction import replace_fingerprint, run_extraction, split_options
 from cellbench.datasets.subsample import subsample_dataset
 from cellbench.features import FeatureConfig, extract_feature_set
@@ -243,10 +244,10 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
         file = Path(user_file).expanduser()
         if not file.is_absolute() and not file.exists() and dataset.root is not None:
             file = Path(dataset.root) / file
-        from cellbench.datasets.embeddings import load_user_embeddings  # TEMP until the module lands
-
         rel = [_relative(s, dataset.root) for s in kept]
-        user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root)
+        # a subsampled run (--max-per-class, --max-groups) reads a file made for the whole data set
+        extra = "ignore" if any("SUBSAMPLE" in n for n in dataset.notes) else "error"
+        user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root, extra=extra)
         key = stable_hash({"file": user.digest, "ids": stable_hash([s.id for s in kept]), "match": user.key})
         path = settings.cache_dir / "embeddings" / f"user-{key}.npy"
         if not path.is_file():
