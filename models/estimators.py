@@ -43,7 +43,9 @@ def knn(params, seed):
 @model_entry(
     "svm",
     defaults={"C": 1.0, "gamma": "scale"},
-    class_weight="param",
+    # balanced weights reach both the SVC and its sigmoid calibrator through sample_weight: a class_weight on the
+    # SVC alone would be undone by an unweighted calibrator (predicted-positive rate back near the prior)
+    class_weight="sample_weight",
     description="SVM, RBF kernel, sigmoid-calibrated probabilities (inner 5-fold Platt scaling)",
 )
 def svm(params, seed):

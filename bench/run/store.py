@@ -243,7 +243,7 @@ class Store:
         self.conn.executemany(
             "INSERT INTO predictions VALUES (?, ?, ?, ?, ?)",
             (
-                (key, sid, int(yt), int(yp), canonical_json([round(float(v), 8) for v in pr]))
+                (key, sid, int(yt), int(yp), canonical_json([float(v) for v in pr]))  # float repr: lossless
                 for sid, yt, yp, pr in zip(
                     preds["sample_id"], preds["y_true"], preds["y_pred"], preds[proba_cols].to_numpy()
                 )
