@@ -38,6 +38,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "max_epochs": 30,
     "batch_size": 32,
     "patience": 5,
+    "min_delta": 1e-3,  # a lower validation loss counts as progress only by more than this (early stopping)
     "warmup": 3,
     "learning_rate": 1e-3,
     "augment": True,
@@ -606,15 +607,18 @@ def _phase_starts(phases: Mapping[str, int]) -> list[int]:
 
 
 def _best_epochs(history, phases: Mapping[str, int], plan, params: Mapping[str, Any]) -> list[int]:
-    """Epochs per phase up to the lowest validation loss (what early stopping restored), at least one."""
+    """Epochs per phase up to the best validation loss as early stopping tracks it (a new best only when lower by
+    more than ``min_delta``; none during the head's warm-up), at least one."""
+    delta = float(params.get("min_delta", 0.0))
     out = []
     for (phase, n), start in zip(phases.items(), _phase_starts(phases)):
         losses = np.asarray(history["val_loss"][start : start + n], dtype=float)
         warm = min(int(params["warmup"]), n - 1) if phase == "head" else 0
-        if n == 0 or not np.isfinite(losses[warm:]).any():
-            out.append(max(1, n))
-            continue
-        out.append(warm + int(np.nanargmin(np.where(np.isfinite(losses[warm:]), losses[warm:], np.nan))) + 1)
+        best_at, best = None, np.inf
+        for i in range(max(warm, 0), n):
+            if np.isfinite(losses[i]) and losses[i] < best - delta:
+                best_at, best = i, losses[i]
+        out.append(best_at + 1 if best_at is not None else max(1, n))
     return out
 
 
@@ -801,6 +805,7 @@ def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int,
             keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=patience,
+                min_delta=float(params.get("min_delta", 0.0)),
                 restore_best_weights=True,
                 start_from_epoch=int(params["warmup"]) if phase == "head" else 0,
             ),

@@ -444,3 +444,11 @@ def test_a_phase_cut_by_max_epochs_while_still_improving_is_not_converged():
     assert _converged(plateau, {"head": 6}, plan, params)
     warm = {"val_loss": [0.1, 0.5, 0.4, 0.45, 0.5, 0.6]}  # no best during the warm-up (early stopping's rule)
     assert _best_epochs(warm, {"head": 6}, plan, params) == [3]
+
+
+def test_a_plateau_at_the_lowest_learning_rate_is_converged_not_still_improving():
+    from cellbench.models.deep import _converged
+
+    params = {"patience": 3, "warmup": 1, "min_delta": 1e-3}
+    crawling = {"val_loss": [0.5, 0.2, 0.18, 0.1801, 0.1800, 0.1799, 0.1798]}  # gains below min_delta: no progress
+    assert _converged(crawling, {"head": 7}, [("head", 1e-3, 7)], params)

@@ -86,10 +86,12 @@ def test_strategies_registry_names():
 
 def test_the_catalog_lists_every_model_once_in_order():
     from cellbench.models.deep import DEEP_MODELS
+    from cellbench.models.embeddings import HEAD_MODELS
     from cellbench.models.estimators import CLASSICAL as ENTRIES
 
     assert MODELS.names()[: len(CLASSICAL)] == CLASSICAL  # the leaderboard lists models in this order
-    assert MODELS.names() == [e.name for e in (*ENTRIES, *DEEP_MODELS)]
+    assert MODELS.names() == [e.name for e in (*ENTRIES, *HEAD_MODELS, *DEEP_MODELS)]
+    assert {"mobilenet_v2_lr", "mobilenet_v2_mlp", "user_lr", "combined_mlp"} <= set(MODELS.names())
     assert STRATEGIES.names() == ["none", "class_weight", "oversample", "undersample", "smote", "focal", "threshold"]
 
 
