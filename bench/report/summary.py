@@ -115,6 +115,11 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
     dataset, extraction, primary = record.dataset, record.extraction, record.primary_metric
     sub = jobs[(jobs.dataset == dataset) & (jobs.extraction == extraction)]
     sub = current_jobs(sub, record)  # leaves out jobs run with another external test set
+    # a coordinate run again under a new key (changed parameters or code): the newest result stands for it
+    coords = ["model", "imbalance", "ratio", "fold", "seed"]
+    newest = sub.sort_values(["written", "key"]).drop_duplicates(coords, keep="last")
+    superseded = len(sub) - len(newest)
+    sub = newest.sort_values("key")
     ok = sub[sub.status == "ok"]
     errors = sub[sub.status != "ok"][["model", "imbalance", "ratio", "fold", "error"]].sort_values(
         ["model", "imbalance", "ratio", "fold"]
@@ -172,7 +177,11 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
         histories=_histories(natural),
         warnings=_warnings(ok),
         external=external,
-        notes=_job_notes(ok, sub),
+        notes=(
+            *_job_notes(ok, sub),
+            *((f"{superseded} older job(s) of the same coordinates (earlier parameters or code) left out",)
+              if superseded else ()),
+        ),
         **tested,
     )
 
