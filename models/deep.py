@@ -578,7 +578,7 @@ def train_predict(
         threshold = 0.5
         if strategy == "threshold":
             threshold = tune_threshold(y[split.val] == positive, inner_proba[:, positive])
-        best = _best_epochs(history, phases, plan, params)
+        best = _best_epochs(history, phases, params)
         converged = _converged(history, phases, plan, params)
         refit_epochs = None
         if params["refit"]:
@@ -606,7 +606,7 @@ def _phase_starts(phases: Mapping[str, int]) -> list[int]:
     return starts
 
 
-def _best_epochs(history, phases: Mapping[str, int], plan, params: Mapping[str, Any]) -> list[int]:
+def _best_epochs(history, phases: Mapping[str, int], params: Mapping[str, Any]) -> list[int]:
     """Epochs per phase up to the best validation loss as early stopping tracks it (a new best only when lower by
     more than ``min_delta``; none during the head's warm-up), at least one."""
     delta = float(params.get("min_delta", 0.0))
@@ -625,7 +625,7 @@ def _best_epochs(history, phases: Mapping[str, int], plan, params: Mapping[str, 
 def _converged(history, phases: Mapping[str, int], plan, params: Mapping[str, Any]) -> bool:
     """``False`` when a phase used all its epochs while its best validation loss came in its last ``patience``."""
     patience = int(params["patience"])
-    for (n, (_, _, planned)), best in zip(zip(phases.values(), plan), _best_epochs(history, phases, plan, params)):
+    for (n, (_, _, planned)), best in zip(zip(phases.values(), plan), _best_epochs(history, phases, params)):
         if n >= planned and best > n - patience:
             return False
     return True

@@ -435,15 +435,15 @@ def test_a_phase_cut_by_max_epochs_while_still_improving_is_not_converged():
     params = {"patience": 3, "warmup": 1}
     plan = [("head", 1e-3, 6)]
     falling = {"val_loss": [2.6, 2.0, 1.7, 1.4, 1.2, 1.09]}  # cut at 6 of 6 epochs, best in the last one
-    assert _best_epochs(falling, {"head": 6}, plan, params) == [6]
+    assert _best_epochs(falling, {"head": 6}, params) == [6]
     assert not _converged(falling, {"head": 6}, plan, params)
     stopped = {"val_loss": [1.0, 0.8, 0.7, 0.75, 0.76, 0.77]}  # early stopping after 3 epochs without progress
-    assert _best_epochs(stopped, {"head": 6}, [("head", 1e-3, 30)], params) == [3]
+    assert _best_epochs(stopped, {"head": 6}, params) == [3]
     assert _converged(stopped, {"head": 6}, [("head", 1e-3, 30)], params)
     plateau = {"val_loss": [1.0, 0.5, 0.6, 0.6, 0.6, 0.6]}  # all epochs used, but the best came long before the end
     assert _converged(plateau, {"head": 6}, plan, params)
     warm = {"val_loss": [0.1, 0.5, 0.4, 0.45, 0.5, 0.6]}  # no best during the warm-up (early stopping's rule)
-    assert _best_epochs(warm, {"head": 6}, plan, params) == [3]
+    assert _best_epochs(warm, {"head": 6}, params) == [3]
 
 
 def test_a_plateau_at_the_lowest_learning_rate_is_converged_not_still_improving():

@@ -134,25 +134,13 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
         sweep, sweep_long = _sweep_tables(both, primary)
     tested: dict[str, Any] = {}
     if with_stats and len(table):
+        # the section's stored predictions and patients, read once for the row tests and the verdict
+        preds, samples = store.predictions(natural.key.tolist()), store.samples(dataset, extraction)
+        labels = {"primary": primary, "positive": record.positive, "n_classes": record.n_classes}
         tested = {
-            "stats": section_stats(
-                table,
-                natural,
-                store.predictions(natural.key.tolist()),
-                store.samples(dataset, extraction),
-                primary=primary,
-                positive=record.positive,
-                n_classes=record.n_classes,
-            ),
+            "stats": section_stats(table, natural, preds, samples, **labels),
             "strategy_vs_none": _strategy_vs_none(table, natural, primary),
-            "verdict": nested_verdict(
-                natural,
-                store.predictions(natural.key.tolist()),
-                store.samples(dataset, extraction),
-                primary=primary,
-                positive=record.positive,
-                n_classes=record.n_classes,
-            ),
+            "verdict": nested_verdict(natural, preds, samples, **labels),
             "imagenet_vs_scratch": _imagenet_vs_scratch(table, natural, primary),
         }
     external = None
