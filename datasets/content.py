@@ -24,7 +24,16 @@ from cellbench.core.errors import DataError
 from cellbench.core.files import write_json
 from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Sample
-from cellbench.datasets.io import H5Row, as_rgb8, center_crop, close_h5_files, h5_dataset, image_ref, read_image
+from cellbench.datasets.io import (
+    H5Row,
+    as_rgb8,
+    center_crop,
+    close_h5_files,
+    h5_dataset,
+    image_ref,
+    read_image,
+    reader_version,
+)
 
 DIGEST_VERSION = 1  # bump when what is hashed changes
 BLOCK_ROWS = 512  # HDF5 rows read at once: 512 x 96 x 96 x 3 = 14 MB
@@ -173,7 +182,15 @@ def find_duplicates(
 ) -> Duplicates:
     """Digests of every sample (cached under ``<cache_dir>/content``) and the duplicate sets among them."""
     ids = [s.id for s in samples]
-    key = stable_hash({"data": fingerprint, "extraction": extraction, "ids": stable_hash(ids), "v": DIGEST_VERSION})
+    key = stable_hash(
+        {
+            "data": fingerprint,
+            "extraction": extraction,
+            "ids": stable_hash(ids),
+            "v": DIGEST_VERSION,
+            "reader": reader_version(),
+        }
+    )
     path = Path(cache_dir) / "content" / f"{key}.json"
     digests = _read_cache(path, ids)
     if digests is None:

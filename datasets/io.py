@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -13,8 +14,20 @@ import numpy as np
 
 from cellbench.core.errors import DataError
 from cellbench.core.files import write_bytes
+from cellbench.core.hashing import module_versions, source_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+READER_LIBRARIES = ("numpy", "cv2", "h5py")  # the libraries that decode and convert images
+
+
+@lru_cache(maxsize=1)
+def reader_version() -> dict[str, str]:
+    """What decides the pixels an image file reads as: this module's source hash and the decoders' versions.
+
+    Every cache of values derived from pixels (features, pixel arrays, content digests) includes it in its key,
+    so a change to image reading or an upgraded decoder rebuilds the caches instead of reusing stale ones.
+    """
+    return {"code": source_digest(__file__), **module_versions(*READER_LIBRARIES)}
 
 
 def as_rgb8(image: np.ndarray, *, where: str = "") -> np.ndarray:

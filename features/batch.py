@@ -2,7 +2,8 @@
 
 The cache file is ``<cache_dir>/features/<key>.parquet`` with ``key`` the stable hash of the data set
 fingerprint, the extraction, the feature config, the data kind and :func:`code_version` (a hash of
-this package's source files, so editing feature code invalidates the cache). A second call with the
+this package's source files, of image reading and of the libraries' versions, so editing feature code, changing how
+images are read or upgrading a library invalidates the cache). A second call with the
 same inputs reads the file and extracts nothing. The file holds a ``sample_id`` column and one float
 column per feature; its schema metadata (``cellbench.features``) holds the column order, the skipped
 sample ids (with the reasons) and the key. It is written to a temporary file and renamed, so a killed
@@ -11,7 +12,6 @@ run never leaves a half-written cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path
-from cellbench.core.hashing import stable_hash
+from cellbench.core.hashing import module_versions, source_digest, stable_hash
 from cellbench.core.types import FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
-from cellbench.datasets.io import image_ref, read_image, read_mask
+from cellbench.datasets.io import image_ref, read_image, read_mask, reader_version
 from cellbench.features.config import FeatureConfig, check_kind
 from cellbench.features.extract import feature_names, feature_vector
 
@@ -40,14 +40,24 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 META_KEY = b"cellbench.features"
 
 
+FEATURE_LIBRARIES = ("numpy", "cv2")  # the libraries feature code computes with
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of this package's source files: any change to feature code changes the cache key."""
-    h = hashlib.blake2b(digest_size=8)
-    for path in sorted(PACKAGE_DIR.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    """Hash of everything that decides the feature values besides the inputs.
+
+    This package's source files, image reading (:func:`cellbench.datasets.io.reader_version`: its code and the
+    decoders' versions) and the versions of the libraries the features are computed with: a change to any of
+    them changes the cache key.
+    """
+    return stable_hash(
+        {
+            "features": source_digest(*sorted(PACKAGE_DIR.glob("*.py"))),
+            "reader": reader_version(),
+            "libraries": module_versions(*FEATURE_LIBRARIES),
+        }
+    )
 
 
 def feature_cache_path(

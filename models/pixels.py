@@ -1,18 +1,20 @@
 """Pixels for the deep models: images read once, fitted to the input size, cached, fed by ``tf.data``.
 
 The cache is one ``.npy`` array (N × S × S × 3, uint8) per (data set fingerprint, extraction, size,
-kind, padding, ids), shared by every fold and model and loaded memory-mapped. Cells keep their aspect
-ratio (long side resized, short side padded with the border colour or zeros); patches are resized as
-they are. TensorFlow is imported only by :func:`make_dataset`.
+kind, padding, ids, image reading and resizing code, decoder versions), shared by every fold and model and
+loaded memory-mapped. Cells keep their aspect ratio (long side resized, short side padded with the border
+colour or zeros); patches are resized as they are. TensorFlow is imported only by :func:`make_dataset`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import mmap
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +26,7 @@ from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, write_json
 from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Sample
-from cellbench.datasets.io import as_rgb8, image_ref, read_image
+from cellbench.datasets.io import as_rgb8, image_ref, read_image, reader_version
 
 PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
 KINDS = ("cell", "patch")
@@ -114,6 +116,8 @@ def pixel_cache(
             "pad": pad,
             "ids": stable_hash(ids),
             "v": PIXEL_VERSION,
+            "reader": reader_version(),
+            "resize": _resize_code(),
         }
     )
     folder = Path(cache_dir) / "pixels"
@@ -153,6 +157,12 @@ def pixel_cache(
             del out
         write_json(index, {"ids": [ids[i] for i in kept], "skipped": skipped, "size": size, "key": key})
     return PixelSet(ids=tuple(ids[i] for i in kept), path=path, skipped=tuple(skipped))
+
+
+@lru_cache(maxsize=1)
+def _resize_code() -> str:
+    """Hash of the resizing code's source, so that changing how pixels are fitted rebuilds their caches."""
+    return stable_hash(inspect.getsource(fit_to_square))
 
 
 def _release(array: np.memmap) -> None:
