@@ -145,8 +145,8 @@ class Duplicates:
         tail = "; copies kept on the same side of every split"
         if self.across_folds:
             tail = (
-                f"; {self.across_folds} set(s) span the release's predefined folds and stay there as released "
-                "(test scores may be slightly optimistic); the others are kept on one side"
+                f"; ⚠ {self.across_folds} set(s) span the release's predefined folds and stay there as released "
+                "([cv] allow_duplicates_across_folds; test scores may be optimistic); the others are kept on one side"
             )
         return "; ".join(parts) + tail
 

@@ -165,6 +165,11 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
         problems.append(f"{len(unreadable)} unreadable image(s)")
     if dup.conflicting:
         problems.append(f"{dup.conflicting} duplicate set(s) with conflicting labels")
+    if dup.across_folds:
+        problems.append(
+            f"{dup.across_folds} duplicate set(s) across the release's predefined folds (a run refuses them unless "
+            "[cv] allow_duplicates_across_folds = true)"
+        )
     return Verification(
         dataset=dataset,
         seconds=time.perf_counter() - t0,

@@ -72,6 +72,7 @@ def make_folds(
     context: str = "",
     duplicates: Sequence[str | None] | None = None,
     group_kind: str | None = None,
+    allow_duplicates_across_folds: bool = False,
 ) -> Folds:
     """Compute folds for samples with class indices ``y``.
 
@@ -81,7 +82,9 @@ def make_folds(
     ``duplicates`` gives each sample's content key (e.g. a hash of its pixels; ``None`` = unknown): samples
     with the same key are kept on the same side of every k-fold split, by merging their groups (or, without
     groups, the copies themselves) into one unit of the group-aware splitter. Predefined folds are kept as
-    released.
+    released, so copies of one image in two predefined folds (a copy trains the model that is tested on the other)
+    are refused unless ``allow_duplicates_across_folds`` (the suite's ``[cv] allow_duplicates_across_folds``);
+    the leaderboard then flags them.
 
     Raises
     ------
@@ -110,6 +113,8 @@ def make_folds(
         n_splits, repeats = len(tests), 1
         if n_splits < 2:
             raise DataError(f"predefined folds{where}: only one fold ({labels[0]}) found; at least 2 are needed")
+        if duplicates is not None and not allow_duplicates_across_folds:
+            _refuse_copies_across_folds(ids, labels, duplicates, where)
         description = f"predefined folds ({', '.join(sorted(set(labels)))}) from the data set's release"
     else:
         for rep in range(repeats):
@@ -154,6 +159,33 @@ def make_folds(
         folds = replace(folds, description=folds.description + "; copies of an image kept on one side")
     check_folds(folds, y=y, groups=grp, context=context, duplicates=duplicates if dup is not None else None)
     return folds
+
+
+def copies_across_folds(
+    ids: Sequence[str], folds: Sequence[object], duplicates: Sequence[str | None]
+) -> list[list[tuple[str, str]]]:
+    """Sets of identical images (same content key) whose copies lie in different folds, as ``(id, fold)`` pairs."""
+    sets: dict[str, list[int]] = {}
+    for i, key in enumerate(duplicates):
+        if key is not None:
+            sets.setdefault(key, []).append(i)
+    return [
+        [(ids[i], str(folds[i])) for i in members]
+        for members in sets.values()
+        if len({str(folds[i]) for i in members}) > 1
+    ]
+
+
+def _refuse_copies_across_folds(ids, labels, duplicates, where: str) -> None:
+    spans = copies_across_folds(ids, labels, duplicates)
+    if not spans:
+        return
+    examples = "; ".join(" = ".join(f"{i} (fold {f})" for i, f in s[:2]) for s in spans[:3])
+    raise DataError(
+        f"predefined folds{where}: {len(spans)} image(s) have identical copies in different folds (e.g. {examples}); "
+        "a model trained on one copy is tested on the other, so the scores would be optimistic. Remove the copies, "
+        "or set [cv] allow_duplicates_across_folds = true to keep them as released (flagged in the leaderboard)"
+    )
 
 
 def _duplicate_units(duplicates: Sequence[str | None], groups: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -74,7 +74,12 @@ def build_manifest(*, suite, fingerprints: dict[str, str], argv: list[str] | Non
         "suite_raw": dict(suite.raw),
         "seed": suite.seed,
         "narrowing": dict(suite.narrowing),
-        "cv": {"scheme": suite.cv_scheme, "folds": suite.folds, "repeats": suite.repeats},
+        "cv": {
+            "scheme": suite.cv_scheme,
+            "folds": suite.folds,
+            "repeats": suite.repeats,
+            **({"allow_duplicates_across_folds": True} if suite.allow_duplicates_across_folds else {}),
+        },
         "datasets": fingerprints,
         "packages": package_versions(),
         "git": git_state(),

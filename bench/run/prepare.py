@@ -339,6 +339,7 @@ def _folds(suite: Suite, dataset: Dataset, extraction: str, dev: list[Sample], y
         context=f"{dataset.name}/{extraction}",
         duplicates=dups.keys if dups.n_sets else None,
         group_kind=dataset.info.group_kind,
+        allow_duplicates_across_folds=suite.allow_duplicates_across_folds,
     )
 
 

@@ -39,7 +39,7 @@ _TOP_KEYS = {
     "explain",
     "save_models",
 }
-_CV_KEYS = {"scheme", "folds", "repeats"}
+_CV_KEYS = {"scheme", "folds", "repeats", "allow_duplicates_across_folds"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}
 
 
@@ -57,6 +57,7 @@ class Suite:
     cv_scheme: str = "auto"
     folds: int = 5
     repeats: int = 1
+    allow_duplicates_across_folds: bool = False  # copies of an image in two predefined folds: refused unless set
     datasets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     strategies: tuple[str, ...] = ("none",)
@@ -187,6 +188,9 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         cv_scheme=str(cv.get("scheme", "auto")),
         folds=_int(cv.get("folds", 5), f"{where}: cv.folds"),
         repeats=_int(cv.get("repeats", 1), f"{where}: cv.repeats"),
+        allow_duplicates_across_folds=_bool(
+            cv.get("allow_duplicates_across_folds", False), f"{where}: cv.allow_duplicates_across_folds"
+        ),
         datasets=_named_tables(raw.get("datasets", {}), f"{where}: datasets"),
         models=_named_tables(raw.get("models", {}), f"{where}: models"),
         strategies=tuple(_str_list(raw.get("strategies", ["none"]), f"{where}: strategies")),
