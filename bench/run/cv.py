@@ -180,7 +180,9 @@ def _refuse_copies_across_folds(ids, labels, duplicates, where: str) -> None:
     spans = copies_across_folds(ids, labels, duplicates)
     if not spans:
         return
-    examples = "; ".join(" = ".join(f"{i} (fold {f})" for i, f in s[:2]) for s in spans[:3])
+    # each example pairs the set's first copy with its first copy in another fold (a set can hold several per fold)
+    pairs = [(s[0], next(c for c in s if c[1] != s[0][1])) for s in spans[:3]]
+    examples = "; ".join(" = ".join(f"{i} (fold {f})" for i, f in pair) for pair in pairs)
     raise DataError(
         f"predefined folds{where}: {len(spans)} image(s) have identical copies in different folds (e.g. {examples}); "
         "a model trained on one copy is tested on the other, so the scores would be optimistic. Remove the copies, "
