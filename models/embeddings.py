@@ -32,6 +32,7 @@ from cellbench.models.entry import ModelEntry
 from cellbench.models.heads import HeadMLP
 
 EMBEDDING_VERSION = 1  # bump when the embedding computation changes
+HEAD_INPUT_DTYPE = "float32"  # what the heads read: the embeddings as computed (part of a head job's key)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ HEADS: dict[str, tuple[Mapping[str, Any], str]] = {
     "lr": ({"C": 0.01, "max_iter": 5000}, "L2 logistic regression (linear probe)"),
     "mlp": (
         {"hidden": 64, "l2": 1e-2, "max_iter": 200, "learning_rate_init": 1e-3, "early_stopping": "auto",
-         "patience": 10},
-        "MLP head: one hidden ReLU layer, Adam, L2, early stopping from 1,000 training rows",
+         "patience": 10, "validation": "inner"},
+        "MLP head: one hidden ReLU layer, Adam, L2, early stopping on the inner split from 1,000 training rows",
     ),
 }  # fmt: skip
 # parameters that choose the embedding, not the head (the head builder leaves them out)
@@ -98,6 +99,7 @@ def _head_entry(name: str, head: str, input_kind: str, defaults: Mapping[str, An
         {**defaults, **head_defaults},
         "param" if head == "lr" else "sample_weight",
         f"{head_text} on {what}",
+        stops_on_inner=head == "mlp",
     )
 
 

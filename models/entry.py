@@ -31,6 +31,9 @@ class ModelEntry:
     class_weight: ClassWeightSupport
     description: str
     constant: bool = False  # predicts the same probabilities for every input (baselines)
+    # ``fit`` takes the inner validation rows as ``eval_set`` (to stop early on) and leaves ``refit_params_`` for
+    # the refit on the whole training fold (see cellbench.models.pipeline.fit_predict)
+    stops_on_inner: bool = False
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` over the defaults, refusing unknown parameter names (naming the allowed ones)."""

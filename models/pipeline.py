@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from imblearn.pipeline import Pipeline
+from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
@@ -59,7 +60,9 @@ def fit_predict(
     With ``fold.inner`` a clone is first fitted on the inner training part and predicts the inner validation part:
     those probabilities are returned (``Fitted.inner_proba``, the job's inner-validation score that nested model
     selection reads) and, for ``threshold``, tune the decision threshold. The pipeline is then fitted on the whole
-    training fold, as deep models are refitted on it (:func:`cellbench.models.deep.train_predict`).
+    training fold, as deep models are refitted on it (:func:`cellbench.models.deep.train_predict`). A model
+    that stops early on the inner split (``ModelEntry.stops_on_inner``) gets its validation rows as ``eval_set``
+    and is refitted with the ``refit_params_`` it chose there (its epoch count).
     """
     X, y_all = np.asarray(fold.inputs), np.asarray(fold.y)
 
@@ -76,6 +79,7 @@ def fit_predict(
     threshold = 0.5
     t0 = time.perf_counter()
     inner_rows = inner_proba = None
+    refit: dict[str, Any] = {}
     if fold.inner:
         if len(fold.inner) != 1:
             raise ConfigError(
@@ -84,16 +88,37 @@ def fit_predict(
         ((tr, va),) = fold.inner
         train, inner_rows = fold.train[np.asarray(tr)], fold.train[np.asarray(va)]
         pipe, params = fresh(train)
+        if MODELS[model].stops_on_inner:
+            X_val = _transform_like_predict(pipe, X[train], y_all[train], X[inner_rows])
+            params["model__eval_set"] = (X_val, y_all[inner_rows])
         inner_proba = full_proba(pipe.fit(X[train], y_all[train], **params), X[inner_rows], fold.n_classes)
+        refit = dict(getattr(pipe[-1], "refit_params_", None) or {})
         if STRATEGIES[strategy].tune_threshold:
             threshold = tune_threshold(y_all[inner_rows] == fold.positive, inner_proba[:, fold.positive])
     pipe, params = fresh(fold.train)
+    if refit:  # e.g. the epoch count early stopping chose on the inner split (cellbench.models.heads)
+        pipe.set_params(**{f"model__{k}": v for k, v in refit.items()})
     fitted = pipe.fit(X[fold.train], y_all[fold.train], **params)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = full_proba(fitted, X[fold.test], fold.n_classes)
     return Fitted(proba=proba, threshold=threshold, fit_s=fit_s, predict_s=time.perf_counter() - t0,
                   n_train=len(fold.train), model=fitted, inner_rows=inner_rows, inner_proba=inner_proba)  # fmt: skip
+
+
+def _transform_like_predict(pipe, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray) -> np.ndarray:
+    """``X_val`` as the pipeline's model will see it at predict time: its transformers fitted on ``X_train``.
+
+    Samplers change only what is fitted on, never what is predicted, so they are left out — the validation rows
+    an early-stopping model watches are never resampled. ``build_pipeline`` puts every transformer before the
+    sampler, so fitting them on ``X_train`` is exactly what ``pipe.fit`` will do.
+    """
+    Xt = X_val
+    for _, step in pipe.steps[:-1]:
+        if step == "passthrough" or step is None or hasattr(step, "fit_resample"):
+            continue
+        Xt = clone(step).fit(X_train, y_train).transform(Xt)
+    return Xt
 
 
 def _fit_params(model: str, strategy: str, y: np.ndarray) -> dict[str, Any]:

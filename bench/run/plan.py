@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
 from cellbench.models import MODELS, STRATEGIES, applicable
-from cellbench.models.embeddings import embedding_id
+from cellbench.models.embeddings import HEAD_INPUT_DTYPE, embedding_id
 from cellbench.run.external import add_external_jobs
 from cellbench.run.jobs import WorkItem
 from cellbench.run.prepare import Prepared
@@ -86,4 +86,5 @@ def input_name(spec: ModelSpec) -> str:
 def inputs_key(spec: ModelSpec, p: Prepared) -> str:
     """The cache key of the embeddings ``spec`` reads in ``p`` (part of its job key), ``""`` for other models."""
     name = input_name(spec)
-    return p.inputs[name] if name else ""
+    # ":float32": the heads read embeddings as computed, in float32 (they were read as float64 before)
+    return f"{p.inputs[name]}:{HEAD_INPUT_DTYPE}" if name else ""
