@@ -113,11 +113,17 @@ def _transform_like_predict(pipe, X_train: np.ndarray, y_train: np.ndarray, X_va
     an early-stopping model watches are never resampled. ``build_pipeline`` puts every transformer before the
     sampler, so fitting them on ``X_train`` is exactly what ``pipe.fit`` will do.
     """
-    Xt = X_val
-    for _, step in pipe.steps[:-1]:
-        if step == "passthrough" or step is None or hasattr(step, "fit_resample"):
+    X_fit, Xt, sampled = X_train, X_val, False
+    for name, step in pipe.steps[:-1]:
+        if step == "passthrough" or step is None:
             continue
-        Xt = clone(step).fit(X_train, y_train).transform(Xt)
+        if hasattr(step, "fit_resample"):
+            sampled = True
+            continue
+        if sampled:
+            raise ConfigError(f"pipeline step {name!r} follows a sampler; transformers must come before it")
+        fitted = clone(step).fit(X_fit, y_train)
+        X_fit, Xt = fitted.transform(X_fit), fitted.transform(Xt)
     return Xt
 
 
