@@ -20,14 +20,19 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 READER_LIBRARIES = ("numpy", "cv2", "h5py")  # the libraries that decode and convert images
 
 
-@lru_cache(maxsize=1)
 def reader_version() -> dict[str, str]:
     """What decides the pixels an image file reads as: this module's source hash and the decoders' versions.
 
     Every cache of values derived from pixels (features, pixel arrays, content digests) includes it in its key,
-    so a change to image reading or an upgraded decoder rebuilds the caches instead of reusing stale ones.
+    so a change to image reading or an upgraded decoder rebuilds the caches instead of reusing stale ones. A fresh
+    dict each call (the hashing is memoised), so a caller that edits it cannot change later keys.
     """
-    return {"code": source_digest(__file__), **module_versions(*READER_LIBRARIES)}
+    return dict(_reader_version_items())
+
+
+@lru_cache(maxsize=1)
+def _reader_version_items() -> tuple[tuple[str, str], ...]:
+    return ("code", source_digest(__file__)), *module_versions(*READER_LIBRARIES).items()
 
 
 def as_rgb8(image: np.ndarray, *, where: str = "") -> np.ndarray:

@@ -20,7 +20,7 @@ from cellbench.features.config import FeatureConfig
 @pytest.fixture
 def fresh_keys():
     """Clear the memoised code versions before and after a test that changes what they hash."""
-    caches = (io.reader_version, batch.code_version, pixels._resize_code)
+    caches = (io._reader_version_items, batch.code_version, pixels._resize_code)
     for c in caches:
         c.cache_clear()
     yield
@@ -41,7 +41,7 @@ def _edited_reader(tmp_path, monkeypatch) -> None:
     with copy.open("a") as f:
         f.write("\n# an edit to image reading\n")
     monkeypatch.setattr(io, "__file__", str(copy))
-    io.reader_version.cache_clear()
+    io._reader_version_items.cache_clear()
     batch.code_version.cache_clear()
 
 
@@ -56,7 +56,7 @@ def test_feature_key_changes_with_image_reading_code(tmp_path, monkeypatch, fres
 def test_feature_key_changes_with_library_versions(tmp_path, monkeypatch, fresh_keys, module):
     before = _feature_key(tmp_path)
     monkeypatch.setattr(module, "__version__", module.__version__ + ".post-test")
-    io.reader_version.cache_clear()
+    io._reader_version_items.cache_clear()
     batch.code_version.cache_clear()
     assert _feature_key(tmp_path) != before
 
@@ -101,3 +101,9 @@ def test_content_digest_cache_follows_image_reading(tmp_path, monkeypatch, fresh
     _edited_reader(tmp_path, monkeypatch)
     after = cached_files()
     assert len(after) == len(before) + 1
+
+
+def test_reader_version_cannot_be_edited_by_a_caller():
+    first = io.reader_version()
+    first["code"] = "edited"
+    assert io.reader_version()["code"] != "edited"
