@@ -88,11 +88,13 @@ def fit_predict(
         ((tr, va),) = fold.inner
         train, inner_rows = fold.train[np.asarray(tr)], fold.train[np.asarray(va)]
         pipe, params = fresh(train)
-        if MODELS[model].stops_on_inner:
+        stops = MODELS[model].stops_on_inner
+        if stops:
             X_val = _transform_like_predict(pipe, X[train], y_all[train], X[inner_rows])
             params["model__eval_set"] = (X_val, y_all[inner_rows])
         inner_proba = full_proba(pipe.fit(X[train], y_all[train], **params), X[inner_rows], fold.n_classes)
-        refit = dict(getattr(pipe[-1], "refit_params_", None) or {})
+        if stops:
+            refit = dict(pipe[-1].refit_params_)
         if STRATEGIES[strategy].tune_threshold:
             threshold = tune_threshold(y_all[inner_rows] == fold.positive, inner_proba[:, fold.positive])
     pipe, params = fresh(fold.train)
