@@ -148,6 +148,13 @@ class HeadMLP(ClassifierMixin, BaseEstimator):
                 waited += 1
                 if waited >= self.patience:
                     break
+        if best_weights is None:
+            # every epoch's validation loss was NaN or infinite: there is no epoch to keep or to refit for
+            raise ValueError(
+                f"the MLP head's validation loss was not finite in any of its {epoch} epochs "
+                f"(last: {self.validation_losses_[-1]!r}); lower learning_rate_init "
+                f"({self.learning_rate_init}) or check the embeddings for NaN or huge values"
+            )
         mlp.coefs_, mlp.intercepts_ = best_weights
         self.mlp_, self.best_epoch_, self.n_iter_ = mlp, best_epoch, epoch
         self.refit_params_ = {"max_iter": best_epoch, "early_stopping": False}

@@ -101,3 +101,10 @@ def test_fit_predict_stops_the_mlp_on_the_unresampled_inner_split_then_refits_fo
     # the refit on the whole training fold: the inner split's epoch count, no early stopping, no eval set
     assert outer_eval is None and stopping is False and max_iter == inner_best >= 1
     assert out.model[-1].n_iter_ <= max_iter and out.model[-1].refit_params_ == {}
+
+
+def test_a_validation_loss_that_is_never_finite_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr("cellbench.models.heads.log_loss", lambda *a, **k: float("nan"))
+    X, y = _data(200)
+    with pytest.raises(ValueError, match=r"validation loss was not finite in any of its 3 epochs.*learning_rate_init"):
+        HeadMLP(early_stopping=True, patience=3, random_state=0).fit(X, y, eval_set=_data(50, seed=1))
