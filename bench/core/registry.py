@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from cellbench.core.errors import UnknownNameError
+from cellbench.core.paths import check_name
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ class Registry(Generic[T]):
         return registry
 
     def register(self, name: str) -> Callable[[T], T]:
+        check_name(name, what=self.kind)  # names become folder, file and column names
+
         def decorate(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")

@@ -50,7 +50,8 @@ class RunSummary:
 
 
 def results_folder(results_root: str | Path, suite: Suite) -> Path:
-    return Path(results_root) / suite.name
+    """``results_root / suite.name``, checked to lie inside ``results_root``."""
+    return paths.inside(results_root, paths.check_name(suite.name, what="suite name"), what="results folder")
 
 
 def run_suite(
@@ -131,10 +132,12 @@ def _save_data(store: Store, prepared: Sequence[Prepared], notes: list[str]) -> 
 
 
 def _job_options(suite: Suite, todo: Sequence[WorkItem], *, folder: Path, settings: Settings) -> JobOptions:
-    save_dir = str((folder / "models").resolve()) if suite.save_models else None
+    save_dir = str(paths.inside(folder, "models", what="models folder")) if suite.save_models else None
     status_dir = None
     if settings.progress and any(j.model.kind == "deep" for j, _ in todo):  # epochs of running deep jobs in the bar
-        status_dir = str(settings.cache_dir / "status" / f"{os.getpid()}-{suite.name}")
+        status_dir = str(
+            paths.inside(settings.cache_dir, "status", f"{os.getpid()}-{suite.name}", what="status folder")
+        )
     return JobOptions(save_dir=save_dir, status_dir=status_dir)
 
 

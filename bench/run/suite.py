@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.core.errors import ConfigError
+from cellbench.core.paths import check_name
 from cellbench.core.types import ModelSpec
 from cellbench.datasets import DATASETS
 from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
@@ -220,6 +221,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
 def validate(suite: Suite) -> None:
     """Check every name against its registry and every value against its allowed range."""
     where = f"suite {suite.source or suite.name}"
+    check_name(suite.name, what=f"{where}: name")  # the results folder's name
     if not suite.datasets:
         raise ConfigError(f"{where} names no data sets; known data sets: {', '.join(DATASETS.names())}")
     if not suite.models:
