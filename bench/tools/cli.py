@@ -123,7 +123,7 @@ def _add_predict(sub) -> None:
     pr.add_argument(
         "--model",
         required=True,
-        help="a saved model file (<results>/<suite>/models/<job key>.keras|.joblib) or a results folder "
+        help="a saved model file (<results>/<suite>/models/<job key>.keras|.skops) or a results folder "
         "(e.g. results/quick) together with --job",
     )
     pr.add_argument("--job", help="job key (or a unique prefix) of the saved model in the results folder")

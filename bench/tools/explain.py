@@ -47,6 +47,7 @@ from cellbench.models.regions import sample_regions
 from cellbench.report.galleries import FORMAT, PREFIX, draw_gallery
 from cellbench.report.leaderboard import write_leaderboard
 from cellbench.report.summary import slug
+from cellbench.run.artifacts import load_keras
 from cellbench.run.jobs import JobOptions, derive_seed, run_job
 from cellbench.run.plan import plan
 from cellbench.run.prepare import RUNNER_KEYS, Prepared, Settings, prepare
@@ -337,7 +338,6 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
     Returns (keras.Model, source dict, predictions with ``sample_id``, ``y_true``, ``y_pred``, ``proba``).
     """
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
-    import keras  # Keras (and TensorFlow) only where a model is loaded
 
     path = folder / "models" / f"{job.key}.keras"
     source: dict[str, Any] = {"file": f"models/{path.name}"}
@@ -361,7 +361,7 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
         if job.imbalance.name == "threshold" and stored is None:
             raise CellbenchError(f"the decision threshold of {path.name} is unknown (no card beside it, no stored job)")
         threshold = 0.5
-    model = keras.models.load_model(path, compile=False)
+    model = load_keras(path, json.loads(card.read_text()) if card.is_file() else None)
     test = task.tests[job.fold]
     images = np.asarray(task.images(int(job.model.params["size"])))[test].astype(np.float32)
     proba = probabilities(model.predict(images, batch_size=64, verbose=0), len(task.classes))

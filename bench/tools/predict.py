@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from cellbench.core.errors import ConfigError, DataError
+from cellbench.core.errors import ConfigError
 from cellbench.datasets.io import read_image, read_mask
 from cellbench.features import FeatureConfig
 from cellbench.features.extract import feature_names, feature_vector
 from cellbench.models.deep import import_tensorflow_quietly, probabilities
 from cellbench.models.pipeline import full_proba
 from cellbench.models.pixels import fit_to_square
-from cellbench.run.artifacts import CARD_FORMAT, MODEL_SUFFIXES
+from cellbench.run.artifacts import CARD_FORMAT, MODEL_SUFFIXES, load_classical, load_keras
 from cellbench.stats.metrics import predict_labels
 
 
@@ -59,7 +58,12 @@ def find_saved(spec: str | os.PathLike, *, job: str | None = None) -> SavedModel
     p = Path(spec)
     if p.is_file():
         if p.suffix not in MODEL_SUFFIXES:
-            raise ConfigError(f"{p} is not a saved model; model files end in {' or '.join(MODEL_SUFFIXES)}")
+            old = (
+                " (joblib files, which run code when loaded, are no longer read: rerun the suite)"
+                if p.suffix in (".joblib", ".pkl", ".pickle")
+                else ""
+            )
+            raise ConfigError(f"{p} is not a saved model; model files end in {' or '.join(MODEL_SUFFIXES)}{old}")
         return _load_card(p)
     if not p.is_dir():
         raise ConfigError(f"no saved model or results folder at {p}")
@@ -73,8 +77,10 @@ def find_saved(spec: str | os.PathLike, *, job: str | None = None) -> SavedModel
     if len(matches) == 1:
         return matches[0]
     listing = "\n".join(f"  {s.describe()}" for s in saved[:50]) + ("\n  ..." if len(saved) > 50 else "")
-    what = f"no saved model's job key starts with {job!r}" if job is not None and not matches else (
-        f"{len(matches)} saved models match; choose one with --job KEY (a key prefix)"
+    what = (
+        f"no saved model's job key starts with {job!r}"
+        if job is not None and not matches
+        else (f"{len(matches)} saved models match; choose one with --job KEY (a key prefix)")
     )
     raise ConfigError(f"{what} in {folder}:\n{listing}")
 
@@ -134,7 +140,6 @@ def predict_images(
 
 def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
 
-
     card = saved.card
     if not card.get("feature_config"):
         raise ConfigError(f"model card of {saved.path} has no feature configuration")
@@ -147,22 +152,17 @@ def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
     X = np.stack(
         [feature_vector(img, m, config=config, kind=card["kind"], sample=n) for img, m, n in zip(images, masks, names)]
     )
-    pipeline = joblib.load(saved.path)
+    pipeline = load_classical(saved.path, saved.card)
     return full_proba(pipeline, X, len(card["classes"]))
 
 
 def _deep_proba(saved: SavedModel, images) -> np.ndarray:
 
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
-    import keras  # Keras (and TensorFlow) only where a deep model is loaded
-
 
     card = saved.card
     size = int(card["size"])
     batch = np.stack([fit_to_square(img, size, keep_aspect=card["kind"] == "cell") for img in images])
-    try:
-        model = keras.saving.load_model(saved.path, compile=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load saved model {saved.path}: {exc}") from None
+    model = load_keras(saved.path, saved.card)
     raw = model.predict(batch.astype(np.float32), verbose=0, batch_size=32)
     return probabilities(raw, len(card["classes"]))
