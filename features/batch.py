@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
-from cellbench.core.files import atomic_path
+from cellbench.core.files import atomic_path, seal, sealed_cache_ok
 from cellbench.core.hashing import module_versions, source_digest, stable_hash
 from cellbench.core.types import FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
@@ -166,11 +166,11 @@ def extract_feature_set(
 
 
 def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:
-    """The feature set cached at ``path``, or ``None`` when there is none (or it cannot be read)."""
+    """The feature set cached at ``path``, or ``None`` when there is none, it fails its checksum (removed, with a
+    warning) or it cannot be read."""
     path = Path(path)
-    if not path.is_file():
+    if not sealed_cache_ok(path, what="feature cache"):
         return None
-
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
@@ -199,6 +199,7 @@ def write_feature_cache(path: str | os.PathLike, fs: FeatureSet, *, reasons: dic
     table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+    seal(path)
 
 
 def _reorder(fs: FeatureSet, ids: list[str]) -> FeatureSet:

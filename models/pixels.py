@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
-from cellbench.core.files import atomic_path, write_json
+from cellbench.core.files import atomic_path, seal, sealed_cache_ok, write_json
 from cellbench.core.hashing import stable_hash
 from cellbench.core.types import Sample
 from cellbench.datasets.io import as_rgb8, image_ref, read_image, reader_version
@@ -156,6 +156,7 @@ def pixel_cache(
             out.flush()
             del out
         write_json(index, {"ids": [ids[i] for i in kept], "skipped": skipped, "size": size, "key": key})
+    seal(path)
     return PixelSet(ids=tuple(ids[i] for i in kept), path=path, skipped=tuple(skipped))
 
 
@@ -175,7 +176,7 @@ def _release(array: np.memmap) -> None:
 
 
 def _read_index(path: Path, index: Path) -> PixelSet | None:
-    if not (path.is_file() and index.is_file()):
+    if not (index.is_file() and sealed_cache_ok(path, what="pixel cache")):
         return None
     try:
         meta = json.loads(index.read_text())

@@ -299,7 +299,8 @@ def test_cache_second_call_extracts_nothing(tmp_path, monkeypatch):
         cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell"
     )
     assert path.is_file() and first.key == path.stem
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    # no temporary file left behind: the cache and its checksum only
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.sha256"]
     assert first.names == feature_names(FeatureConfig()) and first.X.shape == (4, len(first.names))
     np.testing.assert_array_equal(first.X[1], list(extract_features(*synthetic_cell(64, seed=101)[:2]).values()))
 

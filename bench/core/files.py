@@ -2,7 +2,9 @@
 
 Every write goes to a temporary name beside its target (same folder, same file system) and is renamed over it
 (:func:`os.replace`, atomic on POSIX); on failure the temporary file is removed and the target is untouched.
-Folders that are built from many files (an extraction's crops, the synthetic data set) are filled under a
+Cache files are sealed: :func:`seal` writes the file's SHA-256 beside it (``<name>.sha256``) once it is in place,
+and :func:`sealed_cache_ok` checks it before the file is reused, so bytes flipped on disk are recomputed rather than
+silently read. Folders that are built from many files (an extraction's crops, the synthetic data set) are filled under a
 temporary name, get a completion marker last and are renamed into place (:func:`build_folder`).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -18,7 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cellbench.core.hashing import json_default
+from cellbench.core.hashing import file_sha256, json_default
+
+log = logging.getLogger(__name__)
 
 STALE_TMP_S = 3600.0  # temporary folders older than this were left by a killed run
 
@@ -137,3 +142,44 @@ def _remove_stale(parent: Path, name: str) -> None:
                 shutil.rmtree(p, ignore_errors=True)
         except OSError:
             pass
+
+
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_file(path: str | os.PathLike) -> Path:
+    """Where the SHA-256 of a sealed file is kept: beside it, ``<name>.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def seal(path: str | os.PathLike) -> str:
+    """Record the SHA-256 of ``path`` beside it (atomically); return it. Call once the file is in place."""
+    digest = file_sha256(path)
+    write_text(checksum_file(path), digest + "\n")
+    return digest
+
+
+def seal_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` does not match its seal (``None`` when it does)."""
+    side = checksum_file(path)
+    if not side.is_file():
+        return "it has no checksum (written by an older version, or its writer was killed)"
+    expected = side.read_text().strip()
+    actual = file_sha256(path)
+    return None if actual == expected else f"its SHA-256 is {actual[:12]}…, {expected[:12]}… when it was written"
+
+
+def sealed_cache_ok(path: str | os.PathLike, *, what: str) -> bool:
+    """Whether the cache file ``path`` exists and matches its seal; a damaged one is removed (with a warning naming
+    it and the reason) so that the caller recomputes it."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    problem = seal_problem(path)
+    if problem is None:
+        return True
+    log.warning("%s %s failed its integrity check (%s); recomputing it", what, path, problem)
+    path.unlink(missing_ok=True)
+    checksum_file(path).unlink(missing_ok=True)
+    return False

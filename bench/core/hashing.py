@@ -62,3 +62,12 @@ def module_versions(*modules: str) -> dict[str, str]:
         module = importlib.import_module(name)
         versions[name] = str(getattr(module, "__version__", "unknown"))
     return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

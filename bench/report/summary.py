@@ -21,6 +21,7 @@ from cellbench.models.imbalance import parse_ratio
 from cellbench.report.external import ExternalSection, current_jobs, summarise_external
 from cellbench.report.extraction import ExtractionSummary, summarise_extraction
 from cellbench.report.format import mean_std
+from cellbench.run.consistency import check_store
 from cellbench.run.records import DataSetRecord, OfRecord
 from cellbench.run.store import Store
 from cellbench.stats.comparisons import SectionStats, across_datasets, paired_test, section_stats
@@ -89,15 +90,21 @@ class Leaderboard:
 
 
 def summarise(store: Store, *, with_stats: bool = True) -> Leaderboard:
-    """Aggregate stored job results per (data set, extraction, model, strategy, ratio) and run the tests."""
+    """Aggregate stored job results per (data set, extraction, model, strategy, ratio) and run the tests.
+
+    Raises
+    ------
+    DataError
+        When stored metrics disagree with the stored predictions (:func:`cellbench.run.consistency.check_store`).
+    """
+    check_store(store)
     runs = store.runs()
     manifest = json.loads(runs["manifest"].iloc[-1]) if len(runs) else {}
     jobs = store.jobs()
     refits = jobs[jobs.fold < 0]  # refits scored on an external test set (cellbench.run.external), not CV folds
     jobs = jobs[jobs.fold >= 0]
     sections = tuple(
-        _section(store, record, jobs, refits, with_stats=with_stats)
-        for _, record in sorted(store.data_sets().items())
+        _section(store, record, jobs, refits, with_stats=with_stats) for _, record in sorted(store.data_sets().items())
     )
     return Leaderboard(
         suite=manifest.get("suite", ""),
@@ -167,8 +174,11 @@ def _section(store: Store, record: DataSetRecord, jobs: pd.DataFrame, refits: pd
         external=external,
         notes=(
             *_job_notes(ok, sub),
-            *((f"{superseded} older job(s) of the same coordinates (earlier parameters or code) left out",)
-              if superseded else ()),
+            *(
+                (f"{superseded} older job(s) of the same coordinates (earlier parameters or code) left out",)
+                if superseded
+                else ()
+            ),
         ),
         **tested,
     )

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError, check_on_bad_image
-from cellbench.core.files import write_atomic
+from cellbench.core.files import seal, sealed_cache_ok, write_atomic
 from cellbench.core.hashing import canonical_json, stable_hash
 from cellbench.core.types import Dataset, FeatureSet, Sample
 from cellbench.datasets import DATASETS, load_dataset, locate
@@ -227,13 +227,14 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
         pix = Path(pixels[params["size"]])
         key = embedding_key(params, pixels_key=pix.stem)
         path = settings.cache_dir / "embeddings" / f"{key}.npy"
-        if not path.is_file():
+        if not sealed_cache_ok(path, what="embedding cache"):
             images = np.load(pix, mmap_mode="r")
             if len(images) != len(kept):  # pixel rows follow the kept samples; anything else is a bug to report
                 raise ConfigError(f"{dataset.name}: {len(images)} cached images for {len(kept)} samples in {pix}")
             with tqdm(total=len(images), desc=f"embeddings {eid}", unit="img", disable=not settings.progress) as bar:
                 vectors = embed(images, params, seed=suite.seed, progress=lambda n: bar.update(n - bar.n))
             write_atomic(path, lambda fh, v=vectors: np.save(fh, v))
+            seal(path)
         paths[eid], keys[eid] = str(path), key
     if _reads_user_embeddings(suite):
         if not user_file:
@@ -250,8 +251,9 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
         user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root, extra=extra)
         key = stable_hash({"file": user.digest, "ids": stable_hash([s.id for s in kept]), "match": user.key})
         path = settings.cache_dir / "embeddings" / f"user-{key}.npy"
-        if not path.is_file():
+        if not sealed_cache_ok(path, what="embedding cache"):
             write_atomic(path, lambda fh: np.save(fh, np.asarray(user.X, dtype=np.float32)))
+            seal(path)
         paths["user"], keys["user"] = str(path), key
     return paths, keys
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cellbench.core.errors import CellbenchError
+from cellbench.core.errors import CellbenchError, DataError
 from cellbench.core.files import write_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -85,22 +88,47 @@ def save_task(task: TaskData, folder: Path) -> Path:
         arrays[f"embedding:{name}"] = np.asarray(str(path))
     for f, t in enumerate(task.tests):
         arrays[f"test_{f}"] = t.astype(np.int64)
-    h = hashlib.blake2b(digest_size=12)
-    for k in sorted(arrays):
-        h.update(k.encode())
-        h.update(str(arrays[k].shape).encode())
-        h.update(arrays[k].tobytes())
-    digest = h.hexdigest()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"task-{digest}.npz"
+    path = folder / f"task-{_digest(arrays)}.npz"
+    if path.exists() and _damage(path) is not None:
+        log.warning("task file %s failed its integrity check (%s); writing it again", path, _damage(path))
+        path.unlink()
     if not path.exists():
         write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 
+def _digest(arrays) -> str:
+    """The content hash a task file is named by (names, shapes and bytes of its arrays)."""
+    h = hashlib.blake2b(digest_size=12)
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(str(arrays[k].shape).encode())
+        h.update(arrays[k].tobytes())
+    return h.hexdigest()
+
+
+def _damage(path: Path) -> str | None:
+    """Why the task file ``path`` does not hold what its name says (``None`` when it does)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            digest = _digest({k: z[k] for k in z.files})
+    except Exception as exc:  # a truncated or garbled zip raises any of several types
+        return f"unreadable: {type(exc).__name__}: {exc}"
+    return None if path.stem == f"task-{digest}" else f"its content hashes to {digest}"
+
+
 @functools.lru_cache(maxsize=8)
 def load_task(path: str) -> TaskData:
-    """Load a task file (cached per process)."""
+    """Load a task file (cached per process), after checking that its content matches its name.
+
+    Raises
+    ------
+    DataError
+        When the file was changed or damaged since it was written.
+    """
+    if (problem := _damage(Path(path))) is not None:
+        raise DataError(f"task file {path} is damaged ({problem}); rerun the suite to write it again")
     with np.load(path, allow_pickle=False) as z:
         n_folds = sum(1 for k in z.files if k.startswith("test_"))
         positive = int(z["positive"])

@@ -11,6 +11,7 @@ from cellbench.core.errors import ConfigError
 from cellbench.report.leaderboard import write_leaderboard
 from cellbench.report.markdown import render_markdown
 from cellbench.report.summary import summarise
+from cellbench.run.consistency import check_store
 from cellbench.run.runner import run_suite
 from cellbench.run.store import Store
 from cellbench.run.suite import parse_suite
@@ -23,6 +24,8 @@ def compare_stores(a: Path, b: Path, *, max_report: int = 20) -> list[str]:
     """
     diffs: list[str] = []
     with Store.open(a, write=False) as sa, Store.open(b, write=False) as sb:
+        check_store(sa)  # a store whose metrics disagree with its own predictions is not compared, it is refused
+        check_store(sb)
         ja, jb = sa.jobs().set_index("key"), sb.jobs().set_index("key")
         only_a, only_b = sorted(set(ja.index) - set(jb.index)), sorted(set(jb.index) - set(ja.index))
         if only_a:
