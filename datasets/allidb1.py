@@ -31,7 +31,8 @@ import numpy as np
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import centroid_inside, image_size, make_field_dataset, open_field_release, read_xyc
+from cellbench.datasets.fieldsets import centroid_inside, make_field_dataset, open_field_release, read_xyc
+from cellbench.datasets.io import image_size
 from cellbench.datasets.layout import is_hidden, subdirs
 from cellbench.datasets.segmentation import background_colour, stain_channel, stain_threshold
 

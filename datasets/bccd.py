@@ -22,7 +22,8 @@ from pathlib import Path
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import BadAnnotations, box_problem, image_size, make_field_dataset, open_field_release
+from cellbench.datasets.fieldsets import BadAnnotations, box_problem, make_field_dataset, open_field_release
+from cellbench.datasets.io import image_size
 from cellbench.datasets.layout import is_hidden
 
 CLASSES = ("RBC", "WBC", "Platelets")

@@ -13,8 +13,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.fingerprint import fingerprint_files
@@ -46,7 +44,7 @@ class BadAnnotations(Skips):
     def refusal(self, message: str) -> str:
         return (
             f"data set {self.dataset!r}: {message} (load with on_bad_annotation='skip', e.g. "
-            f"`on_bad_annotation = \"skip\"` in the suite's [datasets.{self.dataset}] table or "
+            f'`on_bad_annotation = "skip"` in the suite\'s [datasets.{self.dataset}] table or '
             "`--on-bad-annotation skip`, to skip it and count it)"
         )
 
@@ -86,17 +84,6 @@ def read_xyc(path: Path, *, bad: BadAnnotations) -> list[tuple[int, float, float
             continue
         out.append((n, float(m[1]), float(m[2])))
     return out
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def centroid_inside(x: float, y: float, size: tuple[int, int]) -> bool:

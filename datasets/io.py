@@ -11,13 +11,75 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from cellbench.core.errors import DataError
+from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.files import write_bytes
 from cellbench.core.hashing import module_versions, source_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 READER_LIBRARIES = ("numpy", "cv2", "h5py")  # the libraries that decode and convert images
+MAX_PIXELS = 64_000_000  # default bound on a decoded image: far above microscopy fields (ALL-IDB1: 2592 x 1944)
+MAX_PIXELS_ENV = "CELLBENCH_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The largest image (width x height) that is decoded: ``$CELLBENCH_MAX_PIXELS``, else :data:`MAX_PIXELS`.
+
+    Read from the environment (not passed down) because worker processes decode images too and inherit it.
+
+    Raises
+    ------
+    ConfigError
+        When the variable is not a positive integer.
+    """
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None or value == "":
+        return MAX_PIXELS
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV} must be a positive integer (pixels), got {value!r}")
+    return n
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header without decoding the pixels.
+
+    Raises
+    ------
+    DataError
+        When the file is missing or its header cannot be read.
+    """
+    bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read; max_pixels() bounds
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:  # Pillow's parsers raise all of these
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
+
+
+def check_size(path: str | Path, *, what: str = "image") -> None:
+    """Refuse a file whose header declares more than :func:`max_pixels` pixels, before anything is decoded.
+
+    A header Pillow cannot read is left to the decoder (which names the file if it cannot read it either).
+    """
+    try:
+        width, height = image_size(path)
+    except DataError:
+        return
+    limit = max_pixels()
+    if width * height > limit:
+        raise DataError(
+            f"{what} {path} is {width} x {height} = {width * height:,} pixels, more than the {limit:,} allowed; "
+            f"set {MAX_PIXELS_ENV} to read larger images"
+        )
 
 
 def reader_version() -> dict[str, str]:
@@ -96,7 +158,8 @@ def read_image(path: str | Path | ImageSource) -> np.ndarray:
     Raises
     ------
     DataError
-        If the file is missing, empty or not a readable image.
+        If the file is missing, empty, not a readable image, or larger than :func:`max_pixels` (checked from the
+        header, before decoding).
     """
     if isinstance(path, ImageSource):
         return path.read()
@@ -106,7 +169,11 @@ def read_image(path: str | Path | ImageSource) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise DataError(f"cannot read image {path}: the file is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    check_size(path)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. "Insufficient memory" on a huge image Pillow could not size
+        raise DataError(f"cannot read image {path}: {str(exc).strip().splitlines()[-1]}") from None
     if img is None or img.size == 0:
         raise DataError(
             f"cannot read image {path}: not a valid image file (readable formats: {', '.join(IMAGE_SUFFIXES)})"
@@ -121,7 +188,11 @@ def read_mask(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"mask not found: {path}")
-    m = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    check_size(path, what="mask")
+    try:
+        m = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise DataError(f"cannot read mask {path}: {str(exc).strip().splitlines()[-1]}") from None
     if m is None:
         raise DataError(f"cannot read mask {path}: not a valid image file")
     if m.ndim == 3:
@@ -251,7 +322,6 @@ def h5_file(path: str | Path):
     key = _file_key(Path(path))
     f = _OPEN.get(key)
     if f is None:
-
         if len(_OPEN) >= MAX_OPEN_H5:
             _close(next(iter(_OPEN)))
         try:

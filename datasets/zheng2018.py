@@ -23,8 +23,8 @@ from pathlib import Path
 from cellbench.core.errors import DataError
 from cellbench.core.types import Annotation, Dataset, DatasetInfo, Field
 from cellbench.datasets.entry import DatasetEntry, FieldDefaults
-from cellbench.datasets.fieldsets import BadAnnotations, image_size, make_field_dataset, open_field_release
-from cellbench.datasets.io import read_mask
+from cellbench.datasets.fieldsets import BadAnnotations, make_field_dataset, open_field_release
+from cellbench.datasets.io import image_size, read_mask
 
 CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 NUCLEUS_LEVEL = 192
