@@ -739,19 +739,26 @@ def _quality(results: list[_FieldResult], targets: Sequence[str]) -> dict[str, A
     return q
 
 
+EXPORT_MARKER = ".cellbench-export"
+
 def export_extraction(extracted: Extracted, out_dir: Path) -> Path:
     """Copy an extraction's crops, masks, ``index.csv`` and ``extraction.json`` into ``out_dir``.
 
-    Refuses a folder that exists and holds anything but a previous export.
+    Refuses a folder that exists and holds anything but a previous export (known by the marker file
+    :data:`EXPORT_MARKER` that every export leaves), so that a folder the user keeps other files in is never emptied.
     """
     out_dir = Path(out_dir)
     if extracted.folder is None:
         raise DataError("this extraction has no crop folder to export (the 'given' extraction is the data itself)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "index.csv").is_file():
-        raise DataError(f"{out_dir} exists and is not empty; give a new or empty folder (or a previous export)")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / EXPORT_MARKER).is_file():
+        raise DataError(
+            f"{out_dir} exists, is not empty and was not written by `extract` (no {EXPORT_MARKER} in it); "
+            "give a new or empty folder, or a previous export"
+        )
     if (out_dir / "cells").is_dir():
         shutil.rmtree(out_dir / "cells")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / EXPORT_MARKER).write_text("written by `python -m bench extract`; cells/ is replaced on the next one\n")
     shutil.copytree(extracted.folder / "cells", out_dir / "cells")
     for name in ("index.csv", "extraction.json"):
         shutil.copy2(extracted.folder / name, out_dir / name)

@@ -313,6 +313,15 @@ def test_extract_command_writes_crops_masks_index_and_quality(tmp_path, capsys):
     (other / "notes.txt").write_text("mine")
     assert main([a if a != str(out) else str(other) for a in args]) == 2
     assert "not empty" in capsys.readouterr().err and (other / "notes.txt").read_text() == "mine"
+    # a folder of the user's that happens to hold an index.csv and a cells/ folder is not an export: left alone
+    (other / "index.csv").write_text("filename,label\n")
+    (other / "cells").mkdir()
+    (other / "cells" / "keep.png").write_bytes(b"mine")
+    assert main([a if a != str(out) else str(other) for a in args]) == 2
+    assert "was not written by `extract`" in capsys.readouterr().err
+    assert (other / "cells" / "keep.png").read_bytes() == b"mine"
+    assert main(args) == 0  # a previous export is replaced
+    capsys.readouterr()
     assert main(["extract", "--dataset", "synthetic", "--method", "segmentation", "--out", str(out),
                  "--param", "keep=middle", "--quiet"]) == 2  # fmt: skip
     assert "keep must be one of" in capsys.readouterr().err

@@ -1,5 +1,7 @@
+import os
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -117,3 +119,57 @@ def test_records_round_trip_through_the_store(tmp_path):
         assert store.data_sets()[("d", "given")] == record
         assert store.jobs().extra.iloc[0] == extra
     assert record.positive == 1 and record.n_classes == 2
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path):
+    with Store.open(tmp_path):
+        (tmp_path / "store.lock").unlink()
+        with pytest.raises(StoreError, match="in use by a run"):
+            Store.open(tmp_path)
+
+
+def test_a_run_killed_before_it_could_finish_is_marked_interrupted_on_the_next_start(tmp_path):
+    store = Store.open(tmp_path)
+    store.start_run("s", {})
+    store.close()  # as a kill -9 leaves it: no finish_run
+    with Store.open(tmp_path, write=False) as reader:
+        assert reader.runs().status.tolist() == ["running"]  # a reader does not guess
+    with Store.open(tmp_path) as store:
+        assert store.runs().status.tolist() == ["interrupted"]
+        store.finish_run(store.start_run("s", {}))
+        assert store.runs().status.tolist() == ["interrupted", "finished"]
+
+
+def test_a_read_only_results_folder_is_read_and_refused_for_writing_with_the_reason(tmp_path, monkeypatch):
+    with Store.open(tmp_path) as store:
+        store.write_result(_result("k"), run_id=None, spec={})
+    for side in tmp_path.glob("store.sqlite-*"):
+        side.unlink()  # as a copy without the WAL files would be
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    with Store.open(tmp_path, write=False) as store:
+        assert store.jobs().key.tolist() == ["k"]
+    assert not list(tmp_path.glob("store.sqlite-*"))  # nothing created beside it
+    with pytest.raises(StoreError, match="is not writable"):
+        Store.open(tmp_path)
+
+
+def test_disk_errors_are_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from cellbench.tools import cli
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "store.sqlite"))
+
+    monkeypatch.setattr(cli, "run_suite", full)
+    assert cli.main(["run", "--suite", "smoke", "--results", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot use {tmp_path / 'r' / 'store.sqlite'}: No space left on device"
+
+    def damaged(*a, **k):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(cli, "run_suite", damaged)
+    assert cli.main(["run", "--suite", "smoke", "--results", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "the result store failed: database disk image is malformed" in capsys.readouterr().err

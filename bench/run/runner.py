@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +35,8 @@ from cellbench.run.progress import EpochWatcher
 from cellbench.run.store import Store
 from cellbench.run.suite import Suite
 from cellbench.run.task import load_task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +107,10 @@ def run_suite(
                            progress=progress, desc=f"jobs {suite.name}", on_result=on_result)  # fmt: skip
             status = "finished"
         finally:
-            store.finish_run(run_id, status)
+            try:
+                store.finish_run(run_id, status)
+            except sqlite3.Error as exc:  # e.g. the disk filled up: the next run marks this one interrupted
+                log.warning("could not record the end of run %d (%s): %s", run_id, status, exc)
             if options.status_dir:
                 shutil.rmtree(options.status_dir, ignore_errors=True)
     return RunSummary(

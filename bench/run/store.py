@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from cellbench.core.errors import ConfigError
+from cellbench.core.files import write_text
 from cellbench.core.hashing import canonical_json
 from cellbench.core.types import JobExtra, JobResult
 from cellbench.core.values import json_safe
@@ -26,6 +27,7 @@ from cellbench.run.records import DataSetRecord
 APP = "cellbench"
 SCHEMA_VERSION = "1"
 STORE_NAME = "store.sqlite"
+LOCK_NAME = "store.lock"  # who holds the folder (the lock itself is on the folder)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,18 +87,30 @@ class Store:
             _check_foreign(path)
         elif not write:
             raise StoreError(f"no result store at {path}; run the suite first (python -m bench run --suite ...)")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results folder {folder}: {exc.strerror}; choose --results") from None
+        writable = os.access(folder, os.W_OK)
+        if write and not writable:
+            raise StoreError(f"results folder {folder} is not writable (read-only or not yours); choose --results")
         lock_fd = _take_lock(folder) if write else None
         conn = None
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            if writable:
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            else:  # WAL needs a -shm file beside the store; in a read-only folder the file is read as immutable
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None)
             if existed:
                 _check_meta(conn, path)  # before writing anything into a file that may be foreign
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if writable:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             if write:
                 conn.executescript(_SCHEMA)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema', ?)", (APP, SCHEMA_VERSION))
+                # the lock is ours, so a run still marked running was killed before it could say so
+                conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
             _check_meta(conn, path)
         except (sqlite3.DatabaseError, StoreError) as exc:
             if conn is not None:
@@ -312,16 +326,19 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _take_lock(folder: Path) -> int:
-    lock = folder / "store.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    """Lock the results folder itself (``flock`` on its descriptor, released when the process dies); the pid of
+    the holder goes to ``store.lock`` for the message only, so deleting that file does not free the folder."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        try:
+            holder = (folder / LOCK_NAME).read_text(errors="replace").strip() or "another process"
+        except OSError:
+            holder = "another process"
         os.close(fd)
         raise StoreError(
             f"results folder {folder} is in use by a run ({holder}); wait for it or choose --results"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+    write_text(folder / LOCK_NAME, f"pid {os.getpid()}\n")
     return fd

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -191,9 +192,7 @@ def _add_extract(sub) -> None:
         metavar="KEY=VALUE",
         help="extraction parameter over the data set's defaults (repeatable), e.g. --param cell_diameter=120",
     )
-    xt.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option (repeatable)"
-    )
+    xt.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option (repeatable)")
     xt.add_argument(
         "--on-bad-annotation",
         choices=("raise", "skip"),
@@ -234,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except CellbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # disk full, damaged pages: the store could not be read or written
+        print(f"error: the result store failed: {exc} (disk full, or a damaged store.sqlite?)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only folder, disk full, permissions: name the file and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished jobs are stored, rerun the same command to resume", file=sys.stderr)
@@ -325,8 +331,10 @@ def cmd_explain(args) -> int:
     )
     for g in galleries:
         s = g.summary
-        print(f"{s['model']} / {s['strategy']} on {s['dataset']}/{s['extraction']} fold {s['fold']} "
-              f"({s['model_source']['how']} model, target layer {s['target_layer']}): {g.png}")
+        print(
+            f"{s['model']} / {s['strategy']} on {s['dataset']}/{s['extraction']} fold {s['fold']} "
+            f"({s['model_source']['how']} model, target layer {s['target_layer']}): {g.png}"
+        )
         if not (g.png.parent.parent / STORE_NAME).is_file():
             print("  no result store in this folder: run the suite there to list the gallery in its leaderboard")
     return 0
@@ -394,8 +402,10 @@ def cmd_extract(args) -> int:
     for note in export.notes:
         print(f"- {note}")
     out = export.folder
-    print(f"\n{export.cells} cells written to {out / 'cells'} (index: {out / 'index.csv'}; quality and "
-          f"parameters: {out / 'extraction.json'}" + (f"; overlay: {export.figure}" if export.figure else "") + ")")
+    print(
+        f"\n{export.cells} cells written to {out / 'cells'} (index: {out / 'index.csv'}; quality and "
+        f"parameters: {out / 'extraction.json'}" + (f"; overlay: {export.figure}" if export.figure else "") + ")"
+    )
     return 0
 
 
