@@ -43,6 +43,10 @@ class ModelEntry:
                 f"unknown parameter(s) {', '.join(unknown)} for model {self.name!r}; "
                 f"allowed: {', '.join(sorted(self.defaults))}"
             )
+        for key, value in params.items():
+            want = _expected_type(self.defaults[key], value)
+            if want:
+                raise ConfigError(f"model {self.name!r}: parameter {key} must be {want}, got {value!r}")
         return {**self.defaults, **params}
 
 
@@ -75,3 +79,15 @@ def applies(model: ModelEntry, strategy: Strategy) -> tuple[bool, str]:
     if model.kind == "deep" and not strategy.deep:
         return False, f"{strategy.name} interpolates feature vectors and does not apply to pixel models"
     return True, ""
+
+
+def _expected_type(default: Any, value: Any) -> str | None:
+    """What ``value`` should be, judged by the type of its default (``None`` when it fits or the default says
+    nothing: ``None`` or text defaults, which scikit-learn often lets be numbers too)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):  # a number; true/false too, for switches like refit_ema = false
+        return None if isinstance(value, (int, float)) else "a number"
+    return None

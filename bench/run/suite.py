@@ -20,6 +20,7 @@ from cellbench.models.deep import TRAINING_DEFAULTS
 from cellbench.models.imbalance import parse_ratio
 from cellbench.run.cv import SCHEMES
 from cellbench.run.external import check_suite, with_test_data
+from cellbench.run.schema import check_suite_table
 from cellbench.stats.metrics import METRICS
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
@@ -173,6 +174,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name: str = "suite") -> Suite:
     where = f"suite {source}"
+    check_suite_table(raw, where=where)  # keys and types (bench.run.schema); names and ranges below
     _no_unknown(raw, _TOP_KEYS, where)
     cv = _table(raw.get("cv", {}), f"{where} [cv]")
     _no_unknown(cv, _CV_KEYS, f"{where} [cv]")
@@ -206,7 +208,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         metrics=tuple(_str_list(raw.get("metrics", list(METRICS)), f"{where}: metrics")),
         features=_table(raw.get("features", {}), f"{where} [features]"),
         deep={k: v for k, v in deep.items() if k not in ("strategies", "save_models", "gpu")},
-        deep_gpu=bool(deep.get("gpu", False)),
+        deep_gpu=_bool(deep.get("gpu", False), f"{where}: deep.gpu"),
         deep_strategies=tuple(_str_list(deep["strategies"], f"{where}: deep.strategies"))
         if "strategies" in deep
         else None,
@@ -232,6 +234,11 @@ def validate(suite: Suite) -> None:
         check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
     check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
     MODELS.check(suite.models)
+    for name, params in suite.models.items():  # parameter names and types, before any data set is loaded
+        try:
+            resolve_params(name, params)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [models.{name}]: {exc}") from None
     STRATEGIES.check(suite.strategies)
     STRATEGIES.check(suite.sweep_strategies)
     if suite.sweep_models is not None:
@@ -253,7 +260,10 @@ def validate(suite: Suite) -> None:
     if suite.repeats < 1:
         raise ConfigError(f"{where}: cv.repeats must be at least 1, got {suite.repeats}")
     if suite.features:  # refused before any data set is loaded, not when features are first extracted
-        feature_names(FeatureConfig.from_table("cell", suite.features))
+        try:
+            feature_names(FeatureConfig.from_table("cell", suite.features))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     for m in (*suite.metrics, *([suite.primary_metric] if suite.primary_metric else [])):
         if m not in METRICS:
             raise ConfigError(f"{where}: unknown metric {m!r}; known metrics: {', '.join(METRICS)}")

@@ -23,6 +23,7 @@ from cellbench.datasets.cards import render_card
 from cellbench.datasets.verify import parse_options, verify
 from cellbench.report.leaderboard import write_leaderboard
 from cellbench.run.runner import RunSummary, run_suite
+from cellbench.run.schema import schema_markdown
 from cellbench.run.store import STORE_NAME, Store
 from cellbench.run.suite import load_suite
 from cellbench.tools.explain import ExplainOptions, explain_suite
@@ -177,6 +178,7 @@ def _add_datasets(sub) -> None:
 
 
 def _add_extract(sub) -> None:
+    sub.add_parser("suite-format", help="print the suite file reference (keys, types, defaults) as Markdown")
     xt = sub.add_parser(
         "extract",
         help="cut the cells of a field data set (manual: from the annotations; segmentation: found automatically) "
@@ -409,7 +411,13 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def cmd_suite_format(args) -> int:
+    print(schema_markdown(), end="")
+    return 0
+
+
 COMMANDS = {
+    "suite-format": cmd_suite_format,
     "run": cmd_run,
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
