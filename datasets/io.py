@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,8 @@ from cellbench.core.hashing import module_versions, source_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 READER_LIBRARIES = ("numpy", "cv2", "h5py")  # the libraries that decode and convert images
+# a file OpenCV cannot decode becomes one DataError naming it; OpenCV's own C++ log lines would only add noise
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 MAX_PIXELS = 64_000_000  # default bound on a decoded image: far above microscopy fields (ALL-IDB1: 2592 x 1944)
 MAX_PIXELS_ENV = "CELLBENCH_MAX_PIXELS"
 
@@ -55,7 +58,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """
     bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read; max_pixels() bounds
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # Pillow's notes on odd tags; the decoder has the last word on the file
             return im.size
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None

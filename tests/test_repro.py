@@ -74,3 +74,29 @@ def test_deep_jobs_give_the_same_predictions_in_the_driver_and_in_worker_process
         cmd = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--jobs", jobs, "--quiet"]
         subprocess.run([*cmd, "--results", str(tmp_path / where)], cwd=repo, env=env, check=True, capture_output=True)
     assert compare_stores(tmp_path / "pool" / "d", tmp_path / "driver" / "d") == []
+
+
+@pytest.mark.slow  # two command-line runs with deep jobs: about two minutes on 2 cores
+def test_a_smoke_run_with_a_deep_model_gives_the_same_store_under_dask(tmp_path):
+    """The smoke suite's data and every kind of job (classical, sweep, cnn_tiny with none and class_weight), run
+    by the local pool and by a two-worker Dask cluster: the stores must be identical."""
+    pytest.importorskip("distributed")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    suite = tmp_path / "d.toml"
+    suite.write_text(
+        'name = "d"\nstrategies = ["none", "class_weight", "smote"]\n[cv]\nfolds = 2\n'
+        "[datasets.synthetic]\nn_patients = 6\nfields_per_patient = 2\n"
+        "[models]\nlogistic_regression = {}\nxgboost = { n_estimators = 20 }\ncnn_tiny = {}\n"
+        '[deep]\nmax_epochs = 2\nstrategies = ["none", "class_weight"]\n'
+    )
+    env = {**os.environ, "CELLBENCH_CACHE": str(tmp_path / "cache")}
+    repo = Path(__file__).resolve().parents[1]
+    base = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--quiet"]
+    for where, extra in (("local", ["--jobs", "2"]), ("dask", ["--executor", "dask", "--workers", "2"])):
+        subprocess.run([*base, *extra, "--results", str(tmp_path / where)], cwd=repo, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    assert compare_stores(tmp_path / "local" / "d", tmp_path / "dask" / "d") == []
