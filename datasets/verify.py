@@ -27,6 +27,8 @@ from cellbench.datasets.catalog import load_dataset
 from cellbench.datasets.content import Duplicates, iter_images, pixel_digest, summarise_duplicates
 from cellbench.datasets.io import close_h5_files
 
+MIN_PIXELS = 64  # fewer pixels hold no cell, nucleus or texture to measure (IDC's 50x2 edge strips still pass)
+
 
 @dataclass(kw_only=True)
 class Verification:
@@ -144,6 +146,7 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     t0 = time.perf_counter()
     samples = dataset.samples
     unreadable: list[tuple[str, str]] = []
+    tiny: list[str] = []
     sizes: Counter = Counter()
     digests: list[str | None] = []
     total = hashlib.blake2b(digest_size=16)
@@ -155,6 +158,8 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
             digests.append(None)
             continue
         sizes[f"{img.shape[1]}x{img.shape[0]}"] += 1
+        if img.shape[0] * img.shape[1] < MIN_PIXELS:
+            tiny.append(s.id)
         d = pixel_digest(img)
         digests.append(d)
         total.update(d.encode())
@@ -163,6 +168,11 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     problems = []
     if unreadable:
         problems.append(f"{len(unreadable)} unreadable image(s)")
+    if tiny:
+        problems.append(
+            f"{len(tiny)} image(s) of fewer than {MIN_PIXELS} pixels, too small to hold a cell or a texture "
+            f"(e.g. {', '.join(map(str, tiny[:3]))})"
+        )
     if dup.conflicting:
         problems.append(f"{dup.conflicting} duplicate set(s) with conflicting labels")
     if dup.across_folds:

@@ -674,3 +674,12 @@ def test_plugins_register_data_sets_at_run_time(tmp_path, monkeypatch):
     ds = load_dataset("tiny", cache_dir=tmp_path)
     assert "tiny" in DATASETS and ds.root.is_relative_to(tmp_path) and len(ds.fields) == 2
 
+
+
+def test_verify_names_images_too_small_to_measure(tmp_path, capsys):
+    root = write_kaggle(tmp_path, {"a1": 0, "b2": 1, "c3": 1})
+    write_tif(root / "train" / "b2.tif", np.zeros((1, 1, 3), np.uint8))
+    report = verify("kaggle_hcd", data_root=tmp_path, progress=False)
+    assert report.problems == ["1 image(s) of fewer than 64 pixels, too small to hold a cell or a texture (e.g. b2)"]
+    assert main(["datasets", "verify", "kaggle_hcd", "--data-root", str(tmp_path), "--quiet"]) == 1
+    assert "problems: 1 image(s) of fewer than 64 pixels" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from cellbench.core.errors import ConfigError
 from cellbench.core.types import ImbalanceSpec, Job, JobResult, ModelSpec
 from cellbench.run.executors import run_dask, run_local
 
@@ -62,3 +63,9 @@ def test_dask_retries_a_killed_job_once_then_stores_an_error():
     results = list(run_dask(items, workers=2, fn=fake_job))
     _check(results, items)
     assert "after one retry" in next(r for r in results if r.coordinates["fold"] == KILLER).error
+
+
+def test_an_unreachable_dask_scheduler_is_one_clear_error():
+    pytest.importorskip("distributed")
+    with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler tcp://127\.0\.0\.1:9 within 2s"):
+        list(run_dask([], scheduler="tcp://127.0.0.1:9", connect_timeout="2s", fn=fake_job))

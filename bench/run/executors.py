@@ -104,6 +104,7 @@ def run_dask(
     gpu_for_deep: bool = False,
     options: JobOptions | None = None,
     fn: JobFunction = run_job,
+    connect_timeout: str = "30s",
 ) -> Iterator[JobResult]:
     """Run jobs on a Dask cluster, yielding results as they finish.
 
@@ -124,7 +125,13 @@ def run_dask(
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = None
         if scheduler:
-            client = Client(scheduler, timeout="30s")
+            try:
+                client = Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError) as exc:  # refused, unreachable, or no answer in time
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler {scheduler} within {connect_timeout}: {exc}; check the "
+                    "address (tcp://HOST:PORT) and that `dask scheduler` is running there"
+                ) from None
         else:
             cluster = LocalCluster(
                 n_workers=workers or default_workers(),
