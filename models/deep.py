@@ -10,6 +10,7 @@ this module is imported, so listing the entries (:data:`DEEP_MODELS`) costs noth
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 import warnings
@@ -135,9 +136,7 @@ class _Builder:
 
 
 def _entry(name: str, defaults: Mapping[str, Any], description: str) -> ModelEntry:
-    return ModelEntry(
-        name, "deep", "pixels", _Builder(name), {**TRAINING_DEFAULTS, **defaults}, "param", description
-    )
+    return ModelEntry(name, "deep", "pixels", _Builder(name), {**TRAINING_DEFAULTS, **defaults}, "param", description)
 
 
 def _backbone_entries(key: str, bb: Backbone) -> tuple[ModelEntry, ...]:
@@ -475,7 +474,25 @@ def setup_tensorflow(seed: int) -> None:
     keras.backend.clear_session()
     tf.get_logger().setLevel("ERROR")  # a new model per fold would otherwise warn about retracing
     keras.utils.set_random_seed(int(seed))
+    _private_default_seeds(int(seed))
     tf.config.experimental.enable_op_determinism()
+
+
+def _private_default_seeds(seed: int) -> None:
+    """Give Keras its own seeded stream for the seeds of layers and initializers built without one.
+
+    Keras draws those from the process-wide ``random`` module, which other threads of the process also draw from:
+    on a Dask worker its heartbeat and retry jitter did, between ``set_random_seed`` and model building, so the same
+    deep job gave other weights on some runs (cnn_tiny on the smoke set: fold 1 ROC AUC 0.18 once, 0.68 otherwise).
+    A private ``random.Random(seed)`` makes every default seed a function of the job's seed alone.
+    """
+    from keras.src.random import seed_generator  # Keras' internal module: checked, so an upgrade cannot fail quietly
+
+    if not callable(getattr(getattr(seed_generator, "python_random", None), "randint", None)):
+        raise RuntimeError(
+            "this Keras no longer draws default seeds from seed_generator.python_random; update cellbench"
+        )
+    seed_generator.python_random = random.Random(seed)
 
 
 # ---------------------------------------------------------------------------------------------------- training
