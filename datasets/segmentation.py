@@ -153,7 +153,7 @@ class SegmentationParams:
     split_clumps: bool = True
     cytoplasm: bool = False
     keep: Literal["all", "central"] = "all"
-    min_stain: float = 0.3
+    min_stain: float = 0.25
     red_factor: float = 3.0
     field_z: float = 3.5
 
