@@ -231,7 +231,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
     rows = math.ceil(len(fields) / COLUMNS)
     cols = min(COLUMNS, len(fields))
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = new_figure(5.0 * cols, 4.0 * rows + 0.6)
+        fig = new_figure(5.0 * cols, 4.0 * rows + 0.4)
         axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
         for ax in axes[len(fields) :]:
             ax.axis("off")
@@ -258,7 +258,7 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
                    Line2D([], [], color=MISSED, marker="X", ls="none", label="annotated, missed")]  # fmt: skip
         if not seg:
             handles = [Line2D([], [], color=ANNOTATED, marker="o", ls="none", mfc="none", label="annotated")]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8)
         return save_png(fig, path)
 
 
