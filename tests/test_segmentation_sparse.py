@@ -16,7 +16,8 @@ from cellbench.datasets.fieldcheck import MIN_FIELDS, flag_fields
 from cellbench.datasets.io import read_image, write_png
 from cellbench.datasets.segmentation import SegmentationParams, segment_field, stained_core
 from cellbench.datasets.synthetic import sparse_field
-from cellbench.report.extraction import overlay_figure
+from cellbench.report.extraction import ExtractionSummary, overlay_figure, render_extraction
+from cellbench.run.records import ExtractionQuality
 
 SEEDS = range(4)
 
@@ -131,3 +132,10 @@ def test_the_overlay_shows_the_worst_fields_with_a_legend(planted, tmp_path):
     assert sorted(o["field"] for o in worst) == sorted(expected)
     path = overlay_figure({"segmentation": overlay}, tmp_path / "overlay.png")
     assert path is not None and cv2.imread(str(path)) is not None
+
+
+def test_the_extraction_section_lists_the_flagged_fields(planted):
+    ex, odd = planted
+    quality = ExtractionQuality.from_json(ex.info["quality"])
+    text = "\n".join(render_extraction(ExtractionSummary(quality=(("synthetic", quality),))))
+    assert f"synthetic: field **{odd}** flagged: background brightness" in text
