@@ -49,6 +49,7 @@ from cellbench.core.types import Annotation, Dataset, Field, Sample
 from cellbench.core.workers import process_pool
 from cellbench.datasets.catalog import field_defaults
 from cellbench.datasets.checks import check_number
+from cellbench.datasets.fieldcheck import flag_fields
 from cellbench.datasets.io import crop_window, read_image, read_mask, write_png
 from cellbench.datasets.matching import (
     Candidate,
@@ -68,7 +69,9 @@ Extractor = Callable[..., Any]
 EXTRACTION_VERSION = 1
 OPTION_TABLES = ("manual", "segmentation")  # per-extraction option tables of a suite's data set entry
 COMPLETE = "COMPLETE"
-OVERLAY_FIELDS = 3
+OVERLAY_FIELDS = 3  # the overlay shows the fields with the most annotated cells
+OVERLAY_WORST = 3  # and, for segmentation, those with the most unmatched found cells
+RED_LEVEL_FLOOR = 0.02  # below this red-cell stain level (optical density) the threshold ratio is not compared
 INDEX_COLUMNS = (
     "sample_id", "field", "group", "label", "annotation", "status", "x0", "y0", "x1", "y1", "cx", "cy",
     "image", "mask", "match_score",
@@ -369,6 +372,24 @@ def _overlay_fields(dataset: Dataset) -> list[str]:
     return [fid for _, fid in sorted(counts)[:OVERLAY_FIELDS]]
 
 
+def _overlay_records(method: str, results: Sequence[_FieldResult], first: Sequence[str]) -> list[dict[str, Any]]:
+    """The overlay records shown: the ``first`` fields (most annotated cells) and, for segmentation, the
+    :data:`OVERLAY_WORST` fields with the most unmatched found cells (then most missed cells), each with ``why``."""
+    by_field = {r.field: r for r in results if r.overlay is not None}
+    shown = [{**by_field[f].overlay, "why": "most annotated cells"} for f in first if f in by_field]
+    if method != "segmentation":
+        return shown
+    seen = set(first)
+
+    def unmatched(r: _FieldResult) -> int:
+        return r.stats["found"] - r.stats["matched"]
+
+    worst = sorted((r for r in by_field.values() if r.field not in seen and unmatched(r) > 0),
+                   key=lambda r: (-unmatched(r), -len(r.stats["missed"]), r.field))[:OVERLAY_WORST]  # fmt: skip
+    return shown + [{**r.overlay, "why": f"most unmatched ({unmatched(r)} unmatched, {len(r.stats['missed'])} missed)"}
+                    for r in worst]  # fmt: skip
+
+
 def _map(job: _FieldJob, items: Sequence[Field], *, n_jobs: int | None):
     """``job`` of each field, in order: in this process, or over ``n_jobs`` single-threaded worker processes."""
     if n_jobs is None or n_jobs <= 1 or len(items) < 4:
@@ -510,11 +531,15 @@ class _FieldJob:
             "height": h,
             "match_kind": targets[0].kind if targets else None,
         }
-        overlay = None
-        if f.id in self.overlay:
-            manual = [self._manual_outline(f.annotations[i], masks.get(i)[0], seg_params, image.shape)
-                      for i in target_idx]
-            overlay = self._overlay(f, image, manual + outlines)
+        ratio = seg.threshold / seg.red_level if seg.red_level > RED_LEVEL_FLOOR else None
+        stats.update(threshold=seg.threshold, stained_share=seg.stained_share, rejected=seg.rejected,
+                     red_level=seg.red_level, threshold_ratio=ratio,
+                     brightness=float(np.mean(seg.background)))  # fmt: skip
+        # every field's outlines: the summary picks the fields to show once it knows which are worst
+        missed_idx = {target_idx[j] for j in m.missed}
+        manual = [{**self._manual_outline(f.annotations[i], masks.get(i)[0], seg_params, image.shape),
+                   "missed": i in missed_idx} for i in target_idx]  # fmt: skip
+        overlay = self._overlay(f, image, manual + outlines)
         return _FieldResult(field=f.id, rows=rows, stats=stats, overlay=overlay)
 
     @staticmethod
@@ -658,8 +683,7 @@ def _summarise(dataset: Dataset, method: str, params, results: list[_FieldResult
         "fields": len(results),
         "cells": n_samples,
         "cells_by_class": dict(sorted(by_class.items())),
-        "overlay": sorted((r.overlay for r in results if r.overlay is not None),
-                          key=lambda o: overlay_ids.index(o["field"])),
+        "overlay": _overlay_records(method, results, overlay_ids),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     notes = []
@@ -688,6 +712,10 @@ def _summarise(dataset: Dataset, method: str, params, results: list[_FieldResult
         gate = params[1]
         q["gate"] = (f"within {gate.max_distance:g} diameters" if q["match_kind"] == "centroid"
                      else f"IoU ≥ {gate.min_iou:g}")
+        single = params[0].keep == "central"
+        flagged = flag_fields([{"field": r.field, **r.stats} for r in results], max_z=params[0].field_z,
+                              ignore=("threshold_ratio", "red_level") if single else ())  # fmt: skip
+        q["flagged_fields"] = flagged
         info["quality"] = q
         info["missed_by_class"] = q["missed_by_class"]
         notes.append(
@@ -696,6 +724,13 @@ def _summarise(dataset: Dataset, method: str, params, results: list[_FieldResult
             f"{q['missed']} missed cells are not samples of this arm (the end-to-end score counts them as errors); "
             f"{q['unmatched']} found cells matched no annotation and have no label (left out)"
         )
+        if flagged:
+            notes.append(
+                f"segmentation: {len(flagged)} field(s) unlike the rest of the data set (cell count or stain "
+                f"statistics beyond {params[0].field_z:g} robust SDs; check them): "
+                + "; ".join(f"{x['field']} ({', '.join(x['reasons'])})" for x in flagged[:10])
+                + (f"; and {len(flagged) - 10} more" if len(flagged) > 10 else "")
+            )
     info["notes"] = notes
     return info
 
@@ -785,6 +820,7 @@ def summary_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("nucleus Dice / IoU", f"{f(q['nucleus_dice'])} / {f(q['nucleus_iou'])}"),
             ("seconds per field", f(q["seconds_per_field"], 3)),
             ("matching", q["match_kind"]),
+            ("flagged fields", ", ".join(x["field"] for x in q.get("flagged_fields", [])) or "none"),
         ]
     if info.get("excluded"):
         rows.append(("annotations left out", ", ".join(f"{k} {v}" for k, v in info["excluded"].items())))

@@ -27,6 +27,15 @@ The pipeline (:func:`segment_field`), in order:
    textured nucleus split in two).
 5. **Size filter.** Regions whose equivalent diameter lies outside ``[min_diameter, max_diameter]`` typical
    diameters are dropped: platelets and debris below, unsplit clumps above.
+   **Stain test (the second threshold).** A per-field threshold can adapt itself onto red cells: on a field
+   holding one white cell among pale red cells, Otsu splits red cells from background and every red cell
+   passes the size filter. So a region is kept only if its stained core (the mean stain of its densest
+   quarter) reaches ``min_stain`` (an absolute haematoxylin optical density: nuclei of every shared data set
+   reach it, red cells do not) and ``red_factor`` times the field's red-cell level (the median stain over the
+   field's cells of any kind: what is darker than background by the lower of the three-class Otsu thresholds
+   of the total optical density; red cells outnumber white cells in a smear, and overlapping red cells are
+   twice as dense as one). Rejected regions are counted
+   (:attr:`FieldSegmentation.rejected`) and never drive the scale adaptation.
 6. **Full-resolution outline and nucleus.** Each cell's outline is refined on the full-resolution image (the
    same threshold, within a band around the upscaled region, never across a neighbour), and its nucleus is
    the darker-green part of the cell (:func:`cellbench.datasets.masks.nucleus_mask`, Otsu on the green channel).
@@ -58,7 +67,7 @@ from cellbench.core.errors import ConfigError
 from cellbench.datasets.checks import check_choice, check_flags, check_number
 from cellbench.datasets.masks import fill_holes, largest_region, nucleus_mask
 
-SEGMENTATION_VERSION = 1  # bump whenever the found cells of the same image and parameters change
+SEGMENTATION_VERSION = 2  # bump whenever the found cells of the same image and parameters change
 UNITS = ("px", "image")
 KEEP = ("all", "central")
 # scale adaptation: the median diameter of at least 3 convex cells, when it is outside 0.85-1.2 typical diameters
@@ -76,7 +85,12 @@ _RANGES = (
     ("seed_distance", 0.05, 2.0, _CLOSED),
     ("intensity_weight", 0.0, 10.0, _CLOSED),
     ("merge_solidity", 0.0, 2.0, _CLOSED),
+    ("min_stain", 0.0, 5.0, _CLOSED),
+    ("red_factor", 0.0, 20.0, _CLOSED),
+    ("field_z", 0.0, math.inf, _OPEN_LOW),
 )
+CORE_SHARE = 0.25  # a region's stained core: its densest quarter
+RED_PERCENTILE = 50.0  # the red-cell level: this percentile of the stain over the field's cells
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +128,14 @@ class SegmentationParams:
         Grow each cell over the pale cytoplasm around its stained part (see :func:`_add_cytoplasm`).
     keep
         ``"all"`` cells, or only the ``"central"`` one.
+    min_stain
+        Least haematoxylin optical density of a region's stained core (0: no floor).
+    red_factor
+        A region's core must reach this multiple of the field's red-cell level (0: no test; single-cell images,
+        where the white cell fills the image, cannot measure that level).
+    field_z
+        The extraction flags a field whose cell count or stain statistics lie more than this many robust
+        standard deviations from the data set's median (see :mod:`cellbench.datasets.fieldcheck`).
     """
 
     cell_diameter: float = 110.0
@@ -131,6 +153,9 @@ class SegmentationParams:
     split_clumps: bool = True
     cytoplasm: bool = False
     keep: Literal["all", "central"] = "all"
+    min_stain: float = 0.25
+    red_factor: float = 3.0
+    field_z: float = 3.5
 
     def __post_init__(self):
         check_number(self, "cell_diameter", low=0.0, high=math.inf, closed=(False, True))
@@ -201,7 +226,9 @@ class FoundCell:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class FieldSegmentation:
-    """The cells found in one image and how: the diameter used (px), the detection scale and threshold."""
+    """The cells found in one image and how: the diameter used (px), the detection scale and threshold, the
+    field's red-cell stain level, the share of the field above the threshold, the regions the stain test
+    rejected and the background colour."""
 
     cells: tuple[FoundCell, ...]
     shape: tuple[int, int]
@@ -209,6 +236,10 @@ class FieldSegmentation:
     scale: float
     threshold: float
     seconds: float
+    red_level: float = float("nan")
+    stained_share: float = 0.0
+    rejected: int = 0
+    background: tuple[float, float, float] = (float("nan"),) * 3
 
     def label_image(self) -> np.ndarray:
         """Instance labels at full resolution: 0 = background, k = ``cells[k - 1]``."""
@@ -280,6 +311,10 @@ def segment_field(image: np.ndarray, params: SegmentationParams | None = None) -
         scale=found.scale,
         threshold=found.threshold,
         seconds=time.perf_counter() - t0,
+        red_level=found.red_level,
+        stained_share=found.stained_share,
+        rejected=found.rejected,
+        background=tuple(float(v) for v in background),
     )
 
 
@@ -300,6 +335,9 @@ class _Detection:
     scale: float
     threshold: float
     cell_threshold: float | None = None  # set when the cytoplasm was added: the not-background threshold
+    red_level: float = float("nan")
+    stained_share: float = 0.0
+    rejected: int = 0  # regions of the right size that failed the stain test
 
 
 def _disc(radius: float) -> np.ndarray:
@@ -318,8 +356,9 @@ def _detect(image: np.ndarray, background: np.ndarray, diameter: float, p: Segme
     if float(stain.max() - stain.min()) < 1e-6:
         return empty
     t = stain_threshold(stain, max_share=p.max_stained_share)
-    empty.threshold = t
     fg = stain > t
+    red = red_level(small, background, stain, wd=wd)
+    empty.threshold, empty.red_level, empty.stained_share = t, red, float(np.count_nonzero(fg)) / fg.size
     if p.opening > 0:
         fg = cv2.morphologyEx(fg.view(np.uint8), cv2.MORPH_OPEN, _disc(p.opening * wd)) > 0
     if p.hole > 0:
@@ -350,8 +389,15 @@ def _detect(image: np.ndarray, background: np.ndarray, diameter: float, p: Segme
     smallest = math.pi * (p.min_diameter * wd / 2) ** 2
     out = np.zeros_like(labels)
     regions, diameters, solidities = [], [], []
-    for rp in regionprops(labels):
+    floor = p.min_stain
+    if p.red_factor > 0 and math.isfinite(red):
+        floor = max(floor, p.red_factor * red)
+    rejected = 0
+    for rp in regionprops(labels, intensity_image=stain):
         if not smallest <= rp.area <= largest:
+            continue
+        if floor > 0 and stained_core(rp.image_intensity[rp.image]) < floor:
+            rejected += 1
             continue
         k = len(regions) + 1
         out[rp.slice][rp.image] = k
@@ -359,7 +405,30 @@ def _detect(image: np.ndarray, background: np.ndarray, diameter: float, p: Segme
         diameters.append(float(rp.equivalent_diameter_area) / s)
         solidities.append(float(rp.solidity))
     return _Detection(labels=out, regions=regions, diameters=diameters, solidities=solidities, scale=s, threshold=t,
-                      cell_threshold=t_cell)
+                      cell_threshold=t_cell, red_level=red, stained_share=empty.stained_share, rejected=rejected)
+
+
+def stained_core(values: np.ndarray) -> float:
+    """Mean of the densest :data:`CORE_SHARE` of a region's stain values (its nucleus, for a white cell)."""
+    values = np.asarray(values, np.float32).ravel()
+    if values.size == 0:
+        return -math.inf
+    k = max(1, math.ceil(CORE_SHARE * values.size))
+    return float(np.partition(values, values.size - k)[-k:].mean())
+
+
+def red_level(image: np.ndarray, background: np.ndarray, stain: np.ndarray, *, wd: float) -> float:
+    """The stain level of a field's red cells: the :data:`RED_PERCENTILE` percentile of ``stain`` over the pixels
+    darker than background (total optical density above the lower three-class Otsu threshold; red cells
+    outnumber white cells in a smear). NaN when the field holds no such pixels."""
+    od = cv2.GaussianBlur(density(image, background), (0, 0), max(0.5, 0.03 * wd))
+    if float(od.max() - od.min()) < 1e-6:
+        return float("nan")
+    try:
+        cells = od > float(threshold_multiotsu(od, classes=3)[0])
+    except ValueError:  # fewer grey levels than classes
+        return float("nan")
+    return float(np.percentile(stain[cells], RED_PERCENTILE)) if cells.any() else float("nan")
 
 
 def density(image: np.ndarray, background: np.ndarray) -> np.ndarray:

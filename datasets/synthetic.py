@@ -36,7 +36,7 @@ import functools
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -520,6 +520,45 @@ def render_field(
         looks=tuple(looks),
         background=tuple(int(v) for v in bg),
     )
+
+
+def sparse_field(
+    *,
+    seed: int = 0,
+    white_cells: int = 1,
+    label: str = "normal",
+    field_size: int = 384,
+    rbc_density: float = 0.6,
+    stain: float = 0.7,
+    red_tint: float = 0.5,
+) -> RenderedField:
+    """A field of few white cells (none with ``white_cells=0``) among many red cells, its stain pale.
+
+    The case a per-field threshold must survive: a healthy donor's field holding one lymphocyte (``label``
+    ``"normal"``) among red cells crowded to ``rbc_density``, the red cells' eosin and the white cell's
+    cytoplasm scaled by ``stain`` (< 1: paler). The white cells keep a dense nucleus. ``red_tint`` mixes that
+    share of the nucleus stain into the red cells' colour: on real smears red cells take up some of the
+    blue-violet stain (on ALL-IDB1's healthy fields enough for Otsu's threshold to split them from
+    background), which is what lets a per-field threshold settle on them. Otherwise generated as the default
+    data set's fields (same stains, optics and noise), from its own random stream.
+    """
+    config = SyntheticConfig(seed=seed, field_size=field_size, rbc_density=rbc_density)
+    if not 0.0 <= red_tint <= 1.0:
+        raise ConfigError(f"red_tint must be in [0, 1], got {red_tint!r}")
+    if not 0.05 <= stain <= 1.0:
+        raise ConfigError(f"stain must be in [0.05, 1] (1 = the default stain), got {stain!r}")
+    if label not in CLASSES:
+        raise ConfigError(f"label must be one of {', '.join(CLASSES)}, got {label!r}")
+    most = max_cells_per_field(field_size)
+    if isinstance(white_cells, bool) or not isinstance(white_cells, int) or not 0 <= white_cells <= most:
+        raise ConfigError(
+            f"white_cells must be an integer in [0, {most}] (field_size {field_size}), got {white_cells!r}"
+        )
+    style = patient_style(_rng(seed, 3, 0), config=config)
+    tinted = ((1.0 - red_tint) * style.od_eosin + red_tint * style.od_nucleus).astype(np.float32)
+    style = replace(style, od_eosin=tinted, eosin_gain=style.eosin_gain * stain,
+                    cytoplasm_gain=style.cytoplasm_gain * stain)  # fmt: skip
+    return render_field(_rng(seed, 3, 1), style, labels=(label,) * white_cells, config=config)
 
 
 def _draw_red_cells(

@@ -175,6 +175,8 @@ FIELD_DEFAULTS = FieldDefaults(
         "max_stained_share": 0.6,
         "cytoplasm": True,
         "min_iou": 0.3,
+        # the cell fills much of the image: the median stain of its cells is the white cell's, not red cells'
+        "red_factor": 0.0,
     },
 )
 ENTRY = DatasetEntry(info=INFO, load=load, detect=detect, field_defaults=FIELD_DEFAULTS)

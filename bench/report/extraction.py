@@ -14,11 +14,13 @@ give the comparisons:
   (a cell that is never found is never classified right).
 
 The figure overlays manual (annotations, and the manual arm's crop windows) and segmented outlines on a few
-fields.
+fields: those with the most annotated cells and those with the most unmatched found cells, with a legend
+(matched, missed, unmatched). Fields the per-field sanity check flagged are listed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +30,8 @@ import cv2
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Circle, Polygon, Rectangle
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
 from cellbench.report.figures import STYLE, new_figure, save_png
 from cellbench.report.format import num, p_value, signed, table
@@ -36,6 +39,8 @@ from cellbench.run.records import ExtractionInfo, ExtractionQuality
 from cellbench.stats import tests as stats
 from cellbench.stats.metrics import METRIC_LABELS, metric_function
 
+COLUMNS = 3  # overlay panels per row
+MATCHED, UNMATCHED, ANNOTATED, MISSED = "tab:green", "tab:orange", "tab:red", "magenta"
 LABEL_METRICS = ("balanced_accuracy", "accuracy")  # metrics that need only hard predictions (end-to-end scores)
 
 
@@ -151,6 +156,13 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
                 row += [num(q.seconds_per_field, 3), num(q.fields_per_second, 1)]
             rows.append(row)
         lines += table(rows, head)
+        for ds, q in summary.quality:
+            for x in q.flagged_fields:
+                lines.append(f"- {ds}: field **{x['field']}** flagged: {'; '.join(x['reasons'])}")
+        if any(q.flagged_fields for _, q in summary.quality):
+            lines += ["", "Flagged fields lie beyond the robust z limit (`field_z`) of their data set in cell count "
+                      "or stain statistics; their cells are in the grid: check them in the overlay or the crops.",
+                      ""]  # fmt: skip
     for ds, m in sorted(summary.manual.items()):
         excluded = m.excluded
         lines += [
@@ -162,8 +174,9 @@ def render_extraction(summary: ExtractionSummary | None, *, timings: bool = True
         lines.append("")
     for ds, rel in sorted(summary.figures.items()):
         lines += [
-            f"**Figure**: {ds} — manual (annotation: red dots, circles or boxes; manual crop windows: dashed) and "
-            "segmented outlines (green: matched an annotation; orange: no annotation) on a few fields.",
+            f"**Figure**: {ds} — manual (annotation: red dots, circles or boxes, magenta when segmentation missed "
+            "it; manual crop windows: dashed) and segmented outlines (green: matched an annotation; orange: "
+            "unmatched) on the fields with the most annotated cells and those with the most unmatched cells.",
             "",
             f"![{ds} extraction overlay]({rel})",
             "",
@@ -215,9 +228,13 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
     fields = list(seg) or list(man)
     if not fields:
         return None
+    rows = math.ceil(len(fields) / COLUMNS)
+    cols = min(COLUMNS, len(fields))
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = new_figure(5.0 * len(fields), 4.0)
-        axes = np.atleast_1d(fig.subplots(1, len(fields)))
+        fig = new_figure(5.0 * cols, 4.0 * rows + 0.4)
+        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+        for ax in axes[len(fields) :]:
+            ax.axis("off")
         for ax, fid in zip(axes, fields):
             rec = seg.get(fid) or man.get(fid)
             w, h = int(rec["width"]), int(rec["height"])
@@ -229,23 +246,39 @@ def overlay_figure(arms: dict[str, list[dict[str, Any]]], path: Path, *, width: 
             for o in (man.get(fid) or {}).get("outlines", []):
                 if o["kind"] == "window":
                     x0, y0, x1, y1 = (v * s for v in o["box"])
-                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="tab:red", lw=0.8, ls="--"))
+                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=ANNOTATED, lw=0.8, ls="--"))
             for o in (seg.get(fid) or man.get(fid) or {}).get("outlines", []):
-                kind = o["kind"]
-                if kind == "centroid":
-                    x, y = (v * s for v in o["centroid"])
-                    ax.add_patch(Circle((x, y), o.get("radius", 20) * s, fill=False, ec="tab:red", lw=0.8))
-                    ax.plot([x], [y], ".", color="tab:red", ms=3)
-                elif kind == "box":
-                    x0, y0, x1, y1 = (v * s for v in o["box"])
-                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="tab:red", lw=0.9))
-                elif kind == "mask" and o.get("polygon"):
-                    ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec="tab:red", lw=0.9))
-                elif kind == "found" and o.get("polygon"):
-                    colour = "tab:green" if o.get("matched") else "tab:orange"
-                    ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec=colour, lw=1.0))
-            ax.set(title=fid, xticks=[], yticks=[], xlim=(0, w * s), ylim=(h * s, 0))
+                _draw_outline(ax, o, s)
+            title = fid if "why" not in rec else f"{fid}\n{rec['why']}"
+            ax.set(xticks=[], yticks=[], xlim=(0, w * s), ylim=(h * s, 0))
+            ax.set_title(title, fontsize=8)
+        handles = [Patch(fc="none", ec=MATCHED, label="found, matched"),
+                   Patch(fc="none", ec=UNMATCHED, label="found, unmatched"),
+                   Line2D([], [], color=ANNOTATED, marker="o", ls="none", mfc="none", label="annotated, found"),
+                   Line2D([], [], color=MISSED, marker="X", ls="none", label="annotated, missed")]  # fmt: skip
+        if not seg:
+            handles = [Line2D([], [], color=ANNOTATED, marker="o", ls="none", mfc="none", label="annotated")]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8)
         return save_png(fig, path)
+
+
+def _draw_outline(ax, o: Mapping[str, Any], s: float) -> None:
+    """One outline of an overlay record at scale ``s``: an annotation (missed ones magenta) or a found cell."""
+    kind = o["kind"]
+    colour = MISSED if o.get("missed") else ANNOTATED
+    lw = 1.6 if o.get("missed") else 0.9
+    if kind == "centroid":
+        x, y = (v * s for v in o["centroid"])
+        ax.add_patch(Circle((x, y), o.get("radius", 20) * s, fill=False, ec=colour, lw=lw))
+        ax.plot([x], [y], "X" if o.get("missed") else ".", color=colour, ms=6 if o.get("missed") else 3)
+    elif kind == "box":
+        x0, y0, x1, y1 = (v * s for v in o["box"])
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=lw))
+    elif kind == "mask" and o.get("polygon"):
+        ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False, ec=colour, lw=lw))
+    elif kind == "found" and o.get("polygon"):
+        ax.add_patch(Polygon(np.asarray(o["polygon"]) * s, closed=True, fill=False,
+                             ec=MATCHED if o.get("matched") else UNMATCHED, lw=1.0))  # fmt: skip
 
 
 def _thumbnail(image_path: str, size: tuple[int, int], scale: float, cv2):

@@ -78,6 +78,7 @@ class ExtractionQuality:
     match_kind: str = ""
     gate: str = ""
     missed_cells: Sequence[Mapping[str, Any]] = ()
+    flagged_fields: Sequence[Mapping[str, Any]] = ()  # fields unlike the rest (datasets.fieldcheck)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExtractionQuality:
