@@ -22,7 +22,6 @@ absolute path under ``root`` is made relative to it.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import re
 import zipfile
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cellbench.core.errors import ConfigError
+from cellbench.core.hashing import file_sha256
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 NPZ_SUFFIXES = (".npz",)
@@ -144,7 +144,7 @@ def load_user_embeddings(
             )
     order = np.fromiter((rows[k] for k in wanted), dtype=np.intp, count=len(wanted))
     X = _finite_float32(file, X[order], names, rows=order, keys=keys)  # rows dropped by extra="ignore" unchecked
-    return UserEmbeddings(X=np.ascontiguousarray(X), names=names, path=file, digest=_sha256(file), key=kind)
+    return UserEmbeddings(X=np.ascontiguousarray(X), names=names, path=file, digest=file_sha256(file), key=kind)
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -365,11 +365,3 @@ def _generic_names(width: int) -> tuple[str, ...]:
 def _some(items: Sequence[object]) -> str:
     shown = ", ".join(repr(str(i)) for i in items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
-
-
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
