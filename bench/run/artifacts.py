@@ -94,7 +94,7 @@ def untrusted_types(path: str | os.PathLike) -> tuple[list[str], list[str]]:
         named = sio.get_untrusted_types(file=path)
     except Exception as exc:  # a zip that skops cannot parse: any of several exception types
         raise DataError(f"cannot read saved model {path}: {type(exc).__name__}: {exc}") from None
-    ok = [t for t in named if t.split(".")[0] in TRUSTED_MODULES or t.startswith("cellbench.models.")]
+    ok = [t for t in named if any(t.startswith(f"{m}.") for m in TRUSTED_MODULES)]
     return ok, [t for t in named if t not in ok]
 
 
