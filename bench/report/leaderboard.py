@@ -15,7 +15,7 @@ from cellbench.core.files import write_text
 from cellbench.report import figures
 from cellbench.report.extraction import draw_extraction_figures
 from cellbench.report.galleries import find_galleries
-from cellbench.report.markdown import render_markdown
+from cellbench.report.markdown import TOP_RANKS, render_markdown
 from cellbench.report.summary import Leaderboard, Section, summarise
 from cellbench.run.store import Store
 
@@ -36,7 +36,10 @@ def draw_figures(board: Leaderboard, out_dir: Path) -> Leaderboard:
     links = {}
     f = board.friedman
     if f is not None and not f.refused:
-        path = figures.cd_diagram(f.avg_ranks, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=f.nemenyi_p, alpha=f.alpha)
+        # the best-ranked rows only, so the diagram stays legible; bars and CD from the test of every row
+        top = f.avg_ranks.sort_values(kind="stable").head(TOP_RANKS)
+        nemenyi = f.nemenyi_p.loc[top.index, top.index] if f.nemenyi_p is not None and len(f.nemenyi_p) else None
+        path = figures.cd_diagram(top, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=nemenyi, alpha=f.alpha)
         links["cd"] = _rel(path, out_dir)
     # manual vs segmented outlines on a few fields
     extraction = draw_extraction_figures(board.extraction, Path(out_dir))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import cellbench
+from cellbench.report.answer import render_answer
 from cellbench.report.external import render_external
 from cellbench.report.extraction import render_extraction
 from cellbench.report.format import mean_std, num, p_value, signed, table
@@ -17,13 +21,16 @@ from cellbench.report.verdict import render_verdict
 from cellbench.stats.comparisons import ALPHA, ROPE
 from cellbench.stats.metrics import METRIC_LABELS
 
+ZERO = 5e-4  # a difference below this shows as +0.000 and is folded out of the strategy-vs-none table
+TOP_RANKS = 12  # rows of the across-data-sets ranking (and of its CD diagram) shown; the export keeps every row
 SHOWN = ("balanced_accuracy", "f1_weighted", "roc_auc", "pr_auc", "mcc", "recall", "specificity", "brier")
 
 
 def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
     """The leaderboard as markdown text; ``timings=False`` leaves out wall times (for reproduction checks)."""
     out = [f"# Leaderboard — suite `{board.suite}`", ""]
-    out += _render_manifest(board.manifest, board.runs if timings else None)
+    out += render_answer(board)
+    out += _render_manifest(board.manifest, board.runs, timings=timings)
     for s in board.sections:
         out += _render_section(s, timings=timings)
     out += _render_across(board)
@@ -53,20 +60,48 @@ def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
     return "\n".join(out)
 
 
-def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None) -> list[str]:
+def shown_path(path: str) -> str:
+    """``path`` relative to the repository (the folder holding the ``cellbench`` package) where it lies inside,
+    else its file name alone: no machine's absolute path in a report."""
+    if not path:
+        return ""
+    p = Path(path)
+    root = Path(cellbench.__file__).resolve().parent.parent
+    if p.is_absolute():
+        try:
+            return p.resolve().relative_to(root).as_posix()
+        except ValueError:
+            return p.name
+    return p.as_posix()
+
+
+def run_manifests(runs: pd.DataFrame | None, last: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every run's manifest, oldest first (``[last]`` where the runs table is absent)."""
+    if runs is None or not len(runs) or "manifest" not in runs:
+        return [last]
+    return [json.loads(m) for m in runs.manifest]
+
+
+def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None, *, timings: bool = True) -> list[str]:
     git = m.get("git", {})
     pk = m.get("packages", {})
+    manifests = run_manifests(runs, m)
+    fingerprints: dict[str, str] = {}
+    for each in manifests:  # a leaderboard merging several runs: every data set any of them ran
+        fingerprints.update(each.get("datasets") or {})
+    texts = [", ".join(f"{k}={v}" for k, v in sorted((e.get("narrowing") or {}).items())) or "—" for e in manifests]
+    choices = texts[0] if len(set(texts)) == 1 else "; ".join(f"run {i}: {x}" for i, x in enumerate(texts, 1))
     lines = ["## Run manifest", ""]
     rows = [
-        ("suite file", f"`{m.get('suite_file', '')}` (sha256 {str(m.get('suite_sha256', ''))[:12]})"),
+        ("suite file", f"`{shown_path(m.get('suite_file', ''))}` (sha256 {str(m.get('suite_sha256', ''))[:12]})"),
         ("seed", m.get("seed")),
-        ("command-line choices", ", ".join(f"{k}={v}" for k, v in sorted((m.get("narrowing") or {}).items())) or "—"),
+        ("command-line choices", choices),
         ("git commit", f"{git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"),
         ("python", f"{m.get('python', '')} on {m.get('platform', '')}"),
-        ("data fingerprints", ", ".join(f"{k}: `{v}`" for k, v in sorted(m.get("datasets", {}).items()))),
+        ("data fingerprints", ", ".join(f"{k}: `{v}`" for k, v in sorted(fingerprints.items()))),
         ("packages", ", ".join(f"{k} {v}" for k, v in sorted(pk.items()))),
     ]
-    if runs is not None and len(runs):
+    if timings and runs is not None and len(runs):
         wall = (runs.finished.fillna(runs.started) - runs.started).sum()
         rows.append(("runs", f"{len(runs)} ({', '.join(runs.status.tolist())}); total driver wall time {wall:.0f} s"))
     lines += table(rows, ["", ""], numparse=True)
@@ -120,7 +155,14 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         row += [num(r[f"{m}_mean"]) for m in SHOWN if m != s.primary]
         row += ([num(r["fit_s"], 2)] if timings else []) + [f"{r['folds_ok']}/{r['folds']}"]
         rows.append(row)
+    rows, merged = collapse_identical(rows, skip=(len(head) - 2,) if timings else ())
     lines += table(rows, head)
+    if merged:
+        lines += [
+            f"{merged} row(s) folded into the row above them: the same model under strategies that gave identical "
+            "scores in every column shown (strategies joined by `=`; the export keeps every row).",
+            "",
+        ]
     if s.stats is not None and "wilcoxon_p" in s.stats.rows and s.stats.rows.wilcoxon_p.notna().any():
         w = s.stats.rows.dropna(subset=["wilcoxon_p"])
         lines += [
@@ -152,8 +194,10 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
             "",
             "Stored with each job (`extra.warnings` in the store); the jobs finished and are scored.",
             "",
-            *table([[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
-                   ["warning", "jobs", "models"]),
+            *table(
+                [[r.warning[:200].replace("|", "\\|"), r.jobs, r.models] for r in s.warnings.itertuples()],
+                ["warning", "jobs", "models"],
+            ),
         ]
     if len(s.errors):
         lines += [f"### Failed jobs ({len(s.errors)}) — kept out of the scores and tests", ""]
@@ -162,6 +206,30 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         ]
         lines += table(rows, ["model", "strategy", "ratio", "fold", "error"], numparse=True)
     return lines
+
+
+def collapse_identical(rows: list[list[Any]], *, skip: tuple[int, ...] = ()) -> tuple[list[list[Any]], int]:
+    """Adjacent ranked rows ``[rank, model, strategy, ...]`` of one model whose other cells (but those at ``skip``)
+    are equal become one row: ranks ``4–6``, strategies ``none = class_weight``. Returns the rows and how many were
+    folded."""
+    out: list[list[Any]] = []
+    ranks: list[list[Any]] = []
+    folded = 0
+
+    def same(a: list[Any], b: list[Any]) -> bool:
+        return a[1] == b[1] and all(x == y for i, (x, y) in enumerate(zip(a, b)) if i > 2 and i not in skip)
+
+    for row in rows:
+        if out and same(out[-1], row):
+            out[-1][2] = f"{out[-1][2]} = {row[2]}"
+            ranks[-1].append(row[0])
+            folded += 1
+        else:
+            out.append(list(row))
+            ranks.append([row[0]])
+    for row, rk in zip(out, ranks):
+        row[0] = rk[0] if len(rk) == 1 else f"{rk[0]}–{rk[-1]}"
+    return out, folded
 
 
 def _render_figures(s: Section) -> list[str]:
@@ -201,14 +269,25 @@ def _render_comparisons(s: Section) -> list[str]:
     v = s.strategy_vs_none
     if v is not None and len(v):
         lines += [f"### Each imbalance strategy vs none — {label}, paired over folds", ""]
+        zero = v["diff"].abs() < ZERO
         rows = [
             [r.model, r.strategy, num(r.mean_a), num(r.mean_b), signed(r.diff), p_value(r.t_p), num(r.p_a_better, 2),
              num(r.p_rope, 2)]
-            for r in v.itertuples()
+            for r in v[~zero].itertuples()
         ]  # fmt: skip
-        lines += table(
-            rows, ["model", "strategy", "strategy", "none", "Δ", "t-test p", "P(strategy better)", "P(equivalent)"]
-        )
+        if rows:
+            lines += table(
+                rows,
+                ["model", "strategy", f"{label} with strategy", f"{label} with none", "Δ", "t-test p",
+                 "P(strategy better)", "P(equivalent)"],
+            )  # fmt: skip
+        if zero.any():
+            same = v[zero].groupby("model", sort=True).strategy.agg(lambda x: ", ".join(sorted(x)))
+            lines += [
+                f"Δ = 0 (|Δ| < {ZERO}, folded; the export keeps these rows): "
+                + "; ".join(f"{m} — {st}" for m, st in same.items()),
+                "",
+            ]
     return lines
 
 
@@ -255,16 +334,19 @@ def _render_across(board: Leaderboard) -> list[str]:
             f"CD = {f.cd:.2f} at α = {f.alpha}.",
             "",
         ]
-        ranks = f.avg_ranks.sort_values()
-        lines += table([[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.items())],
+        ranks = f.avg_ranks.sort_values(kind="stable")
+        lines += table([[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.head(TOP_RANKS).items())],
                        ["#", "model / strategy", "average rank"])  # fmt: skip
+        if len(ranks) > TOP_RANKS:
+            lines += [f"The {TOP_RANKS} best-ranked of {len(ranks)} rows; the export keeps the full ranking.", ""]
         if "cd" in board.figures:
-            lines += [f"![critical difference diagram]({board.figures['cd']})", ""]
+            lines += [f"![critical difference diagram of the {min(TOP_RANKS, len(ranks))} best-ranked rows "
+                      f"(CD of all {len(ranks)})]({board.figures['cd']})", ""]  # fmt: skip
     for ds, df in board.extraction_pairs:
         lines += [f"### {ds}: manual vs segmentation extraction", ""]
         cols = [c for c in df.columns if c.endswith("_manual") or c.endswith("_segmentation")]
         rows = [
-            [r["model"], r["strategy"], num(r[cols[0]]), num(r[cols[1]]), signed(r['diff'])]
+            [r["model"], r["strategy"], num(r[cols[0]]), num(r[cols[1]]), signed(r["diff"])]
             for r in df.to_dict("records")
         ]
         lines += table(rows, ["model", "strategy", "manual", "segmentation", "Δ"])
