@@ -1,4 +1,5 @@
-"""The command line: ``cellbench run|leaderboard|compare|predict|explain|datasets|extract`` (or ``python -m bench``).
+"""The command line: ``cellbench run|leaderboard|export|compare|predict|explain|datasets|extract`` (or
+``python -m bench``).
 
 Each command has a parser builder (``_add_<command>``) and a function ``cmd_<command>(args)`` that returns the
 exit status. Errors the user can fix (:class:`cellbench.core.errors.CellbenchError`) are printed as one line.
@@ -21,11 +22,13 @@ from cellbench.core.errors import ON_BAD_IMAGE, CellbenchError
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.cards import render_card
 from cellbench.datasets.verify import parse_options, verify
+from cellbench.report.export import FORMATS, check_format, export_results
 from cellbench.report.leaderboard import write_leaderboard
+from cellbench.report.summary import summarise
 from cellbench.run.runner import RunSummary, run_suite
 from cellbench.run.schema import schema_markdown
 from cellbench.run.store import STORE_NAME, Store
-from cellbench.run.suite import load_suite
+from cellbench.run.suite import load_suite, suite_path
 from cellbench.tools.explain import ExplainOptions, explain_suite
 from cellbench.tools.extract import extract_to_folder
 from cellbench.tools.predict import find_saved, predict_images
@@ -65,7 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"cellbench {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_leaderboard, _add_compare, _add_predict, _add_explain, _add_datasets, _add_extract):
+    for add in (
+        _add_run,
+        _add_leaderboard,
+        _add_export,
+        _add_compare,
+        _add_predict,
+        _add_explain,
+        _add_datasets,
+        _add_extract,
+    ):
         add(sub)
     return p
 
@@ -110,8 +122,20 @@ def _add_run(sub) -> None:
 
 def _add_leaderboard(sub) -> None:
     lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
-    lb.add_argument("--suite", default="quick", help="suite name whose results folder to read [quick]")
+    lb.add_argument("--suite", default="quick", help="built-in suite name or a .toml path, as given to run [quick]")
     lb.add_argument("--results", default="results", help="results root folder [results]")
+
+
+def _add_export(sub) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="write jobs × metrics, per-sample predictions, folds and the leaderboard's tables (csv, parquet, "
+        "json), LaTeX tables, or one self-contained HTML report",
+    )
+    ex.add_argument("--suite", default="quick", help="built-in suite name or a .toml path, as given to run [quick]")
+    ex.add_argument("--results", default="results", help="results root folder [results]")
+    ex.add_argument("--format", default="csv", help=f"one of {', '.join(FORMATS)} [csv]")
+    ex.add_argument("--out", help="output folder; nothing is written outside it [RESULTS/<suite>/export/<format>]")
 
 
 def _add_compare(sub) -> None:
@@ -342,11 +366,40 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def results_folder(suite: str, results: str | Path) -> Path:
+    """The results folder of ``suite`` (a built-in name, a .toml path as ``run`` takes, or the name of a suite run
+    from a file earlier) under ``results``.
+
+    Raises
+    ------
+    ConfigError
+        For a suite file that cannot be read, or a name that is neither built-in nor has a store under ``results``.
+    """
+    p = Path(suite)
+    if p.suffix == ".toml" or p.is_file():
+        name = load_suite(p).name
+    else:
+        name = paths.check_name(suite, what="suite")
+        if not (Path(results) / name / STORE_NAME).is_file():
+            suite_path(name)  # not built-in either: the error names the built-in suites
+    return paths.inside(results, name, what="results folder")
+
+
 def cmd_leaderboard(args) -> int:
-    folder = Path(args.results) / args.suite
+    folder = results_folder(args.suite, args.results)
     with Store.open(folder, write=False) as store:
         path = write_leaderboard(store, out_dir=folder)
     print(f"leaderboard: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    fmt = check_format(args.format)
+    folder = results_folder(args.suite, args.results)
+    out = Path(args.out) if args.out else paths.inside(folder, "export", fmt, what="export folder")
+    with Store.open(folder, write=False) as store:
+        done = export_results(store, summarise(store), fmt=fmt, out=out)
+    print(f"{len(done.files)} file(s) written to {done.folder} ({fmt})")
     return 0
 
 
@@ -420,6 +473,7 @@ COMMANDS = {
     "suite-format": cmd_suite_format,
     "run": cmd_run,
     "leaderboard": cmd_leaderboard,
+    "export": cmd_export,
     "compare": cmd_compare,
     "predict": cmd_predict,
     "explain": cmd_explain,
