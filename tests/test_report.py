@@ -3,6 +3,8 @@ rows, warnings, importance and training curves, byte-identical regeneration."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from cellbench.core.types import JobExtra
@@ -96,3 +98,60 @@ def test_imagenet_and_random_weights_are_compared_pairwise_per_backbone():
     assert abs(out.loc["mobilenet_v2", "diff"] - 0.092) < 1e-9
     assert out.loc["mobilenet_v2_ft", "t_p"] < 0.05 and out.loc["mobilenet_v2_ft", "p_a_better"] > 0.9
     assert _imagenet_vs_scratch(table[table.model != "mobilenet_v2_scratch"], ok, "balanced_accuracy").empty
+
+
+def test_the_answer_opens_the_leaderboard_for_every_data_set(tmp_path):
+    skills = {("logistic_regression", "none"): 0.9, ("dummy", "none"): 0.5, ("cnn", "none"): 0.7}
+    names = ["alpha", "beta", "gamma", "delta"]
+    folder = write_store(tmp_path, [FakeData(name=n, skills=skills, n=40 + 10 * i) for i, n in enumerate(names)])
+    with Store.open(folder, write=False) as store:
+        lines = write_leaderboard(store, out_dir=folder).read_text().splitlines()
+    first = "\n".join(lines[:40])
+    assert lines[2] == "## The answer"
+    for n in names:  # a table row and a sentence per data set, each with the deep arm's verdict
+        row = next(line for line in lines[:40] if line.startswith(f"| **{n}**"))
+        assert "deep: " in row and ("better by" in row or "no significant difference" in row)
+        assert f"- **{n}**: " in first
+    assert first.index("## The answer") < first.index("## Run manifest")
+
+
+def test_the_cd_diagram_shows_only_the_best_ranked_rows(tmp_path):
+    from PIL import Image
+
+    from cellbench.report import figures
+    from cellbench.report.markdown import TOP_RANKS
+
+    models = ["logistic_regression", "svm", "knn", "naive_bayes", "random_forest", "xgboost", "dummy"]
+    skills = {(m, s): 0.9 - 0.03 * i - 0.01 * j for i, m in enumerate(models) for j, s in enumerate(["none", "smote"])}
+    assert len(skills) > TOP_RANKS
+    folder = write_store(tmp_path, [FakeData(name="alpha", skills=skills), FakeData(name="beta", skills=skills)])
+    with Store.open(folder, write=False) as store:
+        text = write_leaderboard(store, out_dir=folder).read_text()
+        board = summarise(store)
+    ranks = board.friedman.avg_ranks.sort_values(kind="stable")
+    assert f"The {TOP_RANKS} best-ranked of {len(ranks)} rows" in text
+    full = figures.cd_diagram(ranks, board.friedman.cd, tmp_path / "full.png")
+    top = figures.cd_diagram(ranks.head(TOP_RANKS), board.friedman.cd, tmp_path / "top.png")
+    drawn = Image.open(folder / "figures" / "cd_diagram.png").size
+    assert drawn == Image.open(top).size and drawn[1] < Image.open(full).size[1]
+
+
+def test_the_manifest_names_the_suite_file_relative_and_every_run_data_set(tmp_path):
+    import cellbench
+    from cellbench.report.markdown import shown_path
+
+    repo_file = Path(cellbench.__file__).resolve().parent / "suites" / "quick.toml"
+    folder = write_store(tmp_path, [FakeData(skills=SKILLS)])
+    with Store.open(folder) as store:
+        for ds, path in (("idc", repo_file), ("cnmc", Path("/somewhere/else/my.toml"))):
+            run = store.start_run("fake", {"suite": "fake", "suite_file": str(path), "datasets": {ds: f"fp-{ds}"},
+                                           "narrowing": {"datasets": [ds]}})  # fmt: skip
+            store.finish_run(run)
+        text = write_leaderboard(store, out_dir=folder).read_text()
+    manifest = text[text.index("## Run manifest") : text.index("## alpha")]
+    assert "`my.toml`" in manifest and "/somewhere" not in manifest  # the last run's file, outside the repository
+    assert "idc: `fp-idc`" in manifest and "cnmc: `fp-cnmc`" in manifest
+    assert "run 2: datasets=['idc']; run 3: datasets=['cnmc']" in manifest
+    got = shown_path(str(repo_file))  # a built-in suite: relative to the checkout (or site-packages)
+    assert not Path(got).is_absolute() and got.endswith("suites/quick.toml")
+    assert str(Path(cellbench.__file__).resolve().parent.parent) not in text

@@ -338,10 +338,13 @@ def _render_across(board: Leaderboard) -> list[str]:
         lines += table([[i + 1, k, f"{v:.2f}"] for i, (k, v) in enumerate(ranks.head(TOP_RANKS).items())],
                        ["#", "model / strategy", "average rank"])  # fmt: skip
         if len(ranks) > TOP_RANKS:
-            lines += [f"The {TOP_RANKS} best-ranked of {len(ranks)} rows; the export keeps the full ranking.", ""]
+            lines += [
+                f"The {TOP_RANKS} best-ranked of {len(ranks)} rows (here and in the diagram below; its CD and bars "
+                "come from the test of every row); the export keeps the full ranking.",
+                "",
+            ]
         if "cd" in board.figures:
-            lines += [f"![critical difference diagram of the {min(TOP_RANKS, len(ranks))} best-ranked rows "
-                      f"(CD of all {len(ranks)})]({board.figures['cd']})", ""]  # fmt: skip
+            lines += [f"![critical difference diagram]({board.figures['cd']})", ""]
     for ds, df in board.extraction_pairs:
         lines += [f"### {ds}: manual vs segmentation extraction", ""]
         cols = [c for c in df.columns if c.endswith("_manual") or c.endswith("_segmentation")]
