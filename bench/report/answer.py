@@ -20,6 +20,8 @@ from cellbench.stats.comparisons import ALPHA
 from cellbench.stats.metrics import LOWER_IS_BETTER, METRIC_LABELS
 from cellbench.stats.nested import ARM_TITLES, BASELINE
 
+ZERO = 5e-4  # a difference below this shows as ±0.000: a strategy that gains less does not beat none
+
 
 @dataclass(frozen=True, kw_only=True)
 class ArmAnswer:
@@ -149,13 +151,18 @@ def _best_strategy(s: Section, model: str) -> dict:
     if t.empty:
         return {}
     lower = s.primary in LOWER_IS_BETTER
-    best = t.sort_values(f"{s.primary}_mean", ascending=lower, kind="stable").iloc[0]
-    out = {"strategy": str(best.strategy)}
+    scores = dict(zip(t.strategy, t[f"{s.primary}_mean"]))
+    top = min(scores.values()) if lower else max(scores.values())
+    tied = [st for st, x in scores.items() if x == top]
+    best = "none" if "none" in tied else tied[0]  # a tie with none: none stands
+    out = {"strategy": best}
     v = s.strategy_vs_none
-    if best.strategy != "none" and v is not None and len(v):
-        row = v[(v.model == model) & (v.strategy == best.strategy)]
+    if best != "none" and v is not None and len(v):
+        row = v[(v.model == model) & (v.strategy == best)]
         if len(row):
             r = row.iloc[0]
+            if abs(r["diff"]) < ZERO:  # shown as ±0.000: no gain over none
+                return {"strategy": "none"}
             better = (r["diff"] < 0) if lower else (r["diff"] > 0)
             out |= {"strategy_diff": float(r["diff"]), "strategy_p": float(r["t_p"]),
                     "beats_none": bool(better and np.isfinite(r["t_p"]) and r["t_p"] < ALPHA)}  # fmt: skip
@@ -218,10 +225,8 @@ def strategy_cell(a: Answer) -> str:
         if arm.strategy == "none":
             parts.append(f"{arm.arm}: none")
         elif np.isfinite(arm.strategy_diff):
-            word = "beats none" if arm.beats_none else "not better than none"
-            parts.append(
-                f"{arm.arm}: {arm.strategy} ({signed(arm.strategy_diff)}, p {p_value(arm.strategy_p)}: {word})"
-            )
+            word = ", beats none" if arm.beats_none else ""
+            parts.append(f"{arm.arm}: {arm.strategy} {signed(arm.strategy_diff)} (p {p_value(arm.strategy_p)}{word})")
         else:
             parts.append(f"{arm.arm}: {arm.strategy} (not tested against none)")
     return "; ".join(parts) or "—"
@@ -254,8 +259,9 @@ def render_answer(board: Leaderboard) -> list[str]:
         "",
         f"Each arm's champion (chosen per fold by inner validation, never by a test fold) and its mean "
         f"{', '.join(metrics)} on the test folds; *vs handcrafted*: the difference with its 95% patient-level "
-        f"bootstrap CI and p; *best strategy*: the champion model's best imbalance strategy vs `none` "
-        f"(corrected t-test, p < {ALPHA} to beat it); ⚠: not converged.",
+        f"bootstrap CI and p; *best strategy*: the champion model's best imbalance strategy, its Δ vs `none` and "
+        f"the corrected t-test's p (*beats none* where p < {ALPHA}; `none` where no strategy scores above it by "
+        f"{ZERO} or more); ⚠: not converged.",
         "",
     ]
     lines += table(rows, ["data set", "samples / patients", "metric", *arms, "vs handcrafted", "best strategy",

@@ -39,7 +39,10 @@ def draw_figures(board: Leaderboard, out_dir: Path) -> Leaderboard:
         # the best-ranked rows only, so the diagram stays legible; bars and CD from the test of every row
         top = f.avg_ranks.sort_values(kind="stable").head(TOP_RANKS)
         nemenyi = f.nemenyi_p.loc[top.index, top.index] if f.nemenyi_p is not None and len(f.nemenyi_p) else None
-        path = figures.cd_diagram(top, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=nemenyi, alpha=f.alpha)
+        title = None
+        if len(top) < len(f.avg_ranks):
+            title = f"Average ranks, the {len(top)} best of {len(f.avg_ranks)} rows (CD = {f.cd:.2f}, α = {f.alpha:g})"
+        path = figures.cd_diagram(top, f.cd, fig_dir / "cd_diagram.png", nemenyi_p=nemenyi, alpha=f.alpha, title=title)
         links["cd"] = _rel(path, out_dir)
     # manual vs segmented outlines on a few fields
     extraction = draw_extraction_figures(board.extraction, Path(out_dir))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 import cellbench
-from cellbench.report.answer import render_answer
+from cellbench.report.answer import ZERO, render_answer
 from cellbench.report.external import render_external
 from cellbench.report.extraction import render_extraction
 from cellbench.report.format import mean_std, num, p_value, signed, table
@@ -21,7 +21,6 @@ from cellbench.report.verdict import render_verdict
 from cellbench.stats.comparisons import ALPHA, ROPE
 from cellbench.stats.metrics import METRIC_LABELS
 
-ZERO = 5e-4  # a difference below this shows as +0.000 and is folded out of the strategy-vs-none table
 TOP_RANKS = 12  # rows of the across-data-sets ranking (and of its CD diagram) shown; the export keeps every row
 SHOWN = ("balanced_accuracy", "f1_weighted", "roc_auc", "pr_auc", "mcc", "recall", "specificity", "brier")
 
