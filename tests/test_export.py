@@ -89,7 +89,7 @@ def test_export_defaults_to_the_results_folder(results):
     "argv, words",
     [
         (["--format", "xlsx"], ["'xlsx'", "csv, parquet, json, latex, html"]),
-        (["--suite", "nosuch"], ["unknown suite 'nosuch'", "quick"]),
+        (["--suite", "nosuch"], ["no result store", "unknown suite 'nosuch'", "quick"]),
         (["--suite", "quick"], ["no result store", "store.sqlite"]),
         (["--suite", "missing.toml"], ["suite file not found", "missing.toml"]),
     ],

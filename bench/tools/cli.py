@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from cellbench import __version__
 from cellbench.core import paths
-from cellbench.core.errors import ON_BAD_IMAGE, CellbenchError
+from cellbench.core.errors import ON_BAD_IMAGE, CellbenchError, ConfigError
 from cellbench.datasets import DATASETS, load_dataset, locate
 from cellbench.datasets.cards import render_card
 from cellbench.datasets.verify import parse_options, verify
@@ -380,8 +380,12 @@ def results_folder(suite: str, results: str | Path) -> Path:
         name = load_suite(p).name
     else:
         name = paths.check_name(suite, what="suite")
-        if not (Path(results) / name / STORE_NAME).is_file():
-            suite_path(name)  # not built-in either: the error names the built-in suites
+        store = Path(results) / name / STORE_NAME
+        if not store.is_file():
+            try:
+                suite_path(name)
+            except ConfigError as exc:  # neither stored nor built-in: say both, with the built-in names
+                raise ConfigError(f"no result store at {store}, and {exc}") from None
     return paths.inside(results, name, what="results folder")
 
 
