@@ -43,6 +43,7 @@ def test_exported_tables_read_back_equal_the_store(results, tmp_path, fmt, capsy
     got = read(out / f"jobs.{fmt}")
     assert len(got) == len(jobs) and sorted(got.key) == sorted(jobs.key)
     got = got.set_index("key").loc[jobs.key]
+    assert {k for x in jobs.metrics for k in x} <= set(got.columns)  # every stored metric, not only the shown ones
     for m in METRICS:
         want = np.array([np.nan if x.get(m) is None else x[m] for x in jobs.metrics], dtype=float)
         np.testing.assert_array_equal(got[m].to_numpy(float), want, err_msg=m)

@@ -8,6 +8,7 @@ leaderboard's tables, as CSV, Parquet, JSON, LaTeX or one self-contained HTML re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,8 +70,13 @@ def store_tables(store: Store) -> dict[str, pd.DataFrame]:
               "seed", "status", "error", "folds_key"]  # fmt: skip
     flat = jobs[coords].rename(columns={"imbalance": "strategy"}).copy()
     flat.insert(6, "arm", [arm_of(m, k) for m, k in zip(jobs.model, jobs.kind)])
-    for m in METRICS:
-        flat[m] = [as_float(x.get(m)) for x in jobs.metrics]
+    stored = sorted({k for x in jobs.metrics for k in x} - set(METRICS))
+    for m in [*METRICS, *stored]:  # scalars as numbers; anything else (the confusion matrix) as JSON text
+        values = [x.get(m) for x in jobs.metrics]
+        if all(v is None or isinstance(v, int | float) for v in values):
+            flat[m] = [as_float(v) for v in values]
+        else:
+            flat[m] = [None if v is None else json.dumps(v) for v in values]
     timing_names = sorted({k for t in jobs.timings for k in t})
     for k in timing_names:
         flat[f"time_{k}"] = [as_float(t.get(k)) for t in jobs.timings]
@@ -111,6 +117,11 @@ def leaderboard_tables(board: Leaderboard) -> dict[str, pd.DataFrame]:
             tables["like_for_like"] = v.like_for_like
         if s.stats is not None:
             tables["tests"] = s.stats.rows
+        if s.importance:
+            tables["importance"] = pd.concat(
+                [df.rename_axis("feature").reset_index().assign(model_strategy=k) for k, df in s.importance.items()],
+                ignore_index=True,
+            )
         tables |= {"strategy_vs_none": s.strategy_vs_none, "imagenet_vs_scratch": s.imagenet_vs_scratch,
                    "sweep": s.sweep_long}  # fmt: skip
         for name, df in tables.items():

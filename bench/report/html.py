@@ -16,6 +16,7 @@ from cellbench.report.answer import answers, arm_cell, shown_arms, strategy_cell
 from cellbench.report.format import mean_std, num, p_value, signed
 from cellbench.report.markdown import SHOWN, run_manifests, shown_path
 from cellbench.report.summary import Leaderboard
+from cellbench.stats.comparisons import ALPHA
 from cellbench.stats.metrics import METRIC_LABELS
 from cellbench.stats.nested import ARM_TITLES
 
@@ -51,10 +52,11 @@ def render_html(board: Leaderboard, *, base: Path) -> str:
             board=board,
             answers=items,
             arms=shown_arms(items),
-            shown=[m for m in SHOWN],
+            shown=list(SHOWN),
             metric_labels=METRIC_LABELS,
             suite_file=shown_path(manifest.get("suite_file", "")),
             fingerprints=fingerprints,
+            alpha=ALPHA,
             image=lambda link: _data_uri(Path(base) / link),
         )
     )
