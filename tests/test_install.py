@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import cellbench
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +68,30 @@ def test_every_subpackage_is_in_the_distribution():
     data_only = {"cellbench.suites"}  # the built-in suite files, no Python code
     assert found == listed - data_only
     assert all(p.suffix == ".toml" for p in (REPO / "bench" / "suites").iterdir())
+
+
+def test_the_report_templates_are_package_data():
+    """The HTML report's jinja2 templates ship with the wheel (package data matching every template file)."""
+    import fnmatch
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["cellbench.report"]
+    templates = [
+        p.relative_to(REPO / "bench" / "report").as_posix() for p in (REPO / "bench/report/templates").iterdir()
+    ]
+    assert templates and all(any(fnmatch.fnmatch(t, pat) for pat in patterns) for t in templates)
+
+
+def test_a_run_in_the_checkout_writes_only_ignored_files():
+    """The quick start writes results/<suite>/ (ignored by git); the committed examples live where no run writes."""
+    import shutil
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["results/quick/LEADERBOARD.md", "results/quick/store.sqlite", "results/quick/figures/cd_diagram.png",
+               "results/quick/export/csv/jobs.csv"]  # fmt: skip
+    out = subprocess.run(["git", "check-ignore", *written], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.split() == written
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True, text=True).stdout
+    assert tracked == ""
+    assert (REPO / "docs" / "example-results" / "quick" / "LEADERBOARD.md").is_file()
