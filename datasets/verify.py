@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import Dataset
+from cellbench.datasets.bitdepth import TWELVE_BIT_MAX, low_range_16bit
 from cellbench.datasets.catalog import load_dataset
 from cellbench.datasets.content import Duplicates, iter_images, pixel_digest, summarise_duplicates
 from cellbench.datasets.io import close_h5_files
@@ -172,6 +173,13 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
         problems.append(
             f"{len(tiny)} image(s) of fewer than {MIN_PIXELS} pixels, too small to hold a cell or a texture "
             f"(e.g. {', '.join(map(str, tiny[:3]))})"
+        )
+    low = low_range_16bit(s.image_path for s in samples if s.image is None and s.image_path is not None)
+    if low:
+        problems.append(
+            f"{len(low)} 16-bit image(s) whose values never exceed {TWELVE_BIT_MAX} (12-bit data?): they are read "
+            "as 16-bit and scaled by 1/257, so they use only 0..16 of 0..255; rescale them to the full 16-bit range "
+            f"or save them as 8-bit (e.g. {', '.join(p.name for p in low[:3])})"
         )
     if dup.conflicting:
         problems.append(f"{dup.conflicting} duplicate set(s) with conflicting labels")
