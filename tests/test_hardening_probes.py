@@ -314,6 +314,8 @@ def test_a_killed_run_is_marked_interrupted_and_its_workers_die_with_it(tmp_path
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not alive, f"processes {alive} outlived the killed driver"
     cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results))
+    runs = [line for line in (results / "probe" / "LEADERBOARD.md").read_text().splitlines() if "runs" in line]
+    assert any("interrupted" in line and "running" not in line for line in runs), runs
     assert run_suite(tmp_path, suite, results).returncode == 0
     assert _status(store)[0] == "interrupted", _status(store)
 

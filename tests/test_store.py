@@ -131,9 +131,13 @@ def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path):
 def test_a_run_killed_before_it_could_finish_is_marked_interrupted_on_the_next_start(tmp_path):
     store = Store.open(tmp_path)
     store.start_run("s", {})
-    store.close()  # as a kill -9 leaves it: no finish_run
     with Store.open(tmp_path, write=False) as reader:
-        assert reader.runs().status.tolist() == ["running"]  # a reader does not guess
+        assert reader.runs().status.tolist() == ["running"]  # the writer holds the lock: it is running
+    store.close()  # as a kill -9 leaves it: no finish_run, the lock gone with the process
+    with Store.open(tmp_path, write=False) as reader:
+        assert reader.runs().status.tolist() == ["interrupted"]  # shown so; the next writer records it
+    with sqlite3.connect(tmp_path / "store.sqlite") as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]
     with Store.open(tmp_path) as store:
         assert store.runs().status.tolist() == ["interrupted"]
         store.finish_run(store.start_run("s", {}))

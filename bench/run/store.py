@@ -149,7 +149,12 @@ class Store:
         self.conn.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
 
     def runs(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self.conn)
+        """The runs table; read without the lock, a run still marked running while no process holds the folder
+        was killed and is shown as ``interrupted`` (the next writer records that)."""
+        runs = pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self.conn)
+        if self._lock_fd is None and (runs.status == "running").any() and not _locked(self.folder):
+            runs.loc[runs.status == "running", "status"] = "interrupted"
+        return runs
 
     # data sets and folds ------------------------------------------------------------------------
     def save_data_set(self, record: DataSetRecord) -> None:
@@ -323,6 +328,23 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(
             f"{path} has store schema {rows.get('schema')!r}; this cellbench reads schema {SCHEMA_VERSION}"
         )
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a process holds the folder's run lock (probed with a non-blocking lock, released at once)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing the descriptor releases a lock taken on it
+    return False
 
 
 def _take_lock(folder: Path) -> int:
