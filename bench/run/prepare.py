@@ -33,6 +33,7 @@ from cellbench.run.task import TaskData, save_task
 log = logging.getLogger("cellbench")
 
 # keys of a suite's data-set table that the runner reads itself; the others are the adapter's options
+FEATURES_INPUT = "features"  # the Prepared.inputs entry of the handcrafted feature set
 RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups", "embeddings")
 
 
@@ -53,7 +54,8 @@ class Prepared(OfRecord):
     task_path: Path
     folds: Folds
     record: DataSetRecord
-    inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
+    # embedding id -> its cache key, and FEATURES_INPUT -> the feature set's (see Job.inputs)
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:
@@ -134,7 +136,9 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     """
     context = f"{dataset.name}/{extraction}"
     notes = list(dataset.notes)
-    config = FeatureConfig.from_table(dataset.info.kind, suite.features) if _reads_features(suite) else None
+    config = None
+    if _reads_features(suite):
+        config = FeatureConfig.from_table(dataset.info.kind, suite.features, families=dataset.info.families)
     features = _features(config, dataset, extraction, samples, settings=settings, notes=notes) if config else None
     ids = list(features.ids) if features else [s.id for s in samples]
     X = features.X if features else None
@@ -142,6 +146,8 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
     kept = [by_id[i] for i in ids]
     embedded, inputs = _embeddings(suite, dataset, kept, pixels, user_embeddings, settings=settings)
+    if features is not None:  # a change of families, parameters or feature code gives new job keys
+        inputs = {**inputs, FEATURES_INPUT: features.key}
     external_ids = external.external_ids if external else frozenset()
     n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
     index = {c: i for i, c in enumerate(dataset.classes)}
@@ -183,6 +189,7 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         cv=folds.description,
         cv_scheme=folds.scheme,
         n_features=len(features.names) if features else 0,
+        families=config.families if config else (),
         notes=tuple(notes),
         root=str(dataset.root) if dataset.root else None,
     )
