@@ -9,7 +9,7 @@ from cellbench.models import MODELS, STRATEGIES, applicable
 from cellbench.models.embeddings import HEAD_INPUT_DTYPE, embedding_id
 from cellbench.run.external import add_external_jobs
 from cellbench.run.jobs import WorkItem
-from cellbench.run.prepare import FEATURES_INPUT, Prepared
+from cellbench.run.prepare import Prepared
 from cellbench.run.suite import Suite, model_spec
 
 
@@ -84,14 +84,7 @@ def input_name(spec: ModelSpec) -> str:
 
 
 def inputs_key(spec: ModelSpec, p: Prepared) -> str:
-    """The cache keys of the handcrafted features and embeddings ``spec`` reads in ``p`` (part of its job key).
-
-    ``""`` for models reading pixels only.
-    """
-    parts = []
-    if spec.input in ("features", "combined") and FEATURES_INPUT in p.inputs:
-        parts.append(f"{FEATURES_INPUT}:{p.inputs[FEATURES_INPUT]}")
-    if name := input_name(spec):
-        # ":float32": the heads read embeddings as computed, in float32 (they were read as float64 before)
-        parts.append(f"{p.inputs[name]}:{HEAD_INPUT_DTYPE}")
-    return "|".join(parts)
+    """The cache key of the embeddings ``spec`` reads in ``p`` (part of its job key), ``""`` for other models."""
+    name = input_name(spec)
+    # ":float32": the heads read embeddings as computed, in float32 (they were read as float64 before)
+    return f"{p.inputs[name]}:{HEAD_INPUT_DTYPE}" if name else ""

@@ -33,7 +33,6 @@ from cellbench.run.task import TaskData, save_task
 log = logging.getLogger("cellbench")
 
 # keys of a suite's data-set table that the runner reads itself; the others are the adapter's options
-FEATURES_INPUT = "features"  # the Prepared.inputs entry of the handcrafted feature set
 RUNNER_KEYS = ("extractions", "optional", "test", "max_per_class", "max_groups", "embeddings")
 
 
@@ -54,8 +53,7 @@ class Prepared(OfRecord):
     task_path: Path
     folds: Folds
     record: DataSetRecord
-    # embedding id -> its cache key, and FEATURES_INPUT -> the feature set's (see Job.inputs)
-    inputs: Mapping[str, str] = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:
@@ -83,9 +81,7 @@ def _prepare_dataset(suite: Suite, name: str, options: dict, *, data_root: Path 
         return []
     dataset = load_dataset(name, data_root=data_root, cache_dir=settings.cache_dir, **options)
     dataset = subsample_dataset(dataset, max_per_class=max_per_class, max_groups=max_groups, seed=suite.seed)
-    source = (
-        load_external(name, test, data_root=data_root, cache_dir=settings.cache_dir) if test is not None else None
-    )
+    source = load_external(name, test, data_root=data_root, cache_dir=settings.cache_dir) if test is not None else None
     out = []
     for extraction in extractions:
         extracted = run_extraction(
@@ -146,8 +142,6 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
     kept = [by_id[i] for i in ids]
     embedded, inputs = _embeddings(suite, dataset, kept, pixels, user_embeddings, settings=settings)
-    if features is not None:  # a change of families, parameters or feature code gives new job keys
-        inputs = {**inputs, FEATURES_INPUT: features.key}
     external_ids = external.external_ids if external else frozenset()
     n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
     index = {c: i for i, c in enumerate(dataset.classes)}
