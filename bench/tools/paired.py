@@ -72,7 +72,7 @@ def _section(sa: Store, sb: Store, ra, rb, *, arm: str) -> list[str]:
     rows = []
     for (model, strategy), ga in ja.groupby(["model", "imbalance"], sort=True):
         gb = jb[(jb.model == model) & (jb.imbalance == strategy)]
-        both = ga.set_index("fold").join(gb.set_index("fold"), lsuffix="_a", rsuffix="_b", how="inner")
+        both = ga.merge(gb, on="fold", suffixes=("_a", "_b"))
         if len(both) < 2:
             continue
         sa_ = both.metrics_a.map(lambda m: as_float(m.get(primary))).to_numpy(float)
@@ -84,8 +84,15 @@ def _section(sa: Store, sb: Store, ra, rb, *, arm: str) -> list[str]:
                      signed(np.nanmean(sa_ - sb_)), p_value(t.p_value)])  # fmt: skip
     lines += [tabulate(rows, headers=["model", "strategy", "folds", "A", "B", "A − B", "corrected t p"],
                        tablefmt="github"), ""]  # fmt: skip
-    preds = pd.concat([sa.predictions(ja.key.tolist()), sb.predictions(jb.key.tolist())], ignore_index=True)
-    preds = preds.drop_duplicates(["job_key", "sample_id"])
+    # job keys leave out the feature set, so both runs may hold the same keys: each run's are marked with its name
+    preds = pd.concat(
+        [
+            sa.predictions(ja.key.tolist()).assign(job_key=lambda d: "A:" + d.job_key),
+            sb.predictions(jb.key.tolist()).assign(job_key=lambda d: "B:" + d.job_key),
+        ],
+        ignore_index=True,
+    )
+    ja, jb = ja.assign(key="A:" + ja.key), jb.assign(key="B:" + jb.key)
     found = compare_runs(ja, jb, preds, sa.samples(ra.dataset, ra.extraction), primary=primary,
                          positive=ra.positive, n_classes=ra.n_classes, arm=arm, names=("A", "B"))  # fmt: skip
     if found is None:
@@ -98,7 +105,7 @@ def _section(sa: Store, sb: Store, ra, rb, *, arm: str) -> list[str]:
             f"A − B = {signed(cmp.diff)}, 95% bootstrap CI [{signed(cmp.ci_low)}, {signed(cmp.ci_high)}] of the "
             f"pooled champion predictions ({unit}; p {p_value(cmp.boot_p)}), corrected t p {p_value(cmp.t_p)}, "
             f"Bayesian P(A better) {num(cmp.p_a_better)}, P(rope) {num(cmp.p_rope)}, P(B better) "
-            f"{num(cmp.p_b_better)}; {cmp.folds} folds: {cmp.wording().replace('A better', 'A better')}.",
+            f"{num(cmp.p_b_better)}; {cmp.folds} folds: {cmp.wording()}.",
             "",
         ]
     return lines
