@@ -7,7 +7,7 @@ from dataclasses import fields
 
 from tabulate import tabulate
 
-from cellbench.core.types import DatasetInfo
+from cellbench.core.types import DATA_KINDS, DatasetInfo
 
 WIDTH = 110
 _SHOWN = {
@@ -18,6 +18,7 @@ _SHOWN = {
     "classes",
     "positive_class",
     "kind",
+    "families",
     "primary_metric",
     "default_cv",
     "group_kind",
@@ -44,7 +45,8 @@ def render_card(info: DatasetInfo) -> str:
     rows = [
         ("task", f"{info.task}; classes: {classes}"),
         ("positive class", info.positive_class or ("—" if info.task == "multiclass" else "the last class")),
-        ("kind", f"{info.kind} ({'single cells' if info.kind == 'cell' else 'tissue or image patches'})"),
+        ("kind", f"{info.kind} ({DATA_KINDS.get(info.kind, 'unknown kind')})"),
+        ("feature families", ", ".join(info.families) or "the defaults of its kind"),
         ("primary metric", info.primary_metric),
         ("default CV", info.default_cv),
         ("groups", info.group_kind or "none known"),

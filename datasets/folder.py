@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cellbench.core.errors import ConfigError, DataError
-from cellbench.core.types import Dataset, DatasetInfo, Sample
+from cellbench.core.hashing import stable_hash
+from cellbench.core.types import DATA_KINDS, Dataset, DatasetInfo, Sample
 from cellbench.datasets.entry import DatasetEntry
 from cellbench.datasets.io import IMAGE_SUFFIXES
 from cellbench.datasets.layout import (
@@ -45,7 +46,10 @@ INFO = DatasetInfo(
         "Instead of class folders, a labels.csv (columns filename,label and optionally group; filename relative "
         "to the root or bare) may give each image's class, images anywhere under the root (labels='csv'; the "
         "default labels='auto' uses labels.csv when it has those columns). "
-        "It has no fixed home: run with --datasets folder --data-root PATH, PATH holding the class folders."
+        "It has no fixed home: run with --datasets folder --data-root PATH, PATH holding the class folders. "
+        "Its images are single cells unless the option kind= says otherwise: kind='crop' for multi-cell crops "
+        "(several cells and background per image), kind='patch' for tissue patches; the kind decides the default "
+        "handcrafted feature families and how images are fitted to the deep models' input."
     ),
     task="multiclass",
     kind="cell",
@@ -87,6 +91,7 @@ def load(
     classes: Sequence[str] | None = None,
     positive_class: str | None = None,
     labels: str = "auto",
+    kind: str = "cell",
     **options,
 ) -> Dataset:
     """Load ``<root>/<class>/<image>``, or images labelled by ``<root>/labels.csv``.
@@ -104,6 +109,9 @@ def load(
     labels
         ``"folders"`` (class folders), ``"csv"`` (``labels.csv``) or ``"auto"`` (default: ``labels.csv`` when it
         has columns filename,label, else class folders).
+    kind
+        What the images are (:data:`cellbench.core.types.DATA_KINDS`): ``"cell"`` (default), ``"crop"`` or
+        ``"patch"``.
 
     Raises
     ------
@@ -114,9 +122,27 @@ def load(
         For unknown options, or ``classes``/``positive_class`` that do not fit.
     """
     root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label,
-                             allowed=("classes", "positive_class", "labels"))  # fmt: skip
+                             allowed=("classes", "positive_class", "labels", "kind"))  # fmt: skip
+    _check_kind(kind)
     if _labels_mode(root, labels) == "csv":
-        return _load_labels_csv(root, bad=bad, classes=classes, positive_class=positive_class)
+        dataset = _load_labels_csv(root, bad=bad, classes=classes, positive_class=positive_class)
+    else:
+        dataset = _load_folders(root, bad=bad, classes=classes, positive_class=positive_class)
+    if kind == "cell":
+        return dataset
+    # the kind changes features and pixels: part of the fingerprint, so no cache or job key is shared with "cell"
+    fingerprint = stable_hash({"data": dataset.fingerprint, "kind": kind})
+    return replace(dataset, info=replace(dataset.info, kind=kind), fingerprint=fingerprint)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DATA_KINDS:
+        allowed = "; ".join(f"{k!r} ({what})" for k, what in DATA_KINDS.items())
+        raise ConfigError(f"data set 'folder': kind={kind!r} is not allowed; use one of {allowed}")
+
+
+def _load_folders(root: Path, *, bad: BadFiles, classes: Sequence[str] | None, positive_class: str | None) -> Dataset:
+    """Images in class folders ``<root>/<class>/<image>``."""
     found = [d.name for d in subdirs(root)]
     listed = ", ".join(found) or "none"
     names = _pick_classes(

@@ -1,7 +1,8 @@
 """Handcrafted cell features: pure functions image (+ mask) -> named values, and cached batch extraction.
 
-Families (``FEATURES``, listed in :mod:`cellbench.features.catalog`): intensity, morphology, nucleus, haralick, lbp;
-column prefixes ``int_``, ``morph_``, ``nuc_``, ``haralick_`` and ``lbp_``.
+Families (``FEATURES``, listed in :mod:`cellbench.features.catalog`): intensity, morphology, nucleus, haralick, lbp
+(inside one cell), whole_image and hed_texture; column prefixes ``int_``, ``morph_``, ``nuc_``, ``haralick_``,
+``lbp_``, ``img_`` and ``hed_``. Default families per data kind: :data:`cellbench.features.config.DEFAULT_FAMILIES`.
 """
 
 from cellbench.datasets.masks import cell_mask, nucleus_mask

@@ -1,13 +1,14 @@
 """Batch feature extraction: parallel processes, a progress bar, and an atomic Parquet cache.
 
-The cache file is ``<cache_dir>/features/<key>.parquet`` with ``key`` the stable hash of the data set
-fingerprint, the extraction, the feature config, the data kind and :func:`code_version` (a hash of
-this package's source files, of image reading and of the libraries' versions, so editing feature code, changing how
-images are read or upgrading a library invalidates the cache). A second call with the
-same inputs reads the file and extracts nothing. The file holds a ``sample_id`` column and one float
-column per feature; its schema metadata (``cellbench.features``) holds the column order, the skipped
-sample ids (with the reasons) and the key. It is written to a temporary file and renamed, so a killed
-run never leaves a half-written cache.
+The cache holds one file per feature family: ``<cache_dir>/features/<key>.parquet`` with ``key`` the stable hash
+of the data set fingerprint, the extraction, the data kind, the family with the config fields it reads
+(:meth:`cellbench.features.family.Family.key`) and :func:`code_version` (a hash of this package's source files, of
+image reading and of the libraries' versions, so editing feature code, changing how images are read or upgrading a
+library invalidates the cache). A second call with the same inputs reads the files and extracts nothing; a config
+that adds a family to cached ones computes only that family. Each file holds a ``sample_id`` column and one float
+column per feature; its schema metadata (``cellbench.features``) holds the column order, the skipped sample ids
+(with the reasons) and the key. It is written to a temporary file, renamed and sealed (SHA-256 beside it), so a
+killed run never leaves a half-written cache and a changed one is recomputed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -28,9 +30,10 @@ from tqdm.auto import tqdm
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, seal, sealed_cache_ok
 from cellbench.core.hashing import module_versions, source_digest, stable_hash
-from cellbench.core.types import FeatureSet, Sample
+from cellbench.core.types import DataKind, FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
 from cellbench.datasets.io import image_ref, read_image, read_mask, reader_version
+from cellbench.features.catalog import FEATURES
 from cellbench.features.config import FeatureConfig, check_kind
 from cellbench.features.extract import feature_names, feature_vector
 
@@ -61,14 +64,20 @@ def code_version() -> str:
 
 
 def feature_cache_path(
-    *, cache_dir: str | os.PathLike, dataset_fingerprint: str, extraction: str, config: FeatureConfig, kind: str
+    *,
+    cache_dir: str | os.PathLike,
+    dataset_fingerprint: str,
+    extraction: str,
+    config: FeatureConfig,
+    kind: str,
+    family: str,
 ) -> Path:
-    """Where :func:`extract_feature_set` caches the features of these inputs."""
+    """Where :func:`extract_feature_set` caches the values of ``family`` (one of ``config.families``)."""
     key = stable_hash(
         {
             "data": dataset_fingerprint,
             "extraction": extraction,
-            "config": config.key(),
+            "family": FEATURES[family].key(config),
             "kind": kind,
             "code": code_version(),
         }
@@ -82,7 +91,7 @@ def extract_feature_set(
     config: FeatureConfig,
     dataset_fingerprint: str,
     extraction: str,
-    kind: Literal["cell", "patch"],
+    kind: DataKind,
     cache_dir: str | os.PathLike,
     n_jobs: int | None = None,
     on_bad_image: Literal["raise", "skip"] = "raise",
@@ -127,22 +136,40 @@ def extract_feature_set(
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise DataError(f"duplicate sample ids: {', '.join(map(str, dup[:5]))}")
-    path = feature_cache_path(
-        cache_dir=cache_dir, dataset_fingerprint=dataset_fingerprint, extraction=extraction, config=config, kind=kind
-    )
-    cached = read_feature_cache(path)
-    if cached is not None and set(cached.ids) | set(cached.skipped) == set(ids):
-        if not (cached.skipped and on_bad_image == "raise"):
-            log.info("features %s: read %d samples from the cache %s", extraction, len(cached.ids), path)
-            return _reorder(cached, ids)
-    elif cached is not None:
-        log.info("features cache %s holds other samples; extracting again", path)
+    paths = {
+        f: feature_cache_path(
+            cache_dir=cache_dir,
+            dataset_fingerprint=dataset_fingerprint,
+            extraction=extraction,
+            config=config,
+            kind=kind,
+            family=f,
+        )
+        for f in config.families
+    }
+    key = stable_hash([p.stem for p in paths.values()])
+    parts: dict[str, FeatureSet] = {}
+    for f, path in paths.items():
+        cached = read_feature_cache(path)
+        if cached is None:
+            continue
+        if set(cached.ids) | set(cached.skipped) != set(ids):
+            log.info("features cache %s holds other samples; extracting %s again", path, f)
+        elif not (cached.skipped and on_bad_image == "raise"):
+            parts[f] = _reorder(cached, ids)
+    missing = tuple(f for f in config.families if f not in parts)
+    if not missing:
+        log.info("features %s: read %d families from the cache", extraction, len(parts))
+        return _joined(parts, config.families, ids, key)
+    if parts:
+        log.info("features %s: cached %s; extracting %s", extraction, ", ".join(parts), ", ".join(missing))
+    todo = replace(config, families=missing)
 
     # an image source (one row of an HDF5 file, a centre crop) is read like a path by datasets.io.read_image
     items = [(s.id, image_ref(s), s.image, s.mask_path, s.mask) for s in samples]
     rows, kept, skipped, reasons = [], [], [], {}
     results = _run(
-        items, config=config, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {name or extraction}"
+        items, config=todo, kind=kind, n_jobs=n_jobs, progress=progress, desc=f"features {name or extraction}"
     )
     try:
         for sid, values, error in results:
@@ -160,9 +187,44 @@ def extract_feature_set(
     if not rows:
         example = f" (e.g. {reasons[skipped[0]]})" if skipped else ""
         raise DataError(f"no readable images among {len(items)} samples{example}")
-    fs = FeatureSet(key=path.stem, X=np.vstack(rows), names=names, ids=tuple(kept), skipped=tuple(skipped))
-    write_feature_cache(path, fs, reasons=reasons)
-    return fs
+    X = np.vstack(rows)
+    start = 0
+    for f in missing:
+        width = len(FEATURES[f].names(config))
+        path = paths[f]
+        part = FeatureSet(
+            key=path.stem,
+            X=X[:, start : start + width],
+            names=FEATURES[f].names(config),
+            ids=tuple(kept),
+            skipped=tuple(skipped),
+        )
+        write_feature_cache(path, part, reasons=reasons)
+        parts[f] = part
+        start += width
+    joined = _joined(parts, config.families, ids, key)
+    assert joined.names == names
+    return joined
+
+
+def _joined(parts: dict[str, FeatureSet], families: tuple[str, ...], ids: list[str], key: str) -> FeatureSet:
+    """The families' columns side by side, on the samples every family has (a skip in one is a skip in all)."""
+    skipped = set().union(*(p.skipped for p in parts.values()))
+    kept = [i for i in ids if i not in skipped]
+    blocks = []
+    for f in families:
+        part = parts[f]
+        if list(part.ids) != kept:
+            row = {sid: r for r, sid in enumerate(part.ids)}
+            part = FeatureSet(key=part.key, X=part.X[[row[i] for i in kept]], names=part.names, ids=tuple(kept))
+        blocks.append(part)
+    return FeatureSet(
+        key=key,
+        X=np.hstack([b.X for b in blocks]),
+        names=tuple(n for b in blocks for n in b.names),
+        ids=tuple(kept),
+        skipped=tuple(i for i in ids if i in skipped),
+    )
 
 
 def read_feature_cache(path: str | os.PathLike) -> FeatureSet | None:

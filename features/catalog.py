@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 from cellbench.core.registry import Registry
 from cellbench.features.family import Compute, Family, Names, family
+from cellbench.features.hed import hed_texture
 from cellbench.features.intensity import intensity
 from cellbench.features.morphology import morphology
 from cellbench.features.nucleus import nucleus
 from cellbench.features.texture import haralick, lbp
+from cellbench.features.whole import whole_image
 
-BUILTIN: tuple[Family, ...] = (intensity, morphology, nucleus, haralick, lbp)
+BUILTIN: tuple[Family, ...] = (intensity, morphology, nucleus, haralick, lbp, whole_image, hed_texture)
 
 FEATURES: Registry[Family] = Registry.of("feature family", BUILTIN)
 

@@ -17,13 +17,14 @@ class Cell:
     """One cell cropped to its mask's bounding box plus a margin.
 
     ``rgb``, ``grey`` and ``mask`` are at working resolution; ``full_mask`` is the same crop of the mask at
-    the input resolution (morphology is measured on it). ``px`` is the input pixels per working pixel
+    the input resolution (morphology is measured on it); ``image`` is the whole image, uncropped, at working
+    resolution (whole-image families read it). ``px`` is the input pixels per working pixel
     (1.0 unless the image was downscaled); lengths are multiplied by it, areas by its square.
     Derived arrays (pixels inside the mask, nucleus mask, histograms) are computed once, on first use.
     """
 
-    def __init__(self, *, rgb: np.ndarray, mask: np.ndarray, full_mask: np.ndarray, px: float):
-        self.rgb, self.mask, self.full_mask, self.px = rgb, mask, full_mask, px
+    def __init__(self, *, rgb: np.ndarray, mask: np.ndarray, full_mask: np.ndarray, px: float, image: np.ndarray):
+        self.rgb, self.mask, self.full_mask, self.px, self.image = rgb, mask, full_mask, px, image
 
     @cached_property
     def grey(self) -> np.ndarray:
@@ -89,7 +90,8 @@ def prepare_cell(
     full_mask = np.ascontiguousarray(mask[y0:y1, x0:x1])
     side = max(image.shape[:2])
     if max_side is None or side <= max_side:
-        return Cell(rgb=np.ascontiguousarray(image[y0:y1, x0:x1]), mask=full_mask, full_mask=full_mask, px=1.0)
+        rgb = np.ascontiguousarray(image[y0:y1, x0:x1])
+        return Cell(rgb=rgb, mask=full_mask, full_mask=full_mask, px=1.0, image=image)
     s = max_side / side
     size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -107,6 +109,7 @@ def prepare_cell(
         mask=np.ascontiguousarray(small_mask[y0:y1, x0:x1]),
         full_mask=full_mask,
         px=1.0 / s,
+        image=small,
     )
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 
+from cellbench.core.types import DataKind
 from cellbench.datasets.io import as_rgb8
 from cellbench.datasets.masks import cell_mask
 from cellbench.features.catalog import FEATURES
@@ -36,7 +36,7 @@ def extract_features(
     mask: np.ndarray | None = None,
     *,
     config: FeatureConfig | None = None,
-    kind: Literal["cell", "patch"] = "cell",
+    kind: DataKind = "cell",
     sample: str = "",
 ) -> dict[str, float]:
     """Every configured feature family for one cell or patch.
@@ -47,8 +47,8 @@ def extract_features(
         RGB array (H, W, 3); grey (H, W) and other pixel types are converted by
         :func:`cellbench.datasets.io.as_rgb8`.
     mask
-        Non-zero = cell. Defaults to :func:`cellbench.datasets.masks.cell_mask` for cells and to the whole image for
-        patches.
+        Non-zero = cell. Defaults to :func:`cellbench.datasets.masks.cell_mask` (the largest cell) for cells and
+        multi-cell crops, and to the whole image for patches.
     config
         Defaults to ``FeatureConfig.for_kind(kind)``.
     sample
@@ -78,7 +78,7 @@ def feature_vector(
     mask: np.ndarray | None = None,
     *,
     config: FeatureConfig,
-    kind: Literal["cell", "patch"] = "cell",
+    kind: DataKind = "cell",
     sample: str = "",
 ) -> np.ndarray:
     """As :func:`extract_features`, as a float64 array in :func:`feature_names` order."""
@@ -86,7 +86,8 @@ def feature_vector(
     feature_names(config)  # an unknown family stops here, before any pixel work
     image = as_rgb8(image, where=f"sample {sample}")
     if mask is None:
-        mask = cell_mask(image) if kind == "cell" else np.ones(image.shape[:2], bool)
+        # a crop's cell families measure its largest cell, as a single cell's; a patch has no cell
+        mask = cell_mask(image) if kind != "patch" else np.ones(image.shape[:2], bool)
     cell = prepare_cell(image, mask, max_side=config.max_side, margin=max(config.lbp_radii) + 1, sample=sample)
     return compute(cell, config)
 

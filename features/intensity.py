@@ -15,7 +15,7 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
-from cellbench.features.family import family
+from cellbench.features.family import CROP, family
 
 PERCENTILES = (10, 25, 50, 75, 90)
 STATS = ("mean", "std", *(f"p{p}" for p in PERCENTILES), "skew", "kurtosis")
@@ -39,16 +39,18 @@ def histogram_stats(hist: np.ndarray) -> np.ndarray:
 
 
 def float_stats(values: np.ndarray) -> np.ndarray:
-    """:data:`STATS` of a 1-D float array, shape (9,)."""
-    mean = values.mean()
-    d = values - mean
+    """:data:`STATS` of a 1-D float array, shape (9,); of each row of a 2-D one (C, N), shape (C, 9)."""
+    rows = np.atleast_2d(values)
+    mean = rows.mean(axis=1)
+    d = rows - mean[:, None]
     d2 = d * d
-    var, m3, m4 = d2.mean(), (d2 * d).mean(), (d2 * d2).mean()
+    var, m3, m4 = d2.mean(axis=1), (d2 * d).mean(axis=1), (d2 * d2).mean(axis=1)
     # numpy's "inverted_cdf" percentile: the value at sorted position ceil(p n) - 1
-    ranks = [max(int(np.ceil(p / 100 * values.size)) - 1, 0) for p in PERCENTILES]
-    pct = np.partition(values, ranks)[ranks]
-    skew, kurt = _shape_moments(np.array([var]), np.array([m3]), np.array([m4]))
-    return np.concatenate([[mean, np.sqrt(var)], pct, skew, kurt])
+    ranks = [max(int(np.ceil(p / 100 * rows.shape[1])) - 1, 0) for p in PERCENTILES]
+    pct = np.partition(rows, ranks, axis=1)[:, ranks]
+    skew, kurt = _shape_moments(var, m3, m4)
+    out = np.column_stack([mean, np.sqrt(var), pct, skew, kurt])
+    return out[0] if values.ndim == 1 else out
 
 
 def _shape_moments(var: np.ndarray, m3: np.ndarray, m4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +60,7 @@ def _shape_moments(var: np.ndarray, m3: np.ndarray, m4: np.ndarray) -> tuple[np.
     return np.where(ok, m3 / safe**1.5, 0.0), np.where(ok, m4 / safe**2 - 3.0, 0.0)
 
 
-@family("intensity", names=lambda config: NAMES)
+@family("intensity", names=lambda config: NAMES, params=CROP)
 def intensity(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Statistics of R, G, B, grey, saturation and haematoxylin density inside the cell mask."""
     mask = cell.mask.view(np.uint8)

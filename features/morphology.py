@@ -24,7 +24,7 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
-from cellbench.features.family import family
+from cellbench.features.family import CROP, family
 from cellbench.features.zernike import mask_zernike, zernike_orders
 
 SHAPE_NAMES = (
@@ -134,7 +134,7 @@ def morphology_names(config: FeatureConfig) -> tuple[str, ...]:
     )
 
 
-@family("morphology", names=morphology_names)
+@family("morphology", names=morphology_names, params=(*CROP, "zernike_degree", "zernike_size"))
 def morphology(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Shape of the cell mask at input resolution, plus Hu and Zernike moments."""
     mask = cell.full_mask

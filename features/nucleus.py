@@ -12,7 +12,7 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
-from cellbench.features.family import family
+from cellbench.features.family import CROP, family
 from cellbench.features.morphology import scaled, shape_values
 
 SHAPE = ("area", "perimeter", "solidity", "eccentricity", "circularity", "convexity", "major_axis", "minor_axis")
@@ -30,7 +30,7 @@ NAMES = (
 MIN_PIXELS = 5
 
 
-@family("nucleus", names=lambda config: NAMES)
+@family("nucleus", names=lambda config: NAMES, params=CROP)
 def nucleus(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Nucleus size, N:C ratio, nucleus shape, number of parts and nucleus-vs-cytoplasm contrast."""
     nuc = cell.nucleus

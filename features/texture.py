@@ -8,7 +8,7 @@ import numpy as np
 
 from cellbench.features.cell import Cell
 from cellbench.features.config import FeatureConfig
-from cellbench.features.family import family
+from cellbench.features.family import CROP, family
 from cellbench.features.haralick import NAMES as HARALICK_NAMES
 from cellbench.features.haralick import cooccurrences, haralick_stack, mean_and_range, quantise
 from cellbench.features.lbp import lbp_histogram
@@ -34,7 +34,7 @@ def lbp_names(config: FeatureConfig) -> tuple[str, ...]:
     return tuple(f"lbp_p{lbp_points(r)}r{r}_u{b:02d}" for r in config.lbp_radii for b in range(lbp_points(r) + 2))
 
 
-@family("haralick", names=haralick_names)
+@family("haralick", names=haralick_names, params=(*CROP, "haralick_levels", "haralick_distances"))
 def haralick(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Haralick's 13 features in 4 directions at each distance: their mean and range over directions.
 
@@ -48,7 +48,7 @@ def haralick(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     return dict(zip(haralick_names(config), values.tolist()))
 
 
-@family("lbp", names=lbp_names)
+@family("lbp", names=lbp_names, params=CROP)
 def lbp(cell: Cell, config: FeatureConfig) -> dict[str, float]:
     """Rotation-invariant uniform LBP histograms (P = 8R points, P + 2 bins) over the cell's pixels."""
     hists = [lbp_histogram(cell.grey, cell.mask, points=lbp_points(r), radius=r) for r in config.lbp_radii]

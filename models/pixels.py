@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, seal, sealed_cache_ok, write_json
 from cellbench.core.hashing import stable_hash
-from cellbench.core.types import Sample
+from cellbench.core.types import DATA_KINDS, DataKind, Sample
 from cellbench.datasets.io import as_rgb8, image_ref, read_image, reader_version
 
 PIXEL_VERSION = 2  # bump when resizing, padding or the cache layout changes
-KINDS = ("cell", "patch")
+KINDS = tuple(DATA_KINDS)
 PADS = ("border", "zeros")
 MIN_SIZE, MAX_SIZE = 8, 1024
 RELEASE_ROWS = 4096  # rows written between releases of the output's pages (bounded resident memory)
@@ -82,15 +82,16 @@ def pixel_cache(
     dataset_fingerprint: str,
     extraction: str,
     cache_dir: str | os.PathLike,
-    kind: Literal["cell", "patch"] = "cell",
+    kind: DataKind = "cell",
     pad: Literal["border", "zeros"] = "border",
     on_bad_image: Literal["raise", "skip"] = "raise",
     progress: bool = True,
 ) -> PixelSet:
     """The pixels of ``samples`` fitted to ``size`` px, read from the cache or built once and cached.
 
-    ``kind="cell"`` keeps the aspect ratio (padding with ``pad``); ``"patch"`` resizes as is. In-memory images
-    are converted by :func:`cellbench.datasets.io.as_rgb8`, files read by :func:`cellbench.datasets.io.read_image`.
+    ``kind="cell"`` or ``"crop"`` keeps the aspect ratio (padding with ``pad``); ``"patch"`` resizes as is.
+    In-memory images are converted by :func:`cellbench.datasets.io.as_rgb8`, files read by
+    :func:`cellbench.datasets.io.read_image`.
     The array is written to a temporary file and renamed (:func:`cellbench.core.files.atomic_path`), so a killed
     run never leaves a partial cache.
 
@@ -137,7 +138,7 @@ def pixel_cache(
                     raise DataError(f"sample {s.id}: {exc} (use --on-bad-image skip to skip it)") from None
                 skipped.append(s.id)
                 continue
-            out[i] = fit_to_square(img, size, keep_aspect=kind == "cell", pad=pad)
+            out[i] = fit_to_square(img, size, keep_aspect=kind != "patch", pad=pad)
             kept.append(i)
             if (i + 1) % RELEASE_ROWS == 0:
                 _release(out)

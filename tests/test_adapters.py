@@ -245,6 +245,24 @@ def test_folder_layout_with_groups_csv(tmp_path):
     assert ds.classes == ("malignant", "benign") and ds.positive_class == "benign"
 
 
+def test_folder_kind_option_declares_crops_or_patches(tmp_path):
+    from cellbench.features import FeatureConfig
+
+    write_image(tmp_path / "x" / "a.png", 1)
+    write_image(tmp_path / "y" / "b.png", 2)
+    cells = load_dataset("folder", data_root=tmp_path)
+    crops = load_dataset("folder", data_root=tmp_path, kind="crop")
+    assert cells.info.kind == "cell" and crops.info.kind == "crop" and crops.fingerprint != cells.fingerprint
+    assert "whole_image" in FeatureConfig.for_kind(crops.info.kind).families
+    with pytest.raises(ConfigError, match=r"kind='slide' is not allowed; use one of 'cell' \(single cells.*'patch'"):
+        load_dataset("folder", data_root=tmp_path, kind="slide")
+    csv_set = tmp_path / "csv"
+    write_image(csv_set / "p.png", 3)
+    write_image(csv_set / "q.png", 4)
+    (csv_set / "labels.csv").write_text("filename,label\np.png,a\nq.png,b\n")
+    assert load_dataset("folder", data_root=csv_set, kind="patch").info.kind == "patch"
+
+
 def test_folder_missing_group_raises_or_is_skipped(tmp_path):
     write_image(tmp_path / "x" / "a.png", 1)
     write_image(tmp_path / "y" / "b.png", 2)

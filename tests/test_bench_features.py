@@ -95,3 +95,20 @@ def test_96px_patches(benchmark):
     ]
     config = FeatureConfig.for_kind("patch")
     _throughput(benchmark, lambda: [extract_features(p, config=config, kind="patch") for p in patches], len(patches))
+
+
+def test_96px_multi_cell_crops(benchmark):
+    """The crop defaults (cell families on the largest cell, whole_image, hed_texture)."""
+    from tests.test_whole_image import multi_cell_crop
+
+    crops = [cv2.resize(multi_cell_crop(i % 2, seed=i)[0], (96, 96), interpolation=cv2.INTER_AREA) for i in range(100)]
+    config = FeatureConfig.for_kind("crop")
+    _throughput(benchmark, lambda: [extract_features(c, config=config, kind="crop") for c in crops], len(crops))
+
+
+def test_450px_multi_cell_crops(benchmark):
+    from tests.test_whole_image import multi_cell_crop
+
+    crops = [multi_cell_crop(i % 2, seed=i, size=450)[0] for i in range(10)]
+    config = FeatureConfig.for_kind("crop")
+    _throughput(benchmark, lambda: [extract_features(c, config=config, kind="crop") for c in crops], len(crops))

@@ -30,7 +30,8 @@ def fresh_keys():
 
 def _feature_key(tmp_path) -> str:
     return batch.feature_cache_path(
-        cache_dir=tmp_path, dataset_fingerprint="fp", extraction="manual", config=FeatureConfig(), kind="cell"
+        cache_dir=tmp_path, dataset_fingerprint="fp", extraction="manual", config=FeatureConfig(), kind="cell",
+        family="morphology",
     ).name
 
 

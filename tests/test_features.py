@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -94,10 +95,9 @@ def test_columns_identical_named_and_finite_across_images():
 
 
 def test_patch_config_and_grey_images():
-    patch = FeatureConfig.for_kind("patch")
-    assert patch.families == ("haralick", "lbp", "intensity")
+    patch = FeatureConfig(families=("haralick", "lbp", "intensity"))  # the patch set before whole_image
     grey = synthetic_cell(50, seed=5)[0][:, :, 1]
-    f = extract_features(grey, kind="patch")
+    f = extract_features(grey, config=patch, kind="patch")
     assert tuple(f) == feature_names(patch)
     assert not any(k.startswith(("morph_", "nuc_")) for k in f)
     assert f["int_r_mean"] == f["int_g_mean"] == pytest.approx(grey.mean())
@@ -114,9 +114,9 @@ def test_config_key_and_validation():
         extract_features(synthetic_cell(40)[0], config=gabor)
     with pytest.raises(ConfigError, match="lbp_radii must be an integer in 1..8, got 0"):
         FeatureConfig(lbp_radii=(0,))
-    with pytest.raises(ConfigError, match="unknown data kind 'slide'; known kinds: cell, patch"):
+    with pytest.raises(ConfigError, match="unknown data kind 'slide'; allowed kinds: cell"):
         FeatureConfig.for_kind("slide")
-    assert set(FEATURES) == {"morphology", "haralick", "lbp", "intensity", "nucleus"}
+    assert set(FEATURES) == {"morphology", "haralick", "lbp", "intensity", "nucleus", "whole_image", "hed_texture"}
 
 
 # -- known values -------------------------------------------------------------------------------------
@@ -295,12 +295,17 @@ def test_cache_second_call_extracts_nothing(tmp_path, monkeypatch):
 
     samples = _write_samples(tmp_path, 4)
     first = extract_feature_set(samples, **_kw(tmp_path))
-    path = feature_cache_path(
-        cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell"
-    )
-    assert path.is_file() and first.key == path.stem
-    # no temporary file left behind: the cache and its checksum only
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.sha256"]
+    paths = [
+        feature_cache_path(
+            cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(),
+            kind="cell", family=f,
+        )
+        for f in FeatureConfig().families
+    ]  # fmt: skip
+    assert all(p.is_file() for p in paths) and len(set(paths)) == len(FeatureConfig().families)
+    # no temporary file left behind: one cache per family and its checksum only
+    expected = sorted(n for p in paths for n in (p.name, f"{p.name}.sha256"))
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == expected
     assert first.names == feature_names(FeatureConfig()) and first.X.shape == (4, len(first.names))
     np.testing.assert_array_equal(first.X[1], list(extract_features(*synthetic_cell(64, seed=101)[:2]).values()))
 
@@ -320,6 +325,31 @@ def test_cache_second_call_extracts_nothing(tmp_path, monkeypatch):
         extract_feature_set(samples[:3], **_kw(tmp_path))
 
 
+def test_adding_a_family_computes_only_that_family(tmp_path, monkeypatch):
+    from cellbench import features
+
+    samples = _write_samples(tmp_path, 4)
+    before = extract_feature_set(samples, **_kw(tmp_path, config=FeatureConfig(families=("morphology", "haralick"))))
+    computed = []
+    real = features.batch._extract_one
+
+    def spy(item, config, kind):
+        computed.append(config.families)
+        return real(item, config, kind)
+
+    monkeypatch.setattr(features.batch, "_extract_one", spy)
+    wider = FeatureConfig(families=("morphology", "haralick", "whole_image"))
+    after = extract_feature_set(samples, **_kw(tmp_path, config=wider))
+    assert set(computed) == {("whole_image",)}  # the cached families are read, not computed again
+    assert after.names == feature_names(wider) and after.key != before.key
+    np.testing.assert_array_equal(after.X[:, : before.X.shape[1]], before.X)
+    direct = [extract_features(*synthetic_cell(64, seed=100 + i)[:2], config=wider) for i in range(4)]
+    np.testing.assert_allclose(after.X, [list(d.values()) for d in direct])
+    computed.clear()
+    reordered = extract_feature_set(samples, **_kw(tmp_path, config=replace(wider, families=wider.families[::-1])))
+    assert computed == [] and reordered.names[0].startswith("img_")  # column order follows the config
+
+
 def test_corrupt_image_raises_naming_it_or_is_skipped_and_counted(tmp_path, monkeypatch):
     samples = _write_samples(tmp_path, 3, masks=False)
     bad = tmp_path / "x.png"
@@ -331,8 +361,9 @@ def test_corrupt_image_raises_naming_it_or_is_skipped_and_counted(tmp_path, monk
     fs = extract_feature_set(samples, **_kw(tmp_path, on_bad_image="skip"))
     assert fs.skipped == ("broken",) and fs.ids == ("c0", "c1", "c2") and np.isfinite(fs.X).all()
     path = feature_cache_path(
-        cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell"
-    )
+        cache_dir=tmp_path / "cache", dataset_fingerprint="fp", extraction="given", config=FeatureConfig(),
+        kind="cell", family="haralick",
+    )  # fmt: skip
     assert read_feature_cache(path).skipped == ("broken",)  # persisted with the cache
     from cellbench import features
 
@@ -348,7 +379,9 @@ def test_bad_options_are_refused(tmp_path):
         extract_feature_set(samples, **_kw(tmp_path, n_jobs=0))
     with pytest.raises(DataError, match="duplicate sample ids: c0"):
         extract_feature_set(samples + samples, **_kw(tmp_path))
-    with pytest.raises(UnknownNameError, match="unknown feature family 'gabor'; known .*: haralick, intensity"):
+    with pytest.raises(
+        UnknownNameError, match="unknown feature family 'gabor'; known .*: haralick, hed_texture, intensity"
+    ):
         extract_feature_set(samples, **_kw(tmp_path, config=FeatureConfig(families=("gabor",))))
     assert not (tmp_path / "cache").exists()  # refused before anything was read or extracted
 
@@ -377,7 +410,11 @@ def test_plugins_register_families_at_run_time(monkeypatch):
     from cellbench.features import register_family
     from cellbench.features.catalog import BUILTIN
 
-    assert FEATURES.names() == [f.name for f in BUILTIN] == ["intensity", "morphology", "nucleus", "haralick", "lbp"]
+    assert (
+        FEATURES.names()
+        == [f.name for f in BUILTIN]
+        == ["intensity", "morphology", "nucleus", "haralick", "lbp", "whole_image", "hed_texture"]
+    )
     monkeypatch.setattr(FEATURES, "_items", dict(FEATURES._items))  # left as it was after the test
 
     @register_family("size", names=lambda config: ("size_pixels",))
@@ -387,4 +424,3 @@ def test_plugins_register_families_at_run_time(monkeypatch):
     img, cyto, _ = synthetic_cell(40)
     f = extract_features(img, cyto, config=FeatureConfig(families=("size", "intensity")))
     assert next(iter(f)) == "size_pixels" and f["size_pixels"] == cyto.sum()
-

@@ -70,3 +70,13 @@ def test_quick_suite_explains_random_forest_and_xgboost():
 
     suite = load_suite("quick")
     assert {"random_forest", "xgboost"} <= set(suite.explain_models)
+
+
+def test_every_built_in_column_has_a_family_and_the_new_families_are_named():
+    from cellbench.features import FEATURES, FeatureConfig, feature_names
+    from cellbench.stats.importance import feature_family
+
+    config = FeatureConfig(families=tuple(FEATURES.names()))
+    families = {feature_family(n) for n in feature_names(config)}
+    assert "other" not in families and {"whole image", "stain texture"} <= families
+    assert feature_family("img_hem_p90") == "whole image" and feature_family("hed_h_lbp_p8r1_u00") == "stain texture"

@@ -34,8 +34,9 @@ def _features(samples, cache):
 def test_a_feature_cache_rewritten_with_other_values_is_recomputed_not_read(samples, tmp_path, caplog):
     fresh = _features(samples, tmp_path)
     path = feature_cache_path(
-        cache_dir=tmp_path, dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell"
-    )
+        cache_dir=tmp_path, dataset_fingerprint="fp", extraction="given", config=FeatureConfig(), kind="cell",
+        family="haralick",
+    )  # fmt: skip
     # a valid Parquet file with the same schema and metadata but changed values: only a checksum can tell
     table = pq.read_table(path)
     col = table.schema.names[1]

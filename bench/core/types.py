@@ -14,6 +14,14 @@ import numpy as np
 
 from cellbench.core.hashing import stable_hash
 
+DataKind = Literal["cell", "crop", "patch"]
+#: What a data set's images are: the kinds, in order, with what each means (cards and errors say it).
+DATA_KINDS: Mapping[str, str] = {
+    "cell": "single cells (one cell per image, centred)",
+    "crop": "multi-cell crops (several cells and background per image)",
+    "patch": "tissue or image patches (no single cell)",
+}
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Sample:
@@ -70,7 +78,7 @@ class DatasetInfo:
     title: str
     description: str
     task: Literal["binary", "multiclass"]
-    kind: Literal["cell", "patch"]
+    kind: DataKind
     classes: tuple[str, ...]
     positive_class: str | None
     primary_metric: str
@@ -86,6 +94,7 @@ class DatasetInfo:
     download: str = ""
     folder_names: tuple[str, ...] = ()
     synthetic: bool = False
+    families: tuple[str, ...] = ()  # default handcrafted feature families; empty: those of the data kind
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,7 +29,7 @@ def render_markdown(board: Leaderboard, *, timings: bool = True) -> str:
     """The leaderboard as markdown text; ``timings=False`` leaves out wall times (for reproduction checks)."""
     out = [f"# Leaderboard — suite `{board.suite}`", ""]
     out += render_answer(board)
-    out += _render_manifest(board.manifest, board.runs, timings=timings)
+    out += _render_manifest(board.manifest, board.runs, timings=timings, sections=board.sections)
     for s in board.sections:
         out += _render_section(s, timings=timings)
     out += _render_across(board)
@@ -81,7 +81,9 @@ def run_manifests(runs: pd.DataFrame | None, last: Mapping[str, Any]) -> list[Ma
     return [json.loads(m) for m in runs.manifest]
 
 
-def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None, *, timings: bool = True) -> list[str]:
+def _render_manifest(
+    m: Mapping[str, Any], runs: pd.DataFrame | None, *, timings: bool = True, sections: tuple[Section, ...] = ()
+) -> list[str]:
     git = m.get("git", {})
     pk = m.get("packages", {})
     manifests = run_manifests(runs, m)
@@ -100,6 +102,10 @@ def _render_manifest(m: Mapping[str, Any], runs: pd.DataFrame | None, *, timings
         ("data fingerprints", ", ".join(f"{k}: `{v}`" for k, v in sorted(fingerprints.items()))),
         ("packages", ", ".join(f"{k} {v}" for k, v in sorted(pk.items()))),
     ]
+    kinds = [f"{s.dataset}/{s.extraction}: {s.record.kind}; {', '.join(s.record.families)}"
+             for s in sections if s.record.families]  # fmt: skip
+    if kinds:
+        rows.append(("data kind; feature families", " — ".join(kinds)))
     if timings and runs is not None and len(runs):
         wall = (runs.finished.fillna(runs.started) - runs.started).sum()
         rows.append(("runs", f"{len(runs)} ({', '.join(runs.status.tolist())}); total driver wall time {wall:.0f} s"))

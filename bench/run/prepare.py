@@ -81,9 +81,7 @@ def _prepare_dataset(suite: Suite, name: str, options: dict, *, data_root: Path 
         return []
     dataset = load_dataset(name, data_root=data_root, cache_dir=settings.cache_dir, **options)
     dataset = subsample_dataset(dataset, max_per_class=max_per_class, max_groups=max_groups, seed=suite.seed)
-    source = (
-        load_external(name, test, data_root=data_root, cache_dir=settings.cache_dir) if test is not None else None
-    )
+    source = load_external(name, test, data_root=data_root, cache_dir=settings.cache_dir) if test is not None else None
     out = []
     for extraction in extractions:
         extracted = run_extraction(
@@ -134,7 +132,9 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     """
     context = f"{dataset.name}/{extraction}"
     notes = list(dataset.notes)
-    config = FeatureConfig.from_table(dataset.info.kind, suite.features) if _reads_features(suite) else None
+    config = None
+    if _reads_features(suite):
+        config = FeatureConfig.from_table(dataset.info.kind, suite.features, families=dataset.info.families)
     features = _features(config, dataset, extraction, samples, settings=settings, notes=notes) if config else None
     ids = list(features.ids) if features else [s.id for s in samples]
     X = features.X if features else None
@@ -183,6 +183,7 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         cv=folds.description,
         cv_scheme=folds.scheme,
         n_features=len(features.names) if features else 0,
+        families=config.families if config else (),
         notes=tuple(notes),
         root=str(dataset.root) if dataset.root else None,
     )

@@ -145,6 +145,7 @@ class DataSetRecord:
     cv: str = ""
     cv_scheme: str = ""
     n_features: int = 0
+    families: tuple[str, ...] = ()  # the handcrafted feature families, in column order (empty: none read)
     notes: tuple[str, ...] = ()
     root: str | None = None
     plan_notes: tuple[str, ...] = ()
@@ -182,6 +183,8 @@ class DataSetRecord:
             "root": self.root,
             "plan_notes": list(self.plan_notes),
         }
+        if self.families:  # only where features were read: older stored records stay as they were
+            out["families"] = list(self.families)
         if self.extracted is not None:
             out["extraction"] = self.extracted.as_json()
         if self.external is not None:
@@ -193,7 +196,7 @@ class DataSetRecord:
         known = _known(cls, data)
         for key in ("dataset", "extraction", "extracted", "external", "fingerprint"):
             known.pop(key, None)
-        for key in ("classes", "notes", "plan_notes"):
+        for key in ("classes", "notes", "plan_notes", "families"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(

@@ -204,7 +204,8 @@ def schema_markdown() -> str:
         "## [features]",
         "",
         "The handcrafted feature families and their parameters (`cellbench.features.FeatureConfig`; defaults for "
-        "cell images shown, patch images have their own families).",
+        "single cells shown; a data set's kind — `cell`, `crop` (multi-cell crops) or `patch` (tissue) — and its card "
+        'decide the default families: see the README, "Handcrafted features").',
         "",
         "| key | default |",
         "|---|---|",

@@ -13,6 +13,8 @@ FAMILIES = {
     "lbp": "texture",
     "int": "intensity",
     "nuc": "nucleus/cytoplasm",
+    "img": "whole image",
+    "hed": "stain texture",
 }
 
 

@@ -181,6 +181,36 @@ def nested_verdict(
     )
 
 
+def compare_runs(
+    jobs_a: pd.DataFrame,
+    jobs_b: pd.DataFrame,
+    preds: pd.DataFrame,
+    samples: pd.DataFrame,
+    *,
+    primary: str,
+    positive: int | None,
+    n_classes: int,
+    arm: str = BASELINE,
+    names: tuple[str, str] = ("a", "b"),
+) -> tuple[Champion, Champion, ArmComparison | None] | None:
+    """One arm's nested champion in two runs on the same folds (e.g. two feature sets), compared a - b.
+
+    ``jobs_a``/``jobs_b`` are finished natural-ratio CV jobs of one (data set, extraction) from each run, ``preds``
+    the predictions of both. ``None`` when either run has no job of ``arm`` with an inner-validation score.
+    """
+    found = []
+    for jobs, name in zip((jobs_a, jobs_b), names):
+        jobs = jobs[[arm_of(m, k) == arm for m, k in zip(jobs.model, jobs.kind)]]
+        jobs = jobs[jobs.extra.map(lambda e: bool(e.inner) and primary in e.inner)]
+        champion = _champion(jobs, name, primary=primary)
+        if champion is None:
+            return None
+        found.append(champion)
+    a, b = found
+    both = pd.concat([jobs_a, jobs_b], ignore_index=True)
+    return a, b, _compare(a, b, both, preds, samples, primary=primary, positive=positive, n_classes=n_classes)
+
+
 def _champion(jobs: pd.DataFrame, arm: str, *, primary: str) -> Champion | None:
     """Per fold, the job with the best inner-validation score (ties: the first model × strategy by name)."""
     if jobs.empty:

@@ -31,6 +31,7 @@ from cellbench.run.store import STORE_NAME, Store
 from cellbench.run.suite import load_suite, suite_path
 from cellbench.tools.explain import ExplainOptions, explain_suite
 from cellbench.tools.extract import extract_to_folder
+from cellbench.tools.paired import paired_report
 from cellbench.tools.predict import find_saved, predict_images
 from cellbench.tools.repro import compare_stores, reproduce
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_leaderboard,
         _add_export,
         _add_compare,
+        _add_paired,
         _add_predict,
         _add_explain,
         _add_datasets,
@@ -142,6 +144,17 @@ def _add_compare(sub) -> None:
     cmp = sub.add_parser("compare", help="compare two results folders (metrics, predictions, leaderboards)")
     cmp.add_argument("a", help="first results folder, e.g. results/smoke")
     cmp.add_argument("b", help="second results folder")
+
+
+def _add_paired(sub) -> None:
+    pa = sub.add_parser(
+        "paired",
+        help="compare two results folders run on the same folds (e.g. two feature sets): per model and nested "
+        "champion, with the CI of the difference",
+    )
+    pa.add_argument("a", help="first results folder (A), e.g. results/a_today")
+    pa.add_argument("b", help="second results folder (B)")
+    pa.add_argument("--arm", default="handcrafted", help="the arm whose champions are compared [handcrafted]")
 
 
 def _add_predict(sub) -> None:
@@ -320,6 +333,11 @@ def cmd_compare(args) -> int:
     return _report_diffs(Path(args.a), Path(args.b), compare_stores(Path(args.a), Path(args.b)))
 
 
+def cmd_paired(args) -> int:
+    print(paired_report(Path(args.a), Path(args.b), arm=args.arm))
+    return 0
+
+
 def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
     if diffs:
         print(f"{a} and {b} differ:")
@@ -479,6 +497,7 @@ COMMANDS = {
     "leaderboard": cmd_leaderboard,
     "export": cmd_export,
     "compare": cmd_compare,
+    "paired": cmd_paired,
     "predict": cmd_predict,
     "explain": cmd_explain,
     "datasets": cmd_datasets,

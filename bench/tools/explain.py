@@ -439,7 +439,7 @@ def test_regions(job: Job, task: TaskData, ids: Sequence[str], *, source: _Regio
         r = sample_regions(by_id[sid], kind=kind)
         if r is None:
             return None
-        f = r.fitted(size, keep_aspect=kind == "cell")
+        f = r.fitted(size, keep_aspect=kind != "patch")
         nuclei.append(f.nucleus)
         cells.append(f.cell)
         sources.add(r.source)

@@ -162,7 +162,7 @@ def _deep_proba(saved: SavedModel, images) -> np.ndarray:
 
     card = saved.card
     size = int(card["size"])
-    batch = np.stack([fit_to_square(img, size, keep_aspect=card["kind"] == "cell") for img in images])
+    batch = np.stack([fit_to_square(img, size, keep_aspect=card["kind"] != "patch") for img in images])
     model = load_keras(saved.path, saved.card)
     raw = model.predict(batch.astype(np.float32), verbose=0, batch_size=32)
     return probabilities(raw, len(card["classes"]))

@@ -1,0 +1,94 @@
+"""Whole-image and stain-separated texture families: columns, kinds, and what they see that the cell does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cellbench.core.errors import ConfigError
+from cellbench.features import FeatureConfig, extract_features, feature_names
+from cellbench.features.config import CELL_FAMILIES, DEFAULT_FAMILIES
+from tests.test_features import synthetic_cell
+
+# the background tint of each class: a few grey levels of red against blue, nothing else differs
+TINTS = {0: (234, 205, 210), 1: (226, 205, 218)}
+
+
+def multi_cell_crop(label: int, seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A crop with one large white cell (drawn the same way for both classes), small red cells and background.
+
+    Returns ``(image, mask of the large cell)``.
+    """
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3))
+    img[:] = TINTS[label]
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(rng.integers(4, 8)):  # red cells: same count and colour distribution in both classes
+        cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(6, 10)
+        img[np.hypot(yy - cy, xx - cx) <= r] = (205, 140, 150)
+    img += rng.normal(0, 4, img.shape)
+    cell, cyto, _ = synthetic_cell(64, seed=1000 + seed)
+    y0, x0 = rng.integers(0, size - 64, 2)
+    tile = img[y0 : y0 + 64, x0 : x0 + 64]
+    tile[cyto] = cell[cyto]
+    mask = np.zeros((size, size), bool)
+    mask[y0 : y0 + 64, x0 : x0 + 64] = cyto
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def _cv_balanced_accuracy(X: np.ndarray, y: np.ndarray) -> float:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    pred = cross_val_predict(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    return balanced_accuracy_score(y, pred)
+
+
+@pytest.mark.slow
+def test_default_crop_families_see_the_background_that_the_cell_families_miss():
+    y = np.array([i % 2 for i in range(60)])
+    crops = [multi_cell_crop(int(label), seed=i) for i, label in enumerate(y)]
+    cell_only = FeatureConfig(families=CELL_FAMILIES)
+    default = FeatureConfig.for_kind("crop")
+    X_cell = np.array([list(extract_features(img, m, config=cell_only, kind="crop").values()) for img, m in crops])
+    X_default = np.array([list(extract_features(img, m, config=default, kind="crop").values()) for img, m in crops])
+    cell_score, default_score = _cv_balanced_accuracy(X_cell, y), _cv_balanced_accuracy(X_default, y)
+    assert default_score >= 0.95, default_score
+    assert cell_score < 0.8, cell_score  # inside the largest cell the classes are drawn alike
+
+
+def test_kinds_have_their_default_families_and_columns():
+    assert FeatureConfig.for_kind("cell").families == CELL_FAMILIES
+    assert FeatureConfig.for_kind("crop").families == DEFAULT_FAMILIES["crop"]
+    assert FeatureConfig.for_kind("patch").families == ("whole_image", "hed_texture")
+    assert FeatureConfig.for_kind("cell", families=("lbp",)).families == ("lbp",)  # a card's families win
+    names = feature_names(FeatureConfig.for_kind("patch"))
+    assert len(names) == len(set(names)) and {n.split("_")[0] for n in names} == {"img", "hed"}
+    for col in (
+        "img_hem_p90",
+        "img_hue_h0",
+        "img_s2_haralick_d3_contrast",
+        "img_s1_edge_density",
+        "hed_e_lbp_p16r2_u17",
+    ):
+        assert col in names
+    with pytest.raises(ConfigError, match=r"unknown data kind 'slide'; allowed kinds: cell \(.*\); crop .*; patch"):
+        FeatureConfig.for_kind("slide")
+
+
+def test_whole_image_values_follow_the_image_not_the_mask():
+    img, mask = multi_cell_crop(0, seed=3)
+    config = FeatureConfig(families=("whole_image",))
+    a = extract_features(img, mask, config=config, kind="crop")
+    b = extract_features(img, np.roll(mask, 20, axis=1), config=config, kind="crop")
+    assert a == b  # the whole image, wherever the cell is
+    flat = np.full((50, 50, 3), 128, np.uint8)
+    f = extract_features(flat, config=FeatureConfig.for_kind("patch"), kind="patch")
+    assert np.isfinite(list(f.values())).all()
+    assert f["img_r_mean"] == 128 and f["img_r_std"] == 0 and f["img_s1_edge_density"] == 0
+    redder = extract_features(multi_cell_crop(0, seed=3)[0], config=config, kind="crop")
+    bluer = extract_features(multi_cell_crop(1, seed=3)[0], config=config, kind="crop")
+    assert redder["img_r_mean"] > bluer["img_r_mean"] and redder["img_b_mean"] < bluer["img_b_mean"]
