@@ -155,11 +155,7 @@ def nested_verdict(
             "out of the nested selection"
         )
     scored = ok.drop(without.index)
-    champions = tuple(
-        c
-        for arm in dict.fromkeys(ARMS.values())
-        if (c := _champion(scored[scored.arm == arm], arm, primary=primary)) is not None
-    )
+    champions = arm_champions(scored, primary=primary)
     if not champions:
         return None
     base = next((c for c in champions if c.arm == BASELINE), None)
@@ -178,6 +174,23 @@ def nested_verdict(
         comparisons=tuple(c for c in comparisons if c is not None),
         like_for_like=_like_for_like(scored, primary=primary),
         notes=tuple(notes),
+    )
+
+
+def arm_champions(jobs: pd.DataFrame, *, primary: str) -> tuple[Champion, ...]:
+    """Each arm's :class:`Champion` among stored ``jobs`` (rows of :meth:`cellbench.run.store.Store.jobs`), in
+    :data:`ARMS` order: per fold the job with the best inner-validation ``primary``.
+
+    The final models (:mod:`cellbench.run.final`) apply the same rule to the refits on the whole development set,
+    whose one "fold" is -1.
+    """
+    if jobs.empty:
+        return ()
+    arms = pd.Series([arm_of(m, k) for m, k in zip(jobs.model, jobs.kind)], index=jobs.index)
+    return tuple(
+        c
+        for arm in dict.fromkeys(ARMS.values())
+        if (c := _champion(jobs[arms == arm], arm, primary=primary)) is not None
     )
 
 

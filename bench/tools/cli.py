@@ -101,6 +101,12 @@ def _add_run(sub) -> None:
         help="an external test set for the one data set run: a folder read by the same adapter; models are "
         "cross-validated on the development data, refit on all of it and scored once on PATH",
     )
+    run.add_argument(
+        "--final",
+        action="store_true",
+        help="after the CV grid, refit each arm's champion on all development data and save it with a model card "
+        "under RESULTS/<suite>/final/ (what predict and app use); as [final] enabled = true in the suite",
+    )
     run.add_argument("--jobs", type=int, help="worker processes [all cores]")
     run.add_argument(
         "--executor",
@@ -288,6 +294,7 @@ def cmd_run(args) -> int:
         test_data=str(Path(args.test_data).expanduser().resolve()) if args.test_data else None,
         max_per_class=args.max_per_class,
         max_groups=args.max_groups,
+        final=args.final,
     )
     summary = run_suite(
         suite,
@@ -305,6 +312,8 @@ def cmd_run(args) -> int:
         leaderboard = write_leaderboard(store, out_dir=summary.results_dir)
     print(_describe(summary))
     print(f"leaderboard: {leaderboard}")
+    if summary.final_index is not None:
+        print(f"final models: {summary.finals} ({summary.final_index}); use them with `predict --suite` or `app`")
     return 1 if summary.failed else 0
 
 
