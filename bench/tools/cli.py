@@ -381,7 +381,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_app(args) -> int:
-    from cellbench.tools.app import serve  # Gradio (and its web server) only for this command
+    try:
+        from cellbench.tools.app import serve  # Gradio (and its web server) only for this command
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":
+            raise
+        raise ConfigError("`app` needs gradio, which is not installed: pip install 'cellbench[app]'") from None
 
     finals = find_finals(results_folder(args.suite, args.results), dataset=args.dataset, arm=args.arm,
                          suite=args.suite)  # fmt: skip
