@@ -604,8 +604,10 @@ def train_predict(
             model, _, _, _ = stage(full, val_rows=None, epochs=best, lrs=_replayed_rates(history, phases, best))
         fit_s = time.perf_counter() - t_fit
         t_pred = time.perf_counter()
-        test_ds = data.make(np.asarray(fold.test), training=False, labels=False)
-        proba = probabilities(model.predict(test_ds, verbose=0), n_classes)
+        proba = np.zeros((0, n_classes))  # a final model's refit has no rows to predict
+        if len(fold.test):
+            test_ds = data.make(np.asarray(fold.test), training=False, labels=False)
+            proba = probabilities(model.predict(test_ds, verbose=0), n_classes)
         predict_s = time.perf_counter() - t_pred
     if save_path is not None:
         save_model(model, save_path)

@@ -138,6 +138,8 @@ def _fit_params(model: str, strategy: str, y: np.ndarray) -> dict[str, Any]:
 
 def full_proba(fitted, X: np.ndarray, n_classes: int) -> np.ndarray:
     """``predict_proba`` with a column for every class index, even classes absent from training."""
+    if not len(X):  # a final model's refit has no rows to predict (scikit-learn refuses an empty array)
+        return np.zeros((0, n_classes))
     raw = fitted.predict_proba(X)
     classes = np.asarray(fitted.classes_, dtype=int)
     out = np.zeros((len(X), n_classes))

@@ -36,10 +36,17 @@ WorkItem = tuple[Job, str]  # (job, task file path): what executors run
 
 @dataclass(frozen=True, kw_only=True)
 class JobOptions:
-    """Where a job writes besides its result: ``save_dir`` keeps fold models, ``status_dir`` per-epoch status."""
+    """Where a job writes besides its result: ``save_dir`` keeps fold models, ``final_dir`` the models of refits on
+    the whole development set (fold -1; the final models' candidates, :mod:`cellbench.run.final`), ``status_dir``
+    per-epoch status."""
 
     save_dir: str | None = None
+    final_dir: str | None = None
     status_dir: str | None = None
+
+    def models_dir(self, job: Job) -> str | None:
+        """Where ``job`` saves its fitted model (``None``: it does not)."""
+        return self.final_dir if job.fold < 0 and self.final_dir else self.save_dir
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -91,7 +98,10 @@ def run_job(job: Job, task_path: str, options: JobOptions | None = None) -> JobR
             timings={"total_s": time.perf_counter() - t_start},
             extra=extra,
         )
-    preds, metrics = score_predictions(task, out.test, out.proba, threshold=out.threshold)
+    if len(out.test):
+        preds, metrics = score_predictions(task, out.test, out.proba, threshold=out.threshold)
+    else:  # a final model's refit without an external test set predicts nothing
+        preds, metrics = None, {}
     extra = replace(out.extra, threshold=out.threshold, n_test=len(out.test), warnings=tuple(job_warnings(caught)))
     external_preds = None
     if len(out.external_rows):  # the fold model's predictions of the external test set (cellbench.run.external)
@@ -229,8 +239,8 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
             permutation=permutation_importances(out.model, X[test], task.y[test], names=names, seed=split.seed),
             native=native_importances(out.model, names=names),
         )
-    if options.save_dir:
-        path = save_classical(out.model, model_file(options.save_dir, job))
+    if save_dir := options.models_dir(job):
+        path = save_classical(out.model, model_file(save_dir, job))
         write_card(path, job=job, task=task, threshold=out.threshold)
     counts = np.bincount(fold.y_train, minlength=len(task.classes))
     extra = JobExtra(n_train=out.n_train, train_counts=tuple(counts.tolist()), importance=importance,
@@ -241,20 +251,21 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
 def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     split = _split(job, task)
     fold, grouped = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]))))
+    save_dir = options.models_dir(job)
     out = train_predict(
         job.model.name,
         fold,
         params=job.model.params,
         strategy=job.imbalance.name,
         seed=split.seed,
-        save_path=model_file(options.save_dir, job) if options.save_dir else None,
+        save_path=model_file(save_dir, job) if save_dir else None,
         # per-epoch status for the driver's progress bar (cellbench.run.progress)
         on_epoch=epoch_reporter(options.status_dir, job) if options.status_dir else None,
     )
     if options.status_dir:
         clear_status(options.status_dir, job)
-    if options.save_dir:
-        write_card(model_file(options.save_dir, job), job=job, task=task, threshold=out.threshold)
+    if save_dir:
+        write_card(model_file(save_dir, job), job=job, task=task, threshold=out.threshold)
     extra = JobExtra(
         n_train=out.n_train,
         history=out.history,

@@ -8,6 +8,7 @@ from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
 from cellbench.models import MODELS, STRATEGIES, applicable
 from cellbench.models.embeddings import HEAD_INPUT_DTYPE, embedding_id
 from cellbench.run.external import add_external_jobs
+from cellbench.run.final import add_final_jobs
 from cellbench.run.jobs import WorkItem
 from cellbench.run.prepare import Prepared
 from cellbench.run.suite import Suite, model_spec
@@ -17,7 +18,8 @@ def plan(suite: Suite, prepared: Sequence[Prepared]) -> tuple[list[WorkItem], li
     """Expand the suite over the prepared data: one job per coordinate, plus notes on skipped combinations.
 
     Data sets with an external test set also get one refit job per model × strategy
-    (:func:`cellbench.run.external.add_external_jobs`).
+    (:func:`cellbench.run.external.add_external_jobs`), and so do all data sets of a suite with final models
+    (:func:`cellbench.run.final.add_final_jobs`).
     """
     items: list[WorkItem] = []
     notes: list[str] = []
@@ -71,7 +73,8 @@ def plan(suite: Suite, prepared: Sequence[Prepared]) -> tuple[list[WorkItem], li
                 for strategy in suite.sweep_strategies:
                     for ratio in suite.sweep_ratios:
                         add(p, model, strategy, ratio)
-    return add_external_jobs(items, prepared), notes
+    items = add_external_jobs(items, prepared)
+    return (add_final_jobs(items, prepared) if suite.final else items), notes
 
 
 def input_name(spec: ModelSpec) -> str:

@@ -25,7 +25,7 @@ from cellbench.core.types import JobResult
 from cellbench.core.workers import preload
 from cellbench.features import batch
 from cellbench.models import pipeline
-from cellbench.run import jobs
+from cellbench.run import final, jobs
 from cellbench.run.executors import EXECUTORS
 from cellbench.run.jobs import JobOptions, WorkItem
 from cellbench.run.manifest import build_manifest
@@ -51,6 +51,8 @@ class RunSummary:
     failed: int
     wall_s: float
     warned: int = 0  # finished jobs that raised warnings (stored with the job and listed in the leaderboard)
+    finals: int = 0  # final models saved (cellbench.run.final), listed in ``final_index``
+    final_index: Path | None = None
 
 
 def results_folder(results_root: str | Path, suite: Suite) -> Path:
@@ -95,16 +97,28 @@ def run_suite(
         run_id = store.start_run(suite.name, {**manifest, "planned_jobs": len(items)})
         counts = {"ran": 0, "failed": 0, "warned": 0}
         status = "interrupted"
-        try:
+        finals: tuple[final.FinalChoice, ...] = ()
+        index = None
+
+        def execute(work: Sequence[WorkItem], desc: str) -> None:
             results = EXECUTORS[executor](
-                todo,
+                work,
                 workers=workers,
                 options=options,
                 **({"gpu_for_deep": suite.deep_gpu} if executor == "dask" else {}),
                 **(executor_options or {}),
             )
-            _store_results(results, todo, store=store, run_id=run_id, counts=counts, options=options,
-                           progress=progress, desc=f"jobs {suite.name}", on_result=on_result)  # fmt: skip
+            _store_results(results, work, store=store, run_id=run_id, counts=counts, options=options,
+                           progress=progress, desc=desc, on_result=on_result)  # fmt: skip
+
+        try:
+            execute(todo, f"jobs {suite.name}")
+            if suite.final:
+                finals = final.choose(store, items, prepared)
+                again = [c.item for c in finals if final.needs_refit(c, Path(options.final_dir))]
+                if again:  # a champion's file was removed, or its refit ran before final models were asked for
+                    execute(again, f"final models {suite.name}")
+                index = final.write_finals(store, finals, items, prepared, folder=Path(options.final_dir))
             status = "finished"
         finally:
             try:
@@ -119,6 +133,8 @@ def run_suite(
         planned=len(items),
         skipped_done=len(items) - len(todo),
         wall_s=time.perf_counter() - t0,
+        finals=len(finals),
+        final_index=index,
         **counts,
     )
 
@@ -140,12 +156,13 @@ def _save_data(store: Store, prepared: Sequence[Prepared], notes: list[str]) -> 
 
 def _job_options(suite: Suite, todo: Sequence[WorkItem], *, folder: Path, settings: Settings) -> JobOptions:
     save_dir = str(paths.inside(folder, "models", what="models folder")) if suite.save_models else None
+    final_dir = str(final.final_folder(folder)) if suite.final else None
     status_dir = None
     if settings.progress and any(j.model.kind == "deep" for j, _ in todo):  # epochs of running deep jobs in the bar
         status_dir = str(
             paths.inside(settings.cache_dir, "status", f"{os.getpid()}-{suite.name}", what="status folder")
         )
-    return JobOptions(save_dir=save_dir, status_dir=status_dir)
+    return JobOptions(save_dir=save_dir, final_dir=final_dir, status_dir=status_dir)
 
 
 def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: int, counts: dict[str, int],

@@ -69,6 +69,12 @@ class ExplainTable(_Table):
     strategies: list[str] = Field(default_factory=lambda: ["none"], description="their strategies")
 
 
+class FinalTable(_Table):
+    """``[final]``: refit each arm's champion on all development data and keep it for ``predict`` and ``app``."""
+
+    enabled: bool = Field(False, description="after the CV grid, save each arm's final model under <results>/final/")
+
+
 class DatasetTable(BaseModel):
     """``[datasets.NAME]``: options of one data set; any other key is the adapter's own (``datasets show NAME``)."""
 
@@ -105,6 +111,7 @@ class SuiteTable(_Table):
     deep: DeepTable = Field(default_factory=DeepTable, description="see [deep]")
     explain: ExplainTable = Field(default_factory=ExplainTable, description="see [explain]")
     save_models: bool = Field(False, description="keep every fold's fitted model under <results>/models/")
+    final: FinalTable = Field(default_factory=FinalTable, description="see [final]")
 
 
 _WANT = {
@@ -226,6 +233,7 @@ _TABLES = (
     ("[imbalance_sweep]", SweepTable),
     ("[deep]", DeepTable),
     ("[explain]", ExplainTable),
+    ("[final]", FinalTable),
 )
 _TYPE_NAMES = {str: "text", int: "integer", float: "number", bool: "true/false", type(None): "none"}
 

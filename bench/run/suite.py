@@ -40,6 +40,7 @@ _TOP_KEYS = {
     "deep",
     "explain",
     "save_models",
+    "final",
 }
 _CV_KEYS = {"scheme", "folds", "repeats", "allow_duplicates_across_folds"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}
@@ -75,6 +76,7 @@ class Suite:
     deep_strategies: tuple[str, ...] | None = None  # strategies for deep models (default: ``strategies``)
     save_models: bool = False  # keep every fold's fitted model under <results>/models/ (for predict/explain)
     deep_gpu: bool = False  # on Dask, deep jobs ask for a GPU worker resource
+    final: bool = False  # refit each arm's champion on all development data (cellbench.run.final)
     max_per_class: int | None = None  # quick-run subsample of every data set (see datasets.subsample)
     max_groups: int | None = None
     source: str = ""
@@ -93,6 +95,7 @@ class Suite:
         test_data: str | None = None,
         max_per_class: int | None = None,
         max_groups: int | None = None,
+        final: bool = False,
     ) -> Suite:
         """The suite with command-line choices applied.
 
@@ -101,6 +104,7 @@ class Suite:
         folder that becomes the (only) data set's external test set (see :mod:`cellbench.run.external`).
         ``max_per_class`` / ``max_groups`` subsample every data set deterministically and group-wise
         (:mod:`cellbench.datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
+        ``final`` turns the final models on (``--final``; a suite's ``[final] enabled = true`` stays on without it).
         """
         changes: dict[str, Any] = {}
         if datasets:
@@ -117,9 +121,12 @@ class Suite:
             changes["folds"] = folds
         if seed is not None:
             changes["seed"] = seed
+        if final:
+            changes["final"] = True
         if test_data is not None:
             changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
-        given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
+        given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed,
+                 "final": final or None}  # fmt: skip
         if test_data is not None:
             given["test_data"] = str(test_data)
         for key, value in (("max_per_class", max_per_class), ("max_groups", max_groups)):
@@ -184,6 +191,8 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     _no_unknown(deep, {*TRAINING_DEFAULTS, "strategies", "save_models", "gpu"}, f"{where} [deep]")
     explain = _table(raw.get("explain", {}), f"{where} [explain]")
     _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
+    final = _table(raw.get("final", {}), f"{where} [final]")
+    _no_unknown(final, {"enabled"}, f"{where} [final]")
     suite = Suite(
         name=str(raw.get("name", default_name)),
         description=str(raw.get("description", "")),
@@ -213,6 +222,7 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         if "strategies" in deep
         else None,
         save_models=_bool(raw.get("save_models", deep.get("save_models", False)), f"{where}: save_models"),
+        final=_bool(final.get("enabled", False), f"{where}: final.enabled"),
         source=source,
         raw=dict(raw),
     )

@@ -51,11 +51,10 @@ class TaskData:
         return np.load(self.pixels[size], mmap_mode="r")
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
-        """(training, test) positions of ``fold``; fold -1 is the whole development set vs the external set."""
+        """(training, test) positions of ``fold``; fold -1 is the whole development set vs the external set (none
+        without one: a final model's refit, :mod:`cellbench.run.final`)."""
         if fold < 0:
-            if self.external is None:
-                raise CellbenchError("this task has no external test set, so there is no refit (fold -1)")
-            test = self.external
+            test = self.external if self.external is not None else np.empty(0, dtype=np.int64)
         else:
             test = self.tests[fold]
         mask = np.ones(len(self.ids), bool)

@@ -155,11 +155,7 @@ def nested_verdict(
             "out of the nested selection"
         )
     scored = ok.drop(without.index)
-    champions = tuple(
-        c
-        for arm in dict.fromkeys(ARMS.values())
-        if (c := _champion(scored[scored.arm == arm], arm, primary=primary)) is not None
-    )
+    champions = arm_champions(scored, primary=primary)
     if not champions:
         return None
     base = next((c for c in champions if c.arm == BASELINE), None)
@@ -209,6 +205,23 @@ def compare_runs(
     a, b = found
     both = pd.concat([jobs_a, jobs_b], ignore_index=True)
     return a, b, _compare(a, b, both, preds, samples, primary=primary, positive=positive, n_classes=n_classes)
+
+
+def arm_champions(jobs: pd.DataFrame, *, primary: str) -> tuple[Champion, ...]:
+    """Each arm's :class:`Champion` among stored ``jobs`` (rows of :meth:`cellbench.run.store.Store.jobs`), in
+    :data:`ARMS` order: per fold the job with the best inner-validation ``primary``.
+
+    The final models (:mod:`cellbench.run.final`) apply the same rule to the refits on the whole development set,
+    whose one "fold" is -1.
+    """
+    if jobs.empty:
+        return ()
+    arms = pd.Series([arm_of(m, k) for m, k in zip(jobs.model, jobs.kind)], index=jobs.index)
+    return tuple(
+        c
+        for arm in dict.fromkeys(ARMS.values())
+        if (c := _champion(jobs[arms == arm], arm, primary=primary)) is not None
+    )
 
 
 def _champion(jobs: pd.DataFrame, arm: str, *, primary: str) -> Champion | None:

@@ -1,4 +1,4 @@
-"""The command line: ``cellbench run|leaderboard|export|compare|predict|explain|datasets|extract`` (or
+"""The command line: ``cellbench run|leaderboard|export|compare|predict|app|explain|datasets|extract`` (or
 ``python -m bench``).
 
 Each command has a parser builder (``_add_<command>``) and a function ``cmd_<command>(args)`` that returns the
@@ -32,13 +32,20 @@ from cellbench.run.suite import load_suite, suite_path
 from cellbench.tools.explain import ExplainOptions, explain_suite
 from cellbench.tools.extract import extract_to_folder
 from cellbench.tools.paired import paired_report
-from cellbench.tools.predict import find_saved, predict_images
+from cellbench.tools.predict import find_finals, find_saved, predict_finals, predict_images
 from cellbench.tools.repro import compare_stores, reproduce
 
 PREDICT = (  # (help, description) of the commands whose page says more than one line
-    "class and probability per image from a saved fold model",
-    "Predict new images with a fold model saved by a run with `save_models = true`. Classical models extract the "
-    "handcrafted features first, deep models fit the pixels to their input size, both as in training.",
+    "class and probability per image from each arm's final model (or a saved fold model)",
+    "Predict new images with the final models of a run with --final (one row per image and arm), or with one "
+    "model file given by --model (a final model, or a fold model saved by `save_models = true`). Classical models "
+    "extract the handcrafted features first, deep models fit the pixels to their input size, both as in training.",
+)
+APP = (
+    "a local web page (127.0.0.1) to upload images and see each final model's class, probability and explanation",
+    "Starts a Gradio page on 127.0.0.1 for the final models of a run with --final: upload an image, see each arm's "
+    "class and probability (as `predict` prints them), the deep champion's Grad-CAM and the classical champion's "
+    "top features. Stop it with Ctrl-C.",
 )
 EXPLAIN = (
     "CAM gallery of a deep fold model (Grad-CAM, HiResCAM, guided variants), linked from the leaderboard",
@@ -76,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_compare,
         _add_paired,
         _add_predict,
+        _add_app,
         _add_explain,
         _add_datasets,
         _add_extract,
@@ -102,6 +110,12 @@ def _add_run(sub) -> None:
         metavar="PATH",
         help="an external test set for the one data set run: a folder read by the same adapter; models are "
         "cross-validated on the development data, refit on all of it and scored once on PATH",
+    )
+    run.add_argument(
+        "--final",
+        action="store_true",
+        help="after the CV grid, refit each arm's champion on all development data and save it with a model card "
+        "under RESULTS/<suite>/final/ (what predict and app use); as [final] enabled = true in the suite",
     )
     run.add_argument("--jobs", type=int, help="worker processes [all cores]")
     run.add_argument(
@@ -159,16 +173,29 @@ def _add_paired(sub) -> None:
 
 def _add_predict(sub) -> None:
     pr = sub.add_parser("predict", help=PREDICT[0], description=PREDICT[1])
+    _final_source(pr)
     pr.add_argument(
         "--model",
-        required=True,
-        help="a saved model file (<results>/<suite>/models/<job key>.keras|.skops) or a results folder "
-        "(e.g. results/quick) together with --job",
+        help="a saved model file (<results>/<suite>/final|models/<job key>.keras|.skops) or a results folder "
+        "(e.g. results/quick) together with --job, instead of the suite's final models",
     )
-    pr.add_argument("--job", help="job key (or a unique prefix) of the saved model in the results folder")
+    pr.add_argument("--job", help="with --model: job key (or a unique prefix) of the saved model in the folder")
     pr.add_argument("--masks", nargs="+", metavar="MASK", help="cell masks, one per image (classical cell models)")
     pr.add_argument("--csv", help="also write the predictions to this CSV file")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+
+
+def _final_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="quick", help="built-in suite name or a .toml path, as given to run [quick]")
+    p.add_argument("--results", default="results", help="results root folder [results]")
+    p.add_argument("--dataset", help="NAME or NAME/EXTRACTION whose final models to use (when there are several)")
+    p.add_argument("--arm", help="only this arm's final model (handcrafted, deep, embedding, ...)")
+
+
+def _add_app(sub) -> None:
+    ap = sub.add_parser("app", help=APP[0], description=APP[1])
+    _final_source(ap)
+    ap.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 [7860]")
 
 
 def _add_explain(sub) -> None:
@@ -301,6 +328,7 @@ def cmd_run(args) -> int:
         test_data=str(Path(args.test_data).expanduser().resolve()) if args.test_data else None,
         max_per_class=args.max_per_class,
         max_groups=args.max_groups,
+        final=args.final,
     )
     summary = run_suite(
         suite,
@@ -318,6 +346,8 @@ def cmd_run(args) -> int:
         leaderboard = write_leaderboard(store, out_dir=summary.results_dir)
     print(_describe(summary))
     print(f"leaderboard: {leaderboard}")
+    if summary.final_index is not None:
+        print(f"final models: {summary.finals} ({summary.final_index}); use them with `predict --suite` or `app`")
     return 1 if summary.failed else 0
 
 
@@ -349,13 +379,36 @@ def _report_diffs(a: Path, b: Path, diffs: list[str]) -> int:
 
 
 def cmd_predict(args) -> int:
-    saved = find_saved(args.model, job=args.job)
-    table = predict_images(saved, args.images, masks=args.masks)
-    print(f"model: {saved.describe()} ({saved.path})")
+    if args.model:
+        saved = find_saved(args.model, job=args.job)
+        table = predict_images(saved, args.images, masks=args.masks)
+        print(f"model: {saved.describe()} ({saved.path})")
+    else:
+        if args.job:
+            raise ConfigError("--job chooses a model in the folder given by --model; give --model too")
+        finals = find_finals(results_folder(args.suite, args.results), dataset=args.dataset, arm=args.arm,
+                             suite=args.suite)  # fmt: skip
+        table = predict_finals(finals, args.images, masks=args.masks)
+        for f in finals:
+            print(f"final model: {f.describe()}")
     print(tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f"))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"predictions: {args.csv}")
+    return 0
+
+
+def cmd_app(args) -> int:
+    try:
+        from cellbench.tools.app import serve  # Gradio (and its web server) only for this command
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":
+            raise
+        raise ConfigError("`app` needs gradio, which is not installed: pip install 'cellbench[app]'") from None
+
+    finals = find_finals(results_folder(args.suite, args.results), dataset=args.dataset, arm=args.arm,
+                         suite=args.suite)  # fmt: skip
+    serve(finals, port=args.port)
     return 0
 
 
@@ -499,6 +552,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "paired": cmd_paired,
     "predict": cmd_predict,
+    "app": cmd_app,
     "explain": cmd_explain,
     "datasets": cmd_datasets,
     "extract": cmd_extract,

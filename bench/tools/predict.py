@@ -1,6 +1,8 @@
-"""Prediction on new images with a saved fold model (``python -m bench predict``).
+"""Prediction on new images with a final model or a saved fold model (``python -m bench predict``).
 
-A run with ``save_models = true`` keeps every fold's model and a card beside it (:mod:`cellbench.run.artifacts`).
+A run with ``--final`` keeps each arm's final model (:mod:`cellbench.run.final`); :func:`find_finals` reads them
+back from the results folder's index, :func:`predict_finals` predicts with each. A run with ``save_models = true``
+keeps every fold's model and a card beside it (:mod:`cellbench.run.artifacts`), found by :func:`find_saved`.
 :func:`predict_images` reads images, extracts features or fits pixels the way training did, and returns the class
 and its probability per image.
 """
@@ -25,6 +27,7 @@ from cellbench.models.deep import import_tensorflow_quietly, probabilities
 from cellbench.models.pipeline import full_proba
 from cellbench.models.pixels import fit_to_square
 from cellbench.run.artifacts import CARD_FORMAT, MODEL_SUFFIXES, load_classical, load_keras
+from cellbench.run.final import final_folder, read_index
 from cellbench.stats.metrics import predict_labels
 
 
@@ -85,6 +88,80 @@ def find_saved(spec: str | os.PathLike, *, job: str | None = None) -> SavedModel
     raise ConfigError(f"{what} in {folder}:\n{listing}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class FinalModel:
+    """One arm's final model: the saved model and its entry in the final models' index."""
+
+    saved: SavedModel
+    entry: Mapping[str, Any]
+
+    @property
+    def arm(self) -> str:
+        return self.entry["arm"]
+
+    @property
+    def config(self) -> str:
+        """``logistic_regression / threshold``: the model × strategy the arm's selection chose."""
+        return f"{self.entry['model']} / {self.entry['strategy']}"
+
+    def describe(self) -> str:
+        e = self.entry
+        return f"{e['dataset']}/{e['extraction']}  {self.arm}: {self.config}  ({self.saved.path})"
+
+
+def find_finals(results_dir: str | os.PathLike, *, dataset: str | None = None, arm: str | None = None,
+                suite: str = "SUITE") -> tuple[FinalModel, ...]:  # fmt: skip
+    """The final models of one (data set, extraction) of a results folder (``<results>/<suite>``), in arm order.
+
+    ``dataset`` (``NAME`` or ``NAME/EXTRACTION``) is needed when the folder has final models of more than one;
+    ``arm`` keeps one arm's. ``suite`` is named in the message that says how to make final models.
+
+    Raises
+    ------
+    ConfigError
+        When there is no final model, or ``dataset``/``arm`` match none or leave a choice (naming the ones there).
+    """
+    folder = final_folder(results_dir)
+    entries = read_index(folder)
+    if not entries:
+        raise ConfigError(
+            f"no final model in {folder}; make them with `cellbench run --suite {suite} --final` (or "
+            "`[final] enabled = true` in the suite file), or give a saved model with --model FILE"
+        )
+    sets = sorted({f"{e['dataset']}/{e['extraction']}" for e in entries})
+    if dataset is not None:
+        entries = [e for e in entries if dataset in (e["dataset"], f"{e['dataset']}/{e['extraction']}")]
+        if not entries:
+            raise ConfigError(f"no final model of data set {dataset!r} in {folder}; there are: {', '.join(sets)}")
+        sets = sorted({f"{e['dataset']}/{e['extraction']}" for e in entries})
+    if len(sets) > 1:
+        raise ConfigError(f"{folder} has final models of {len(sets)} data sets; choose one with --dataset: "
+                          f"{', '.join(sets)}")  # fmt: skip
+    if arm is not None:
+        arms = [e["arm"] for e in entries]
+        entries = [e for e in entries if e["arm"] == arm]
+        if not entries:
+            raise ConfigError(f"no final model of arm {arm!r} in {folder}; arms there: {', '.join(arms)}")
+    return tuple(FinalModel(saved=_load_card(folder / e["file"]), entry=e) for e in entries)
+
+
+def predict_finals(
+    finals: Sequence[FinalModel],
+    images: Sequence[str | os.PathLike],
+    *,
+    masks: Sequence[str | os.PathLike] | None = None,
+) -> pd.DataFrame:
+    """:func:`predict_images` of every final model, one row per image and arm (``arm`` and ``model`` columns
+    after ``image``); ``masks`` go to classical models only."""
+    frames = []
+    for f in finals:
+        table = predict_images(f.saved, images, masks=masks if f.saved.kind != "deep" else None)
+        table.insert(1, "arm", f.arm)
+        table.insert(2, "model", f.config)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _load_card(path: Path) -> SavedModel:
     card_path = path.with_suffix(".json")
     if not card_path.is_file():
@@ -139,7 +216,12 @@ def predict_images(
 
 
 def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
+    pipeline = load_classical(saved.path, saved.card)
+    return full_proba(pipeline, classical_inputs(saved, images, masks, names), len(saved.card["classes"]))
 
+
+def classical_inputs(saved: SavedModel, images, masks, names) -> np.ndarray:
+    """The feature rows a classical model reads for ``images`` (``masks``: a cell mask or ``None`` per image)."""
     card = saved.card
     if not card.get("feature_config"):
         raise ConfigError(f"model card of {saved.path} has no feature configuration")
@@ -149,20 +231,24 @@ def _classical_proba(saved: SavedModel, images, masks, names) -> np.ndarray:
             f"the features this version of cellbench computes for {saved.path.name} differ from those it was "
             "trained on; retrain it with this version"
         )
-    X = np.stack(
+    return np.stack(
         [feature_vector(img, m, config=config, kind=card["kind"], sample=n) for img, m, n in zip(images, masks, names)]
     )
-    pipeline = load_classical(saved.path, saved.card)
-    return full_proba(pipeline, X, len(card["classes"]))
 
 
 def _deep_proba(saved: SavedModel, images) -> np.ndarray:
+    model = load_deep(saved)
+    raw = model.predict(deep_inputs(saved, images).astype(np.float32), verbose=0, batch_size=32)
+    return probabilities(raw, len(saved.card["classes"]))
 
+
+def load_deep(saved: SavedModel):
+    """The saved Keras model (TensorFlow imported here, quietly)."""
     import_tensorflow_quietly()  # before keras: TensorFlow's C++ start-up lines would interleave with output
+    return load_keras(saved.path, saved.card)
 
-    card = saved.card
-    size = int(card["size"])
-    batch = np.stack([fit_to_square(img, size, keep_aspect=card["kind"] != "patch") for img in images])
-    model = load_keras(saved.path, saved.card)
-    raw = model.predict(batch.astype(np.float32), verbose=0, batch_size=32)
-    return probabilities(raw, len(card["classes"]))
+
+def deep_inputs(saved: SavedModel, images) -> np.ndarray:
+    """The N × S × S × 3 uint8 batch a deep model reads for ``images``, fitted to its input size as in training."""
+    size = int(saved.card["size"])
+    return np.stack([fit_to_square(img, size, keep_aspect=saved.card["kind"] != "patch") for img in images])
