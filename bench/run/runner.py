@@ -32,6 +32,8 @@ from cellbench.run.manifest import build_manifest
 from cellbench.run.plan import plan
 from cellbench.run.prepare import Prepared, Settings, prepare
 from cellbench.run.progress import EpochWatcher
+from cellbench.run.selection import record as record_selection
+from cellbench.run.selection import results_folder, selection
 from cellbench.run.store import Store
 from cellbench.run.suite import Suite
 from cellbench.run.task import load_task
@@ -51,11 +53,6 @@ class RunSummary:
     failed: int
     wall_s: float
     warned: int = 0  # finished jobs that raised warnings (stored with the job and listed in the leaderboard)
-
-
-def results_folder(results_root: str | Path, suite: Suite) -> Path:
-    """``results_root / suite.name``, checked to lie inside ``results_root``."""
-    return paths.inside(results_root, paths.check_name(suite.name, what="suite name"), what="results folder")
 
 
 def run_suite(
@@ -83,8 +80,10 @@ def run_suite(
             "xgboost")  # fmt: skip
     settings = Settings(cache_dir=paths.cache_dir(cache), workers=workers, on_bad_image=on_bad_image, progress=progress)
     t0 = time.perf_counter()
-    folder = results_folder(results_root, suite)
+    chosen = selection(suite, data_root=data_root)
+    folder = results_folder(results_root, suite, data_root=data_root)
     with Store.open(folder) as store:  # takes the lock before any work
+        record_selection(folder, chosen)
         prepared = prepare(suite, data_root=data_root, settings=settings)
         items, notes = plan(suite, prepared)
         _save_data(store, prepared, notes)

@@ -76,6 +76,7 @@ class DatasetTable(BaseModel):
 
     extractions: list[str] | None = Field(None, description='"given", "manual" and/or "segmentation"')
     optional: bool = Field(False, description="skip the data set with a note when its files are absent")
+    positive_class: str | None = Field(None, description="the positive class of a two-class data set (as loaded)")
     max_per_class: int | None = Field(None, description="subsample to at most this many samples per class")
     max_groups: int | None = Field(None, description="subsample to at most this many patients")
     embeddings: str | None = Field(None, description="your own embeddings file (Parquet/CSV/NPZ) for user_* models")

@@ -93,6 +93,8 @@ class Suite:
         test_data: str | None = None,
         max_per_class: int | None = None,
         max_groups: int | None = None,
+        options: Mapping[str, Any] | None = None,
+        positive_class: str | None = None,
     ) -> Suite:
         """The suite with command-line choices applied.
 
@@ -101,6 +103,8 @@ class Suite:
         folder that becomes the (only) data set's external test set (see :mod:`cellbench.run.external`).
         ``max_per_class`` / ``max_groups`` subsample every data set deterministically and group-wise
         (:mod:`cellbench.datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
+        ``options`` (adapter options, ``--option``) and ``positive_class`` apply to the one data set run, over the
+        suite's own options for it.
         """
         changes: dict[str, Any] = {}
         if datasets:
@@ -119,7 +123,11 @@ class Suite:
             changes["seed"] = seed
         if test_data is not None:
             changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
-        given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed}
+        if options or positive_class is not None:
+            own = {**(options or {}), **({"positive_class": positive_class} if positive_class is not None else {})}
+            changes["datasets"] = _with_options(changes.get("datasets", self.datasets), own)
+        given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed,
+                 "options": dict(options or {}), "positive_class": positive_class}  # fmt: skip
         if test_data is not None:
             given["test_data"] = str(test_data)
         for key, value in (("max_per_class", max_per_class), ("max_groups", max_groups)):
@@ -130,12 +138,23 @@ class Suite:
             **{
                 k: (list(v) if isinstance(v, (list, tuple)) else v)
                 for k, v in given.items()
-                if v is not None and v != []
+                if v is not None and v != [] and v != {}
             },
         }
         out = replace(self, **changes, narrowing=narrowing)
         validate(out)
         return out
+
+
+def _with_options(datasets: Mapping[str, Mapping[str, Any]], options: Mapping[str, Any]) -> dict[str, dict]:
+    """The only data set's options with ``options`` (``--option``, ``--positive-class``) over them."""
+    if len(datasets) != 1:
+        raise ConfigError(
+            f"--option and --positive-class apply when one data set is run; this run has {len(datasets)} "
+            f"({', '.join(datasets)}): choose one with --datasets"
+        )
+    ((name, own),) = datasets.items()
+    return {name: {**own, **options}}
 
 
 def suite_path(name_or_path: str | Path) -> Path:
