@@ -214,7 +214,10 @@ def schema_markdown() -> str:
     lines.append("")
     lines.append(
         "`[models.NAME]` tables hold a model's parameters (unknown names are refused with the allowed ones); a value "
-        "must have its default's type: an integer, a number, or true/false."
+        "must have its default's type: an integer, a number, or true/false. A table with `estimator = "
+        "\"module:Class\"` names your own scikit-learn-style classifier "
+        "(e.g. `\"sklearn.ensemble:ExtraTreesClassifier\"`); "
+        "its other keys are that class's parameters, checked against its `get_params()` when the suite is loaded."
     )
     return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ from cellbench.features import FeatureConfig, feature_names
 from cellbench.models import MODELS, STRATEGIES, resolve_params
 from cellbench.models.deep import TRAINING_DEFAULTS
 from cellbench.models.imbalance import parse_ratio
+from cellbench.models.plugins import register_suite_model, split_plugin
 from cellbench.run.cv import SCHEMES
 from cellbench.run.external import check_suite, with_test_data
 from cellbench.run.schema import check_suite_table
@@ -252,10 +253,15 @@ def validate(suite: Suite) -> None:
         EXTRACTIONS.check(opts.get("extractions", ["given"]))
         check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
     check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
+    for name, params in suite.models.items():  # models named by import path: imported and checked here, in the driver
+        try:
+            register_suite_model(name, params)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [models.{name}]: {exc}") from None
     MODELS.check(suite.models)
     for name, params in suite.models.items():  # parameter names and types, before any data set is loaded
         try:
-            resolve_params(name, params)
+            resolve_params(name, split_plugin(params)[1])
         except ConfigError as exc:
             raise ConfigError(f"{where}: [models.{name}]: {exc}") from None
     STRATEGIES.check(suite.strategies)
@@ -331,11 +337,11 @@ def _int(value: Any, where: str) -> int:
 def model_spec(suite: Suite, name: str) -> ModelSpec:
     """The model's spec in this suite: registry defaults < suite ``[deep]`` settings < the model's own params."""
     entry = MODELS[name]
-    params = dict(suite.models.get(name, {}))
+    plugin, params = split_plugin(suite.models.get(name, {}))
     if entry.kind == "deep":
         params = resolve_params(name, {**suite.deep, **params})
     elif entry.input != "features":  # embedding heads: which embedding they read is part of their spec
         params = resolve_params(name, params)
     else:
         resolve_params(name, params)  # refuse unknown parameters before anything runs
-    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params)
+    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params, plugin=plugin)
