@@ -17,12 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from cellbench.core import paths
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import JobResult
-from cellbench.core.workers import preload
+from cellbench.core.workers import default_workers, preload
 from cellbench.features import batch
 from cellbench.models import pipeline
 from cellbench.run import jobs
@@ -31,7 +29,7 @@ from cellbench.run.jobs import JobOptions, WorkItem
 from cellbench.run.manifest import build_manifest
 from cellbench.run.plan import plan
 from cellbench.run.prepare import Prepared, Settings, prepare
-from cellbench.run.progress import EpochWatcher
+from cellbench.run.progress import EpochWatcher, JobProgress
 from cellbench.run.selection import record as record_selection
 from cellbench.run.selection import results_folder, selection
 from cellbench.run.store import Store
@@ -103,7 +101,8 @@ def run_suite(
                 **(executor_options or {}),
             )
             _store_results(results, todo, store=store, run_id=run_id, counts=counts, options=options,
-                           progress=progress, desc=f"jobs {suite.name}", on_result=on_result)  # fmt: skip
+                           progress=progress, desc=f"jobs {suite.name}", on_result=on_result,
+                           workers=default_workers() if workers is None else workers)  # fmt: skip
             status = "finished"
         finally:
             try:
@@ -148,10 +147,13 @@ def _job_options(suite: Suite, todo: Sequence[WorkItem], *, folder: Path, settin
 
 
 def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: int, counts: dict[str, int],
-                   options: JobOptions, progress: bool, desc: str, on_result) -> None:  # fmt: skip
+                   options: JobOptions, progress: bool, desc: str, on_result, workers: int = 1) -> None:  # fmt: skip
     """Write each result as it arrives (one transaction each), counting and showing progress."""
     by_key = {j.key: j for j, _ in todo}
-    bar = tqdm(total=len(todo), desc=desc, unit="job", disable=not progress, dynamic_ncols=True)
+    stored = store.jobs(status="ok")
+    timings = [(m, k, float(t.get("total_s", 0.0))) for m, k, t in zip(stored.model, stored.kind, stored.timings)]
+    bar = JobProgress([(j.key, j.model.name, j.model.kind) for j, _ in todo], timings=timings, workers=workers,
+                      desc=desc, enabled=progress)  # fmt: skip
     watcher = EpochWatcher(bar, options.status_dir) if options.status_dir else contextlib.nullcontext()
     try:
         with watcher:
@@ -163,9 +165,8 @@ def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: i
                 if on_result is not None:
                     on_result(result)
                 c = result.coordinates
-                bar.set_postfix_str(
-                    f"{c['model']}/{c['imbalance']} fold {c['fold']}" + (" ERROR" if result.status != "ok" else "")
-                )
-                bar.update(1)
+                status = f"{c['model']}/{c['imbalance']} fold {c['fold']}" + (" ERROR" if result.status != "ok" else "")
+                bar.finished(result.key, seconds=result.timings.get("total_s") if result.status == "ok" else None,
+                             status=status)  # fmt: skip
     finally:
         bar.close()
