@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 from sklearn.base import is_classifier
@@ -21,6 +22,7 @@ from cellbench.models.catalog import MODELS
 from cellbench.models.entry import ModelEntry
 
 PLUGIN_KEYS = ("estimator",)
+ENTRY_POINT_GROUP = "cellbench.models"  # installed packages: ``name = "pkg.module:ENTRY"``, a ModelEntry
 _BUILT: dict[str, str] = {}  # model name -> import path it was built from (one name, one class)
 
 
@@ -94,10 +96,35 @@ def estimator_entry(name: str, path: str, params: Mapping[str, Any]) -> ModelEnt
     return ModelEntry(name, "classical", "features", build, dict(params), weight, f"{cls.__name__} ({path})")
 
 
+def from_entry_point(name: str) -> bool:
+    """Add model ``name`` from an installed package's ``cellbench.models`` entry point; whether there was one.
+
+    Raises
+    ------
+    ConfigError
+        For an entry point that cannot be loaded (with the error) or that is not a ``ModelEntry`` named ``name``.
+    """
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        return False
+    ep = found[0]
+    try:
+        entry = ep.load()
+    except Exception as exc:  # a plugin's import can fail in any way: say which and why
+        raise ConfigError(f"entry point {ep.value!r} of model {name!r} cannot be loaded: {exc}") from None
+    if not isinstance(entry, ModelEntry) or entry.name != name:
+        raise ConfigError(f"entry point {ep.value!r} of model {name!r} must be a ModelEntry named {name!r}")
+    MODELS.add(name, entry)
+    return True
+
+
 def register_suite_model(name: str, params: Mapping[str, Any]) -> None:
-    """Add the model a suite names by import path to :data:`MODELS` (nothing for a catalogued model)."""
+    """Add the model a suite names by import path, or an installed package's model of that name, to :data:`MODELS`
+    (nothing for a catalogued model)."""
     plugin, rest = split_plugin(params)
     if not plugin:
+        if name not in MODELS:
+            from_entry_point(name)
         return
     path = plugin["estimator"]
     if name in MODELS and _BUILT.get(name) != path:
@@ -110,5 +137,5 @@ def register_suite_model(name: str, params: Mapping[str, Any]) -> None:
 
 def ensure(spec: ModelSpec) -> None:
     """Make ``spec``'s model known in this process (a worker): rebuild a suite's import-path model from its spec."""
-    if spec.name not in MODELS and spec.plugin:
-        register_suite_model(spec.name, {**spec.plugin, **spec.params})
+    if spec.name not in MODELS:
+        register_suite_model(spec.name, {**spec.plugin, **spec.params} if spec.plugin else {})

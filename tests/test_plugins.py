@@ -86,3 +86,28 @@ def test_a_script_without_a_main_guard_fails_its_jobs_instead_of_restarting_work
     results = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
     assert len(results) == 3 and all("died twice before running any job" in r for r in results)
     assert 'if __name__ == "__main__":' in results[0]
+
+
+def test_an_installed_packages_entry_point_adds_a_model_by_name(tmp_path, monkeypatch):
+    (tmp_path / "cbplug_demo.py").write_text(
+        textwrap.dedent("""
+        from sklearn.tree import DecisionTreeClassifier
+        from cellbench.models.entry import model_entry
+
+        @model_entry("demo_tree", defaults={"max_depth": 3}, class_weight="param", description="demo tree")
+        def demo_tree(params, seed):
+            return DecisionTreeClassifier(**params, random_state=seed)
+    """)
+    )
+    info = tmp_path / "cbplug_demo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cbplug-demo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[cellbench.models]\ndemo_tree = cbplug_demo:demo_tree\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = parse_suite(_raw(demo_tree={"max_depth": 2}), source="t.toml")
+    assert suite.models == {"demo_tree": {"max_depth": 2}}
+    from cellbench.models import MODELS
+
+    assert MODELS["demo_tree"].description == "demo tree"
+    with pytest.raises(ConfigError, match="unknown model 'no_such_plugin'"):
+        parse_suite(_raw(no_such_plugin={}), source="t.toml")
