@@ -112,3 +112,22 @@ def test_disabled_progress_writes_nothing():
     bar.finished("k", seconds=1.0, status="x")
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_deep_training_reports_batches_within_an_epoch(tmp_path):
+    import keras
+    import numpy as np
+
+    from cellbench.models.deep import _batch_reporter
+
+    seen = []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    reporter = _batch_reporter(lambda epoch, logs: seen.append((epoch, logs)), phase="head", offset=2, every_s=0.0)
+    model.fit(np.zeros((8, 3)), np.zeros(8, int), batch_size=2, epochs=2, verbose=0, callbacks=[reporter])
+    assert [(e, b["batch"], b["batches"]) for e, b in seen] == [(2, 1, 4), (2, 2, 4), (2, 3, 4), (2, 4, 4),
+                                                                (3, 1, 4), (3, 2, 4), (3, 3, 4), (3, 4, 4)]  # fmt: skip
+    bar = Bar()
+    watcher = EpochWatcher(bar, tmp_path)
+    epoch_reporter(tmp_path, _job(0))(*seen[5])
+    assert watcher.poll() == "cnn/none fold 0: epoch 4/30 batch 2/4"

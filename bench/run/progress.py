@@ -36,6 +36,7 @@ def epoch_reporter(folder: str | os.PathLike, job: Job) -> Callable[[int, dict[s
     def report(epoch: int, logs: dict[str, Any]) -> None:
         status = {**head, "epoch": epoch + 1, "max_epochs": max_epochs, "phase": logs.get("phase", "")}
         status.update({k: float(logs[k]) for k in ("loss", "val_loss") if k in logs})
+        status.update({k: int(logs[k]) for k in ("batch", "batches") if k in logs})  # within an epoch
         try:
             write_json(path, status)
         except OSError:  # status is cosmetic: never fail a job for it
@@ -49,14 +50,19 @@ def clear_status(folder: str | os.PathLike, job: Job) -> None:
 
 
 def describe(status: dict[str, Any]) -> str:
-    """``cnn/none fold 2: epoch 5/30 val_loss 0.412`` (``ft`` marks the fine-tuning phase, ``refit`` the refit on
+    """``cnn/none fold 2: epoch 5/30 val_loss 0.412``, or ``… epoch 6/30 batch 12/40`` within an epoch (``ft``
+    marks the fine-tuning phase, ``refit`` the refit on
     the whole training fold)."""
     ratio = f" {status['ratio']}" if status.get("ratio") else ""
     phase = {"finetune": " ft", "refit": " refit"}.get(status.get("phase", ""), "")
     loss = f" val_loss {status['val_loss']:.3f}" if "val_loss" in status else ""
+    batch = ""
+    if "batch" in status:
+        of = f"/{status['batches']}" if status.get("batches") else ""
+        batch = f" batch {status['batch']}{of}"
     return (
         f"{status['model']}/{status['strategy']}{ratio} fold {status['fold']}: "
-        f"epoch {status['epoch']}/{status['max_epochs']}{phase}{loss}"
+        f"epoch {status['epoch']}/{status['max_epochs']}{phase}{batch}{loss}"
     )
 
 
