@@ -836,7 +836,8 @@ def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int,
                 on_epoch_end=lambda epoch, logs: on_epoch(offset + epoch, {**(logs or {}), "phase": shown})
             )
         )
-        cbs.append(_batch_reporter(on_epoch, phase=shown, offset=offset))
+        if getattr(on_epoch, "batches", False):  # it takes within-epoch status too (cellbench.run.progress)
+            cbs.append(_batch_reporter(on_epoch, phase=shown, offset=offset))
     return cbs
 
 

@@ -42,6 +42,7 @@ def epoch_reporter(folder: str | os.PathLike, job: Job) -> Callable[[int, dict[s
         except OSError:  # status is cosmetic: never fail a job for it
             pass
 
+    report.batches = True  # deep training also reports batches within an epoch (``batch``, ``batches`` in logs)
     return report
 
 
