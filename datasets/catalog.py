@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from cellbench.core import paths
-from cellbench.core.errors import DataError
+from cellbench.core.errors import ConfigError, DataError
 from cellbench.core.registry import Registry
 from cellbench.core.types import Dataset, DatasetInfo
 from cellbench.datasets import (
@@ -133,14 +134,38 @@ def load_dataset(
     root = locate(name, data_root)
     if entry.needs_data and root is None:
         where = f"under {data_root}" if data_root else "(no --data-root or CELLBENCH_DATA given)"
-        tried = ", ".join((*entry.info.folder_names, name))
+        tried = ", ".join(dict.fromkeys((*entry.info.folder_names, name)))
         raise DataError(
             f"data set {name!r} not found {where}; expected the original layout ({entry.info.layout}) "
             f"in the data root itself or in one of its sub-folders: {tried}" + _layout_hint(data_root)
         )
     if entry.uses_cache:
         options["cache_dir"] = paths.cache_dir() if cache_dir is None else Path(cache_dir)
-    return entry.load(root, **options)
+    positive = options.pop("positive_class", None)
+    return with_positive_class(entry.load(root, **options), positive)
+
+
+def with_positive_class(dataset: Dataset, positive: str | None) -> Dataset:
+    """``dataset`` with ``positive`` as its positive class (``None``: as loaded); two-class data sets only.
+
+    Raises
+    ------
+    ConfigError
+        For a class the data set does not have, or a data set without exactly two classes.
+    """
+    if positive is None or positive == dataset.positive_class:
+        return dataset
+    classes = ", ".join(dataset.classes)
+    if len(dataset.classes) != 2:
+        raise ConfigError(
+            f"positive_class={positive!r}: data set {dataset.name!r} has {len(dataset.classes)} classes ({classes}); "
+            "a positive class applies to two-class data sets only"
+        )
+    if positive not in dataset.classes:
+        raise ConfigError(
+            f"positive_class={positive!r} is not a class of data set {dataset.name!r}; classes: {classes}"
+        )
+    return replace(dataset, positive_class=positive, info=replace(dataset.info, positive_class=positive))
 
 
 def detect_layouts(path: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""The generic class-per-folder adapter: ``<root>/<class>/<image>``, or images labelled by ``labels.csv``.
+"""The generic class-per-folder adapter: ``<root>/<class>/<image>``, ``<root>/<class>/<patient>/<image>``, or images
+labelled by ``labels.csv``.
 
 It has no fixed home, so the user points at the folder with ``--data-root PATH --datasets folder``. The helpers
 every adapter shares are in :mod:`cellbench.datasets.layout`.
@@ -33,13 +34,17 @@ from cellbench.datasets.layout import (
 GROUPS_FILE = "groups.csv"
 LABELS_FILE = "labels.csv"
 LABEL_MODES = ("auto", "folders", "csv")
+LAYOUTS = ("auto", "flat", "patients")  # <class>/<image>, or <class>/<patient>/<image>
 
 INFO = DatasetInfo(
     name="folder",
     title="Generic class-per-folder image set",
     description=(
         "Any image set laid out as <root>/<class>/<image>: one sub-folder per class (the folder names are the "
-        "class names, sorted, unless the option classes= gives them in order), images directly inside. "
+        "class names, sorted, unless the option classes= gives them in order), images directly inside; or "
+        "<root>/<class>/<patient>/<image>, one sub-folder per patient in each class folder (its name the patient "
+        "id, the same name under two classes the same patient), which makes CV patient-grouped (layout='auto' "
+        "tells the two apart; 'flat' or 'patients' force one). "
         "An optional groups.csv (columns filename,group; filename relative to the root or bare) gives the "
         "patient or slide of each image, which makes CV patient-grouped; without it CV is image-level. "
         "For two classes the positive class is positive_class= or else the last class. "
@@ -64,6 +69,7 @@ INFO = DatasetInfo(
     image_size="any",
     layout=(
         "<root>/<class>/<image> (png, jpg, bmp, tif), optional <root>/groups.csv with columns filename,group; "
+        "or <root>/<class>/<patient>/<image>; "
         "or images under <root> with <root>/labels.csv, columns filename,label[,group]"
     ),
     download="none: put one folder per class under a folder and pass it with --data-root PATH",
@@ -72,8 +78,8 @@ INFO = DatasetInfo(
 
 
 def detect(path: Path) -> bool:
-    """True when a sub-folder of ``path`` holds image files directly (looks at a few names), or ``labels.csv``
-    with columns filename,label lies beside images."""
+    """True when a sub-folder of ``path`` (or a sub-folder of one) holds image files (looks at a few names), or
+    ``labels.csv`` with columns filename,label lies beside images."""
     if _csv_columns(path / LABELS_FILE) >= {"filename", "label"}:
         return any(e.is_file() and is_image(e.name) for e in entries(path, limit=200)) or any(
             any(e.is_file() and is_image(e.name) for e in entries(sub, limit=50)) for sub in subdirs(path, limit=200)
@@ -81,7 +87,20 @@ def detect(path: Path) -> bool:
     for sub in subdirs(path, limit=200):
         if any(e.is_file() and is_image(e.name) for e in entries(sub, limit=50)):
             return True
-    return False
+    return _patient_layout(path)
+
+
+def _patient_layout(path: Path) -> bool:
+    """``<class>/<patient>/<image>``: class folders holding only sub-folders, images in those, and sub-folder names
+    that differ between classes (patients), unlike a per-patient release's ``<patient>/<class>/`` (IDC)."""
+    classes = subdirs(path, limit=20)
+    inner = [[e for e in entries(c, limit=50)] for c in classes]
+    if len(classes) < 2 or any(not here or any(e.is_file() for e in here) for here in inner):
+        return False
+    names = [e.name for here in inner for e in here]
+    if 2 * len(set(names)) <= len(names):  # the same few names under every folder: classes, not patients
+        return False
+    return any(any(f.is_file() and is_image(f.name) for f in entries(Path(e.path), limit=50)) for e in inner[0])
 
 
 def load(
@@ -92,9 +111,11 @@ def load(
     positive_class: str | None = None,
     labels: str = "auto",
     kind: str = "cell",
+    layout: str = "auto",
     **options,
 ) -> Dataset:
-    """Load ``<root>/<class>/<image>``, or images labelled by ``<root>/labels.csv``.
+    """Load ``<root>/<class>/<image>``, ``<root>/<class>/<patient>/<image>``, or images labelled by
+    ``<root>/labels.csv``.
 
     Parameters
     ----------
@@ -112,6 +133,10 @@ def load(
     kind
         What the images are (:data:`cellbench.core.types.DATA_KINDS`): ``"cell"`` (default), ``"crop"`` or
         ``"patch"``.
+    layout
+        With class folders: ``"flat"`` (images directly in them), ``"patients"`` (one sub-folder per patient in
+        each class folder, its name the patient id: folds are patient-disjoint) or ``"auto"`` (default:
+        ``"patients"`` when a class folder holds sub-folders and no images).
 
     Raises
     ------
@@ -122,12 +147,12 @@ def load(
         For unknown options, or ``classes``/``positive_class`` that do not fit.
     """
     root, bad = open_release(INFO, root, options, on_bad_label=on_bad_label,
-                             allowed=("classes", "positive_class", "labels", "kind"))  # fmt: skip
+                             allowed=("classes", "positive_class", "labels", "kind", "layout"))  # fmt: skip
     _check_kind(kind)
     if _labels_mode(root, labels) == "csv":
         dataset = _load_labels_csv(root, bad=bad, classes=classes, positive_class=positive_class)
     else:
-        dataset = _load_folders(root, bad=bad, classes=classes, positive_class=positive_class)
+        dataset = _load_folders(root, bad=bad, classes=classes, positive_class=positive_class, layout=layout)
     if kind == "cell":
         return dataset
     # the kind changes features and pixels: part of the fingerprint, so no cache or job key is shared with "cell"
@@ -141,8 +166,10 @@ def _check_kind(kind: str) -> None:
         raise ConfigError(f"data set 'folder': kind={kind!r} is not allowed; use one of {allowed}")
 
 
-def _load_folders(root: Path, *, bad: BadFiles, classes: Sequence[str] | None, positive_class: str | None) -> Dataset:
-    """Images in class folders ``<root>/<class>/<image>``."""
+def _load_folders(
+    root: Path, *, bad: BadFiles, classes: Sequence[str] | None, positive_class: str | None, layout: str
+) -> Dataset:
+    """Images in class folders ``<root>/<class>/<image>`` or ``<root>/<class>/<patient>/<image>``."""
     found = [d.name for d in subdirs(root)]
     listed = ", ".join(found) or "none"
     names = _pick_classes(
@@ -157,28 +184,82 @@ def _load_folders(root: Path, *, bad: BadFiles, classes: Sequence[str] | None, p
     if ignored := sorted(set(found) - set(names)):
         notes.append(f"folders not used as classes: {', '.join(ignored)}")
 
-    files: list[tuple[str, Path]] = []
-    nested = 0
-    for name in names:
-        folder = root / name
-        here = entries(folder)
-        nested += sum(e.is_dir() for e in here)
-        images = sorted(Path(e.path) for e in here if e.is_file() and is_image(e.name))
-        if not images:
-            raise DataError(
-                f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); fill it, remove it or "
-                f"choose the classes with classes=[...]"
-            )
-        files += [(name, p) for p in images]
-    if nested:
-        notes.append(f"{nested} sub-folder(s) inside class folders ignored (images must lie directly in them)")
+    files, groups, layout_notes = _class_files(root, names, layout=layout, bad=bad)
+    notes += layout_notes
+    labelled = {p: label for label, p in files}
+    return _class_dataset(root, labelled, groups, names=names, positive_class=positive_class, notes=notes, bad=bad)
 
+
+def _class_files(
+    root: Path, names: tuple[str, ...], *, layout: str, bad: BadFiles
+) -> tuple[list[tuple[str, Path]], dict[Path, str] | None, list[str]]:
+    """(class, image) pairs of the class folders ``names``, image -> group (``None``: none known) and notes."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"data set 'folder': layout={layout!r} is not allowed; use one of {', '.join(LAYOUTS)}")
+    listing = {name: entries(root / name) for name in names}
+    direct = {n: sorted(Path(e.path) for e in here if e.is_file() and is_image(e.name)) for n, here in listing.items()}
+    folders = {n: sorted(Path(e.path) for e in here if e.is_dir()) for n, here in listing.items()}
+    if layout == "auto":
+        layout = "patients" if any(folders[n] and not direct[n] for n in names) else "flat"
+    if layout == "patients":
+        return _patient_files(root, names, direct, folders, bad)
+    files: list[tuple[str, Path]] = []
+    for name in names:
+        if not direct[name]:
+            inside = (
+                f" (it holds sub-folders: {', '.join(p.name for p in folders[name][:3])}; for <class>/<patient>/"
+                "<image> every class folder must hold only patient folders)"
+                if folders[name]
+                else ""
+            )
+            raise DataError(
+                f"class folder {root / name} holds no images ({', '.join(IMAGE_SUFFIXES)}){inside}; fill it, remove "
+                "it or choose the classes with classes=[...]"
+            )
+        files += [(name, p) for p in direct[name]]
+    notes = []
+    if nested := sum(len(f) for f in folders.values()):
+        notes.append(f"{nested} sub-folder(s) inside class folders ignored (images must lie directly in them)")
     groups, group_notes = _read_groups(root / GROUPS_FILE, root, [p for _, p in files], bad)
     notes += group_notes
     if groups is None:
         notes.append("no groups.csv: no patient ids, image-level CV")
-    labelled = {p: label for label, p in files}
-    return _class_dataset(root, labelled, groups, names=names, positive_class=positive_class, notes=notes, bad=bad)
+    return files, groups, notes
+
+
+def _patient_files(
+    root: Path, names: tuple[str, ...], direct: dict[str, list[Path]], folders: dict[str, list[Path]], bad: BadFiles
+) -> tuple[list[tuple[str, Path]], dict[Path, str], list[str]]:
+    """``<root>/<class>/<patient>/<image>``: every image under a patient folder (at any depth), grouped by it."""
+    if (root / GROUPS_FILE).is_file():
+        raise DataError(
+            f"{root / GROUPS_FILE} and patient folders (<class>/<patient>/<image>) both give patients; remove "
+            "groups.csv, or use layout='flat' with images directly in the class folders"
+        )
+    files: list[tuple[str, Path]] = []
+    groups: dict[Path, str] = {}
+    empty: list[str] = []
+    for name in names:
+        if direct[name]:
+            raise DataError(
+                f"class folder {root / name} holds images ({direct[name][0].name}, ...) beside patient folders; in "
+                "the <class>/<patient>/<image> layout every image lies in a patient folder"
+            )
+        for patient in folders[name]:
+            images = list(walk_images(patient))
+            if not images:
+                empty.append(relpath(patient, root))
+            files += [(name, p) for p in images]
+            groups.update(dict.fromkeys(images, patient.name))
+        if not any(label == name for label, _ in files):
+            raise DataError(
+                f"class folder {root / name} holds no patient folder with images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+    n = len(set(groups.values()))
+    notes = [f"patients from the folders <class>/<patient>/: {n} patients"]
+    if empty:
+        notes.append(f"{len(empty)} patient folder(s) without images ignored, e.g. {', '.join(empty[:3])}")
+    return files, groups, notes
 
 
 def _class_dataset(

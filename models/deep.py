@@ -838,7 +838,32 @@ def _callbacks(params: Mapping[str, Any], on_epoch, *, phase: str, offset: int,
                 on_epoch_end=lambda epoch, logs: on_epoch(offset + epoch, {**(logs or {}), "phase": shown})
             )
         )
+        if getattr(on_epoch, "batches", False):  # it takes within-epoch status too (cellbench.run.progress)
+            cbs.append(_batch_reporter(on_epoch, phase=shown, offset=offset))
     return cbs
+
+
+def _batch_reporter(on_epoch, *, phase: str, offset: int, every_s: float = 1.0):
+    """A callback passing ``{"batch", "batches", "phase"}`` to ``on_epoch`` at most every ``every_s`` seconds, so the
+    driver's bar moves within an epoch (a status file write per batch would cost more than the batch)."""
+    import time
+
+    import keras
+
+    class BatchReporter(keras.callbacks.Callback):
+        epoch, last = 0, 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.monotonic()
+            if now - self.last >= every_s:
+                self.last = now
+                steps = (self.params or {}).get("steps")
+                on_epoch(offset + self.epoch, {"phase": phase, "batch": batch + 1, "batches": steps or 0})
+
+    return BatchReporter()
 
 
 def _lr_logger():

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,8 @@ def _same_results_after_altering_the_cache(tmp_path, *, deep: bool, pattern: str
     assert cached, f"no cached {pattern} file to alter"
     for path in cached:
         alter(path)
+    for task in (tmp_path / "cache" / "tasks").glob("*"):  # assembled from the features and pixels: rebuilt
+        task.unlink()
     second = tmp_path / "second"
     proc = run_suite(tmp_path, suite, second)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -393,7 +396,10 @@ def test_a_bad_keras_file_is_one_error(tmp_path):
     cards = [c for c in sorted((results / "probe" / "models").glob("*.json")) if c.with_suffix(".keras").exists()]
     assert cards, "no saved deep model card to imitate"
     model = tmp_path / "model.keras"
-    model.write_bytes(b"PK\x03\x04 this is not a keras archive")
+    with zipfile.ZipFile(model, "w") as archive:  # a Keras archive whose config names a class that is not a layer
+        archive.writestr("config.json", json.dumps({"module": "os", "class_name": "system", "config": {}}))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
+        archive.writestr("model.weights.h5", b"")
     card = json.loads(cards[0].read_text())
     card["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
     (tmp_path / "model.json").write_text(json.dumps(card))
@@ -401,3 +407,13 @@ def test_a_bad_keras_file_is_one_error(tmp_path):
     proc = cli(tmp_path, "predict", "--model", str(model), str(image))
     out = one_clear_error(proc)
     assert "model.keras" in out, out[-2000:]
+
+
+def test_verify_says_when_16_bit_files_hold_12_bit_data(tmp_path):
+    root = folder_set(tmp_path / "mydata")
+    rng = np.random.default_rng(2)
+    write_png(root / "b" / "camera.tif", rng.integers(0, 4096, (72, 72, 3), dtype=np.uint16))
+    proc = cli(tmp_path, "datasets", "verify", "folder", "--data-root", str(root))
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert "camera.tif" in out.split("problems:")[-1] and "12-bit" in out, f"12-bit data not said:\n{out}"

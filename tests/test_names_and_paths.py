@@ -10,7 +10,7 @@ import pytest
 from cellbench.core.errors import ConfigError
 from cellbench.core.paths import check_name, inside
 from cellbench.core.registry import Registry
-from cellbench.run.runner import results_folder
+from cellbench.run.selection import results_folder
 from cellbench.run.store import Store
 from cellbench.run.suite import load_suite, parse_suite
 from cellbench.tools.cli import main
@@ -56,7 +56,7 @@ def test_a_suite_file_with_a_hostile_name_is_refused_at_load(tmp_path, name):
 def test_results_folder_checks_the_name_even_on_a_suite_built_around_validation(tmp_path):
     suite = replace(load_suite("smoke"), name="../../victim")  # replace() skips validate()
     with pytest.raises(ConfigError, match="suite name '../../victim' is not a valid name"):
-        results_folder(tmp_path, suite)
+        results_folder(tmp_path, suite, data_root=None)
 
 
 def test_cli_run_of_a_hostile_suite_file_writes_and_deletes_nothing(tmp_path, capsys):

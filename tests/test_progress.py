@@ -1,12 +1,13 @@
-"""Per-epoch status of running deep jobs: workers write it, the driver's bar shows the newest."""
+"""Job progress: the ETA from the cost of pending jobs, plain lines off a terminal, per-epoch status of deep jobs."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
 from cellbench.core.types import ImbalanceSpec, Job, ModelSpec
-from cellbench.run.progress import EpochWatcher, clear_status, epoch_reporter
+from cellbench.run.progress import EpochWatcher, JobProgress, clear_status, epoch_reporter, expected_costs
 
 
 class Bar:
@@ -65,3 +66,68 @@ def test_a_run_with_a_deep_model_leaves_no_status_files(tmp_path, monkeypatch):
     assert summary.failed == 0
     status = tmp_path / "cache" / "status"
     assert not status.exists() or not any(status.iterdir())
+
+
+# -- the job bar's ETA and its output off a terminal ------------------------------------------------------------
+
+
+def test_expected_costs_weigh_pending_jobs_by_their_models_stored_timings():
+    timings = [("cnn", "deep", 100.0), ("cnn", "deep", 140.0), ("knn", "classical", 1.0), ("svm", "classical", 3.0)]
+    pending = [("cnn", "deep"), ("knn", "classical"), ("xgboost", "classical"), ("mobilenet_v2", "deep")]
+    # the model's own mean, else its kind's mean: an unseen deep model costs like the deep ones seen
+    assert expected_costs(pending, timings) == [120.0, 1.0, 2.0, 120.0]
+    assert expected_costs(pending, []) == [1.0] * 4  # nothing finished yet: count jobs
+
+
+def test_eta_follows_the_cost_of_what_is_left_not_the_number_of_jobs():
+    jobs = [("a", "cnn", "deep"), ("b", "knn", "classical"), ("c", "knn", "classical"), ("d", "knn", "classical")]
+    bar = JobProgress(jobs, timings=[("cnn", "deep", 300.0), ("knn", "classical", 2.0)], workers=2, enabled=False)
+    assert bar.eta() == (300 + 3 * 2) / 2
+    bar.finished("b", seconds=4.0)  # knn's mean is now 3 s
+    assert bar.eta() == (300 + 2 * 3) / 2
+    bar.finished("a", seconds=500.0)  # the deep job done: 3 of 4 jobs' count, but almost all the time
+    assert bar.eta() == 2 * 3 / 2
+    bar.close()
+
+
+def test_off_a_terminal_progress_is_plain_lines_every_interval_not_every_update():
+    now = [0.0]
+    out = io.StringIO()  # a file: not a terminal
+    jobs = [(f"k{i}", "knn", "classical") for i in range(100)]
+    bar = JobProgress(jobs, workers=1, desc="jobs smoke", stream=out, every=30.0, clock=lambda: now[0])
+    for i in range(100):
+        now[0] += 1.0  # one job a second: 100 updates in 100 s
+        bar.finished(f"k{i}", seconds=1.0, status=f"knn/none fold {i % 3}")
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 4  # at 30, 60, 90 s and the end
+    assert lines[0].startswith("jobs smoke: 30/100 done, ETA 70 s (knn/none fold") and lines[-1].startswith(
+        "jobs smoke: 100/100 done, ETA 0 s"
+    )
+
+
+def test_disabled_progress_writes_nothing():
+    out = io.StringIO()
+    bar = JobProgress([("k", "knn", "classical")], stream=out, enabled=False, clock=lambda: 1e9)
+    bar.finished("k", seconds=1.0, status="x")
+    bar.close()
+    assert out.getvalue() == ""
+
+
+def test_deep_training_reports_batches_within_an_epoch(tmp_path):
+    import keras
+    import numpy as np
+
+    from cellbench.models.deep import _batch_reporter
+
+    seen = []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    reporter = _batch_reporter(lambda epoch, logs: seen.append((epoch, logs)), phase="head", offset=2, every_s=0.0)
+    model.fit(np.zeros((8, 3)), np.zeros(8, int), batch_size=2, epochs=2, verbose=0, callbacks=[reporter])
+    assert [(e, b["batch"], b["batches"]) for e, b in seen] == [(2, 1, 4), (2, 2, 4), (2, 3, 4), (2, 4, 4),
+                                                                (3, 1, 4), (3, 2, 4), (3, 3, 4), (3, 4, 4)]  # fmt: skip
+    bar = Bar()
+    watcher = EpochWatcher(bar, tmp_path)
+    epoch_reporter(tmp_path, _job(0))(*seen[5])
+    assert watcher.poll() == "cnn/none fold 0: epoch 4/30 batch 2/4"

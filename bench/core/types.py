@@ -154,9 +154,12 @@ class ModelSpec:
     kind: Literal["classical", "deep"] = "classical"
     input: Literal["features", "pixels", "embeddings", "user_embeddings", "combined"] = "features"
     params: Mapping[str, Any] = field(default_factory=dict)
+    plugin: Mapping[str, str] = field(default_factory=dict)  # {"estimator": "module:Class"} of a suite-named model
 
     def canonical(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "input": self.input, "params": dict(self.params)}
+        # the plugin appears only when set, so the keys of catalogued models' jobs stay as they were
+        extra = {"plugin": dict(self.plugin)} if self.plugin else {}
+        return {"name": self.name, "kind": self.kind, "input": self.input, "params": dict(self.params), **extra}
 
 
 @dataclass(frozen=True, kw_only=True)

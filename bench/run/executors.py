@@ -14,6 +14,11 @@ from cellbench.core.types import Job, JobResult
 from cellbench.core.workers import THREAD_VARS, default_workers, process_pool, single_threaded
 from cellbench.run.jobs import JobOptions, WorkItem, run_job
 
+POOL_START_FAILED = (
+    "the worker processes died twice before running any job, so they were not started again: a script that runs "
+    'cellbench must call it under `if __name__ == "__main__":` (workers import the script), and every plugin it '
+    "registers must import in a fresh process"
+)
 JobFunction = Callable[[Job, str, "JobOptions | None"], JobResult]
 
 
@@ -30,7 +35,9 @@ def run_local(
     Each worker uses one BLAS/OpenMP thread, so ``workers`` processes use ``workers`` cores. A worker that
     dies (killed, out of memory) breaks the pool and every job it held: those jobs run again in a fresh
     pool. Only a job that was running when its worker died counts the loss (a marker file says which were
-    running); a job lost twice is returned as an error result. ``fn`` runs one job (tests replace it).
+    running); a job lost twice is returned as an error result. A pool whose workers die twice before any job starts
+    (a script without a ``__main__`` guard, a plugin that cannot be imported) is not restarted: its jobs come back as
+    error results naming the cause. ``fn`` runs one job (tests replace it).
     """
     workers = workers or default_workers()
     if workers < 1:
@@ -43,6 +50,7 @@ def run_local(
         return
     pending = list(items)
     attempts: dict[str, int] = {}
+    failed_starts = 0
     with tempfile.TemporaryDirectory(prefix="cellbench-running-") as marks:
         while pending:
             broken: list[WorkItem] = []
@@ -61,6 +69,12 @@ def run_local(
                         except BrokenProcessPool:
                             broken.append(item)
             pending = []
+            started = any(Path(marks).glob("*.running"))
+            failed_starts = 0 if started or len(broken) < len(futures) else failed_starts + 1
+            if failed_starts >= 2:  # workers die before any job starts: a fresh pool would too (no end)
+                for job, _ in broken:
+                    yield lost_result(job, POOL_START_FAILED)
+                return
             for job, path in broken:
                 mark = Path(marks) / f"{job.key}.running"
                 if mark.exists():  # it was running when a worker died

@@ -23,6 +23,7 @@ from cellbench.models.deep import train_predict
 from cellbench.models.embeddings import HEAD_INPUT_DTYPE, embedding_id
 from cellbench.models.fold import Fitted, Fold
 from cellbench.models.imbalance import sweep_subsample
+from cellbench.models.plugins import ensure as ensure_model
 from cellbench.run.artifacts import model_file, save_classical, write_card
 from cellbench.run.cv import inner_split_grouped
 from cellbench.run.external import external_positions
@@ -81,6 +82,7 @@ def run_job(job: Job, task_path: str, options: JobOptions | None = None) -> JobR
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", DeprecationWarning)  # library internals, not about this job's data
             warnings.simplefilter("ignore", PendingDeprecationWarning)
+            ensure_model(job.model)  # a suite's import-path model, rebuilt in this worker (an import error: this job's)
             task = load_task(str(task_path))
             arm = _run_classical if job.model.kind == "classical" else _run_deep
             out = arm(job, task, options or JobOptions())

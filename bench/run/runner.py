@@ -17,12 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from cellbench.core import paths
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import JobResult
-from cellbench.core.workers import preload
+from cellbench.core.workers import default_workers, preload
 from cellbench.features import batch
 from cellbench.models import pipeline
 from cellbench.run import final, jobs
@@ -31,7 +29,9 @@ from cellbench.run.jobs import JobOptions, WorkItem
 from cellbench.run.manifest import build_manifest
 from cellbench.run.plan import plan
 from cellbench.run.prepare import Prepared, Settings, prepare
-from cellbench.run.progress import EpochWatcher
+from cellbench.run.progress import EpochWatcher, JobProgress
+from cellbench.run.selection import record as record_selection
+from cellbench.run.selection import results_folder, selection
 from cellbench.run.store import Store
 from cellbench.run.suite import Suite
 from cellbench.run.task import load_task
@@ -53,11 +53,6 @@ class RunSummary:
     warned: int = 0  # finished jobs that raised warnings (stored with the job and listed in the leaderboard)
     finals: int = 0  # final models saved (cellbench.run.final), listed in ``final_index``
     final_index: Path | None = None
-
-
-def results_folder(results_root: str | Path, suite: Suite) -> Path:
-    """``results_root / suite.name``, checked to lie inside ``results_root``."""
-    return paths.inside(results_root, paths.check_name(suite.name, what="suite name"), what="results folder")
 
 
 def run_suite(
@@ -85,8 +80,10 @@ def run_suite(
             "xgboost")  # fmt: skip
     settings = Settings(cache_dir=paths.cache_dir(cache), workers=workers, on_bad_image=on_bad_image, progress=progress)
     t0 = time.perf_counter()
-    folder = results_folder(results_root, suite)
+    chosen = selection(suite, data_root=data_root)
+    folder = results_folder(results_root, suite, data_root=data_root)
     with Store.open(folder) as store:  # takes the lock before any work
+        record_selection(folder, chosen)
         prepared = prepare(suite, data_root=data_root, settings=settings)
         items, notes = plan(suite, prepared)
         _save_data(store, prepared, notes)
@@ -109,7 +106,8 @@ def run_suite(
                 **(executor_options or {}),
             )
             _store_results(results, work, store=store, run_id=run_id, counts=counts, options=options,
-                           progress=progress, desc=desc, on_result=on_result)  # fmt: skip
+                           progress=progress, desc=desc, on_result=on_result,
+                           workers=default_workers() if workers is None else workers)  # fmt: skip
 
         try:
             execute(todo, f"jobs {suite.name}")
@@ -166,10 +164,13 @@ def _job_options(suite: Suite, todo: Sequence[WorkItem], *, folder: Path, settin
 
 
 def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: int, counts: dict[str, int],
-                   options: JobOptions, progress: bool, desc: str, on_result) -> None:  # fmt: skip
+                   options: JobOptions, progress: bool, desc: str, on_result, workers: int = 1) -> None:  # fmt: skip
     """Write each result as it arrives (one transaction each), counting and showing progress."""
     by_key = {j.key: j for j, _ in todo}
-    bar = tqdm(total=len(todo), desc=desc, unit="job", disable=not progress, dynamic_ncols=True)
+    stored = store.jobs(status="ok")
+    timings = [(m, k, float(t.get("total_s", 0.0))) for m, k, t in zip(stored.model, stored.kind, stored.timings)]
+    bar = JobProgress([(j.key, j.model.name, j.model.kind) for j, _ in todo], timings=timings, workers=workers,
+                      desc=desc, enabled=progress)  # fmt: skip
     watcher = EpochWatcher(bar, options.status_dir) if options.status_dir else contextlib.nullcontext()
     try:
         with watcher:
@@ -181,9 +182,8 @@ def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: i
                 if on_result is not None:
                     on_result(result)
                 c = result.coordinates
-                bar.set_postfix_str(
-                    f"{c['model']}/{c['imbalance']} fold {c['fold']}" + (" ERROR" if result.status != "ok" else "")
-                )
-                bar.update(1)
+                status = f"{c['model']}/{c['imbalance']} fold {c['fold']}" + (" ERROR" if result.status != "ok" else "")
+                bar.finished(result.key, seconds=result.timings.get("total_s") if result.status == "ok" else None,
+                             status=status)  # fmt: skip
     finally:
         bar.close()

@@ -82,6 +82,7 @@ class DatasetTable(BaseModel):
 
     extractions: list[str] | None = Field(None, description='"given", "manual" and/or "segmentation"')
     optional: bool = Field(False, description="skip the data set with a note when its files are absent")
+    positive_class: str | None = Field(None, description="the positive class of a two-class data set (as loaded)")
     max_per_class: int | None = Field(None, description="subsample to at most this many samples per class")
     max_groups: int | None = Field(None, description="subsample to at most this many patients")
     embeddings: str | None = Field(None, description="your own embeddings file (Parquet/CSV/NPZ) for user_* models")
@@ -221,7 +222,10 @@ def schema_markdown() -> str:
     lines.append("")
     lines.append(
         "`[models.NAME]` tables hold a model's parameters (unknown names are refused with the allowed ones); a value "
-        "must have its default's type: an integer, a number, or true/false."
+        "must have its default's type: an integer, a number, or true/false. A table with `estimator = "
+        "\"module:Class\"` names your own scikit-learn-style classifier "
+        "(e.g. `\"sklearn.ensemble:ExtraTreesClassifier\"`); "
+        "its other keys are that class's parameters, checked against its `get_params()` when the suite is loaded."
     )
     return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ from cellbench.features import FeatureConfig, feature_names
 from cellbench.models import MODELS, STRATEGIES, resolve_params
 from cellbench.models.deep import TRAINING_DEFAULTS
 from cellbench.models.imbalance import parse_ratio
+from cellbench.models.plugins import register_suite_model, split_plugin
 from cellbench.run.cv import SCHEMES
 from cellbench.run.external import check_suite, with_test_data
 from cellbench.run.schema import check_suite_table
@@ -96,6 +97,8 @@ class Suite:
         max_per_class: int | None = None,
         max_groups: int | None = None,
         final: bool = False,
+        options: Mapping[str, Any] | None = None,
+        positive_class: str | None = None,
     ) -> Suite:
         """The suite with command-line choices applied.
 
@@ -105,6 +108,8 @@ class Suite:
         ``max_per_class`` / ``max_groups`` subsample every data set deterministically and group-wise
         (:mod:`cellbench.datasets.subsample`; a data set's own ``max_per_class``/``max_groups`` options win).
         ``final`` turns the final models on (``--final``; a suite's ``[final] enabled = true`` stays on without it).
+        ``options`` (adapter options, ``--option``) and ``positive_class`` apply to the one data set run, over the
+        suite's own options for it.
         """
         changes: dict[str, Any] = {}
         if datasets:
@@ -125,7 +130,11 @@ class Suite:
             changes["final"] = True
         if test_data is not None:
             changes["datasets"] = with_test_data(changes.get("datasets", self.datasets), test_data)
+        if options or positive_class is not None:
+            own = {**(options or {}), **({"positive_class": positive_class} if positive_class is not None else {})}
+            changes["datasets"] = _with_options(changes.get("datasets", self.datasets), own)
         given = {"datasets": datasets, "models": models, "strategies": strategies, "folds": folds, "seed": seed,
+                 "options": dict(options or {}), "positive_class": positive_class,
                  "final": final or None}  # fmt: skip
         if test_data is not None:
             given["test_data"] = str(test_data)
@@ -137,12 +146,23 @@ class Suite:
             **{
                 k: (list(v) if isinstance(v, (list, tuple)) else v)
                 for k, v in given.items()
-                if v is not None and v != []
+                if v is not None and v != [] and v != {}
             },
         }
         out = replace(self, **changes, narrowing=narrowing)
         validate(out)
         return out
+
+
+def _with_options(datasets: Mapping[str, Mapping[str, Any]], options: Mapping[str, Any]) -> dict[str, dict]:
+    """The only data set's options with ``options`` (``--option``, ``--positive-class``) over them."""
+    if len(datasets) != 1:
+        raise ConfigError(
+            f"--option and --positive-class apply when one data set is run; this run has {len(datasets)} "
+            f"({', '.join(datasets)}): choose one with --datasets"
+        )
+    ((name, own),) = datasets.items()
+    return {name: {**own, **options}}
 
 
 def suite_path(name_or_path: str | Path) -> Path:
@@ -243,10 +263,15 @@ def validate(suite: Suite) -> None:
         EXTRACTIONS.check(opts.get("extractions", ["given"]))
         check_suite_options(name, opts)  # [datasets.NAME.manual] / [datasets.NAME.segmentation] parameters
     check_suite(suite)  # each data set's external test set ([datasets.NAME.test])
+    for name, params in suite.models.items():  # models named by import path: imported and checked here, in the driver
+        try:
+            register_suite_model(name, params)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [models.{name}]: {exc}") from None
     MODELS.check(suite.models)
     for name, params in suite.models.items():  # parameter names and types, before any data set is loaded
         try:
-            resolve_params(name, params)
+            resolve_params(name, split_plugin(params)[1])
         except ConfigError as exc:
             raise ConfigError(f"{where}: [models.{name}]: {exc}") from None
     STRATEGIES.check(suite.strategies)
@@ -322,11 +347,11 @@ def _int(value: Any, where: str) -> int:
 def model_spec(suite: Suite, name: str) -> ModelSpec:
     """The model's spec in this suite: registry defaults < suite ``[deep]`` settings < the model's own params."""
     entry = MODELS[name]
-    params = dict(suite.models.get(name, {}))
+    plugin, params = split_plugin(suite.models.get(name, {}))
     if entry.kind == "deep":
         params = resolve_params(name, {**suite.deep, **params})
     elif entry.input != "features":  # embedding heads: which embedding they read is part of their spec
         params = resolve_params(name, params)
     else:
         resolve_params(name, params)  # refuse unknown parameters before anything runs
-    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params)
+    return ModelSpec(name=name, kind=entry.kind, input=entry.input, params=params, plugin=plugin)

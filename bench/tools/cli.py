@@ -27,6 +27,8 @@ from cellbench.report.leaderboard import write_leaderboard
 from cellbench.report.summary import summarise
 from cellbench.run.runner import RunSummary, run_suite
 from cellbench.run.schema import schema_markdown
+from cellbench.run.selection import missing_store_error
+from cellbench.run.selection import results_folder as selected_folder
 from cellbench.run.store import STORE_NAME, Store
 from cellbench.run.suite import load_suite, suite_path
 from cellbench.tools.explain import ExplainOptions, explain_suite
@@ -97,20 +99,11 @@ def _add_run(sub) -> None:
     run.add_argument(
         "--suite", default="quick", help="built-in suite name (smoke, quick, full) or a .toml path [quick]"
     )
-    run.add_argument("--datasets", type=_csv, help="comma-separated data sets to run instead of the suite's")
     run.add_argument("--models", type=_csv, help="comma-separated models to run instead of the suite's")
     run.add_argument("--strategies", type=_csv, help="comma-separated imbalance strategies instead of the suite's")
     run.add_argument("--folds", type=int, help="number of CV folds (overrides the suite; ignored for predefined folds)")
     run.add_argument("--seed", type=int, help="suite seed (overrides the suite)")
-    for flag, what in (("--max-per-class", "at most N samples per class"), ("--max-groups", "N patients/slides")):
-        run.add_argument(flag, type=int, metavar="N",
-                         help=f"quick run: keep {what} of each data set, whole patients/slides (seeded)")  # fmt: skip
-    run.add_argument(
-        "--test-data",
-        metavar="PATH",
-        help="an external test set for the one data set run: a folder read by the same adapter; models are "
-        "cross-validated on the development data, refit on all of it and scored once on PATH",
-    )
+    _add_selection(run)
     run.add_argument(
         "--final",
         action="store_true",
@@ -140,6 +133,7 @@ def _add_leaderboard(sub) -> None:
     lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
     lb.add_argument("--suite", default="quick", help="built-in suite name or a .toml path, as given to run [quick]")
     lb.add_argument("--results", default="results", help="results root folder [results]")
+    _add_selection(lb, data_root=True)
 
 
 def _add_export(sub) -> None:
@@ -152,6 +146,7 @@ def _add_export(sub) -> None:
     ex.add_argument("--results", default="results", help="results root folder [results]")
     ex.add_argument("--format", default="csv", help=f"one of {', '.join(FORMATS)} [csv]")
     ex.add_argument("--out", help="output folder; nothing is written outside it [RESULTS/<suite>/export/<format>]")
+    _add_selection(ex, data_root=True)
 
 
 def _add_compare(sub) -> None:
@@ -272,6 +267,47 @@ def _add_extract(sub) -> None:
     _data_options(xt)
 
 
+def _add_selection(p: argparse.ArgumentParser, *, data_root: bool = False) -> None:
+    """The flags that choose a run's data: ``run``, ``leaderboard`` and ``export`` take the same, and the same flags
+    give the same results folder (:mod:`cellbench.run.selection`)."""
+    g = p.add_argument_group("data selection (a run on other data than the suite's goes to its own results folder)")
+    g.add_argument(
+        "--datasets",
+        type=_csv,
+        help="comma-separated data sets to run instead of the suite's, e.g. "
+        "folder (your own <class>/<image> or <class>/<patient>/<image> folder, given with --data-root)",
+    )
+    g.add_argument("--positive-class", metavar="NAME", help="the positive class of the (one) two-class data set "
+                   "[the data set's own; for folder the last class alphabetically]")  # fmt: skip
+    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option of the (one) data set run (repeatable), as for `datasets verify`, e.g. "
+                   "--option layout=patients")  # fmt: skip
+    for flag, what in (("--max-per-class", "at most N samples per class"), ("--max-groups", "N patients/slides")):
+        g.add_argument(flag, type=int, metavar="N",
+                       help=f"quick run: keep {what} of each data set, whole patients/slides (seeded)")  # fmt: skip
+    g.add_argument(
+        "--test-data",
+        metavar="PATH",
+        help="an external test set for the one data set run: a folder read by the same adapter; models are "
+        "cross-validated on the development data, refit on all of it and scored once on PATH",
+    )
+    if data_root:
+        g.add_argument("--data-root", help="the data root the run was given (or $CELLBENCH_DATA)")
+
+
+def _selected(args, **narrowing):
+    """The suite of ``args.suite`` narrowed by the data-selection flags (and ``narrowing``)."""
+    return load_suite(args.suite).narrow(
+        datasets=args.datasets,
+        test_data=str(Path(args.test_data).expanduser().resolve()) if args.test_data else None,
+        max_per_class=args.max_per_class,
+        max_groups=args.max_groups,
+        options=parse_options(args.option),
+        positive_class=args.positive_class,
+        **narrowing,
+    )
+
+
 def _on_bad_image(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, default="raise", help=text)
 
@@ -319,16 +355,8 @@ def cmd_run(args) -> int:
         out, diffs = reproduce(Path(args.reproduce), data_root=root, workers=args.jobs, cache=cache,
                                progress=not args.quiet, executor=args.executor)  # fmt: skip
         return _report_diffs(Path(args.reproduce), out, diffs)
-    suite = load_suite(args.suite).narrow(
-        datasets=args.datasets,
-        models=args.models,
-        strategies=args.strategies,
-        folds=args.folds,
-        seed=args.seed,
-        test_data=str(Path(args.test_data).expanduser().resolve()) if args.test_data else None,
-        max_per_class=args.max_per_class,
-        max_groups=args.max_groups,
-        final=args.final,
+    suite = _selected(
+        args, models=args.models, strategies=args.strategies, folds=args.folds, seed=args.seed, final=args.final
     )
     summary = run_suite(
         suite,
@@ -437,31 +465,33 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def results_folder(suite: str, results: str | Path) -> Path:
-    """The results folder of ``suite`` (a built-in name, a .toml path as ``run`` takes, or the name of a suite run
-    from a file earlier) under ``results``.
+def results_folder(suite: str, results: str | Path, *, args: argparse.Namespace | None = None) -> Path:
+    """The results folder that ``run`` wrote for ``suite`` (a built-in name, a .toml path, or the name of a suite run
+    from a file earlier) under ``results``, with the data-selection flags of ``args`` (none: the suite's own data).
 
     Raises
     ------
     ConfigError
-        For a suite file that cannot be read, or a name that is neither built-in nor has a store under ``results``.
+        For a suite file that cannot be read, or no store for that suite and selection (naming the suite's stores).
     """
-    p = Path(suite)
-    if p.suffix == ".toml" or p.is_file():
-        name = load_suite(p).name
-    else:
+    try:
+        suite_path(suite)
+    except ConfigError as exc:  # the name of a suite run from a file earlier: its store, as named
         name = paths.check_name(suite, what="suite")
-        store = Path(results) / name / STORE_NAME
-        if not store.is_file():
-            try:
-                suite_path(name)
-            except ConfigError as exc:  # neither stored nor built-in: say both, with the built-in names
-                raise ConfigError(f"no result store at {store}, and {exc}") from None
-    return paths.inside(results, name, what="results folder")
+        folder = paths.inside(results, name, what="results folder")
+        if not (folder / STORE_NAME).is_file():  # neither stored nor built-in: say both, with the built-in names
+            raise ConfigError(f"no result store at {folder / STORE_NAME}, and {exc}") from None
+        return folder
+    flags = args or build_parser().parse_args(["leaderboard", "--suite", str(suite)])
+    chosen = _selected(flags)
+    folder = selected_folder(results, chosen, data_root=paths.data_root(getattr(flags, "data_root", None)))
+    if not (folder / STORE_NAME).is_file():
+        raise missing_store_error(results, chosen.name, folder)
+    return folder
 
 
 def cmd_leaderboard(args) -> int:
-    folder = results_folder(args.suite, args.results)
+    folder = results_folder(args.suite, args.results, args=args)
     with Store.open(folder, write=False) as store:
         path = write_leaderboard(store, out_dir=folder)
     print(f"leaderboard: {path}")
@@ -470,7 +500,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_export(args) -> int:
     fmt = check_format(args.format)
-    folder = results_folder(args.suite, args.results)
+    folder = results_folder(args.suite, args.results, args=args)
     out = Path(args.out) if args.out else paths.inside(folder, "export", fmt, what="export folder")
     with Store.open(folder, write=False) as store:
         done = export_results(store, summarise(store), fmt=fmt, out=out)

@@ -52,7 +52,7 @@ from cellbench.run.jobs import JobOptions, derive_seed, run_job
 from cellbench.run.plan import plan
 from cellbench.run.prepare import RUNNER_KEYS, Prepared, Settings, prepare
 from cellbench.run.records import DataSetRecord
-from cellbench.run.runner import results_folder
+from cellbench.run.selection import results_folder
 from cellbench.run.store import STORE_NAME, Store
 from cellbench.run.suite import Suite, load_suite, validate
 from cellbench.run.task import TaskData, load_task
@@ -125,7 +125,8 @@ def explain_suite(
     _check_deep(models)
     base = load_suite(suite)
     narrowed = _narrowed(base, dataset, models=models, strategy=strategy, extractions=extractions)
-    folder = results_folder(results_root, narrowed)
+    # the store of the run that holds this data set: the suite's own, or that of `run --datasets DATASET`
+    folder = results_folder(results_root, base if dataset in base.datasets else narrowed, data_root=data_root)
     settings = Settings(cache_dir=paths.cache_dir(cache), progress=progress)
     prepared = prepare(narrowed, data_root=data_root, settings=settings)
     items, _ = plan(narrowed, prepared)
