@@ -414,8 +414,7 @@ def cmd_predict(args) -> int:
     else:
         if args.job:
             raise ConfigError("--job chooses a model in the folder given by --model; give --model too")
-        finals = find_finals(results_folder(args.suite, args.results), dataset=args.dataset, arm=args.arm,
-                             suite=args.suite)  # fmt: skip
+        finals = _finals(args)
         table = predict_finals(finals, args.images, masks=args.masks)
         for f in finals:
             print(f"final model: {f.describe()}")
@@ -426,6 +425,18 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _finals(args):
+    """The final models of ``args.suite`` under ``args.results``; without a store, how to make them."""
+    try:
+        folder = results_folder(args.suite, args.results)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"no final model in {args.results} for suite {args.suite} ({exc}); make them with "
+            f"`cellbench run --suite {args.suite} --final`, or give a saved model with --model FILE"
+        ) from None
+    return find_finals(folder, dataset=args.dataset, arm=args.arm, suite=args.suite)
+
+
 def cmd_app(args) -> int:
     try:
         from cellbench.tools.app import serve  # Gradio (and its web server) only for this command
@@ -434,8 +445,7 @@ def cmd_app(args) -> int:
             raise
         raise ConfigError("`app` needs gradio, which is not installed: pip install 'cellbench[app]'") from None
 
-    finals = find_finals(results_folder(args.suite, args.results), dataset=args.dataset, arm=args.arm,
-                         suite=args.suite)  # fmt: skip
+    finals = _finals(args)
     serve(finals, port=args.port)
     return 0
 
