@@ -73,14 +73,25 @@ def cli(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Complete
     )
 
 
-def suite_file(tmp_path: Path, *, name: str = "probe", deep: bool = False, file: str = "probe.toml") -> Path:
+def suite_file(
+    tmp_path: Path, *, name: str = "probe", deep: bool = False, save_models: bool = False, file: str = "probe.toml"
+) -> Path:
     path = tmp_path / file
-    path.write_text(PROBE.format(name=name.replace("\\", "\\\\"), extra=DEEP if deep else ""))
+    text = PROBE.format(name=name.replace("\\", "\\\\"), extra=DEEP if deep else "")
+    path.write_text(("save_models = true\n" if save_models else "") + text)
     return path
 
 
 def run_suite(tmp_path: Path, suite: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
     return cli(tmp_path, "run", "--suite", str(suite), "--results", str(results), "--quiet", *extra)
+
+
+def finished_run(tmp_path: Path, *, deep: bool = False, save_models: bool = False) -> tuple[Path, Path]:
+    """The probe suite's file and results root after a run that must succeed."""
+    suite, results = suite_file(tmp_path, deep=deep, save_models=save_models), tmp_path / "results"
+    proc = run_suite(tmp_path, suite, results)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return suite, results
 
 
 def one_clear_error(proc: subprocess.CompletedProcess) -> str:
@@ -155,10 +166,7 @@ def test_predict_does_not_unpickle_a_crafted_model_file(tmp_path):
 
     import joblib
 
-    suite = suite_file(tmp_path)
-    suite.write_text("save_models = true\n" + suite.read_text())
-    results = tmp_path / "results"
-    assert run_suite(tmp_path, suite, results).returncode == 0
+    _, results = finished_run(tmp_path, save_models=True)
     cards = sorted((results / "probe" / "models").glob("*.json"))
     assert cards, "no saved model card to imitate"
     marker = tmp_path / "code-ran"
@@ -175,9 +183,7 @@ def test_predict_does_not_unpickle_a_crafted_model_file(tmp_path):
 
 @pytest.mark.slow
 def test_a_stored_metric_edited_by_hand_is_refused_by_the_leaderboard(tmp_path):
-    suite = suite_file(tmp_path)
-    results = tmp_path / "results"
-    assert run_suite(tmp_path, suite, results).returncode == 0
+    _, results = finished_run(tmp_path)
     store = results / "probe" / "store.sqlite"
     key = sorted(job_metrics(store))[0]
     with sqlite3.connect(store) as con:
@@ -273,9 +279,7 @@ def test_a_bad_suite_value_is_one_error_at_load_naming_the_key(tmp_path, case):
 
 @pytest.mark.slow
 def test_a_store_with_corrupt_pages_is_one_clear_error(tmp_path):
-    suite = suite_file(tmp_path)
-    results = tmp_path / "results"
-    assert run_suite(tmp_path, suite, results).returncode == 0
+    suite, results = finished_run(tmp_path)
     store = results / "probe" / "store.sqlite"
     with sqlite3.connect(store) as con:  # every page in the main file, none left in the write-ahead log
         con.execute("PRAGMA journal_mode=DELETE")
@@ -393,10 +397,7 @@ def test_an_unreachable_dask_scheduler_is_one_error(tmp_path):
 def test_a_bad_keras_file_is_one_error(tmp_path):
     import hashlib
 
-    suite = suite_file(tmp_path, deep=True)
-    suite.write_text("save_models = true\n" + suite.read_text())
-    results = tmp_path / "results"
-    assert run_suite(tmp_path, suite, results).returncode == 0
+    _, results = finished_run(tmp_path, deep=True, save_models=True)
     cards = [c for c in sorted((results / "probe" / "models").glob("*.json")) if c.with_suffix(".keras").exists()]
     assert cards, "no saved deep model card to imitate"
     model = tmp_path / "model.keras"
