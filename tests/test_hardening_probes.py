@@ -422,3 +422,56 @@ def test_verify_says_when_16_bit_files_hold_12_bit_data(tmp_path):
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out[-3000:]
     assert "camera.tif" in out.split("problems:")[-1] and "12-bit" in out, f"12-bit data not said:\n{out}"
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {proc.stderr.decode().strip()}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="filling a disk needs a tmpfs mount (root)")
+@pytest.mark.parametrize("size", ["160k", "200k", "260k"])
+def test_a_full_disk_is_one_error_and_a_rerun_with_room_completes_the_same_results(tmp_path, size):
+    suite = suite_file(tmp_path)
+    reference = run_suite(tmp_path, suite, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    full = tmp_path / "full"
+    _mount_tmpfs(full, size)
+    try:
+        proc = run_suite(tmp_path, suite, full)
+        out = proc.stdout + proc.stderr
+        assert "Traceback" not in out, f"a traceback on a full disk ({size}):\n{out[-3000:]}"
+        if proc.returncode != 0:
+            assert "full" in out.lower(), f"the error does not say the disk is full:\n{out[-2000:]}"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(full)], check=True)
+        again = run_suite(tmp_path, suite, full)
+        assert again.returncode == 0, f"the rerun with room failed after a full disk ({size}):\n{again.stderr[-3000:]}"
+        stored = job_metrics(full / "probe" / "store.sqlite")
+        assert stored == job_metrics(tmp_path / "reference" / "probe" / "store.sqlite")
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)
+
+
+def _predictions(store: Path) -> dict[tuple[str, str], tuple[int, str]]:
+    with sqlite3.connect(store) as con:
+        rows = con.execute("SELECT job_key, sample_id, y_pred, proba FROM predictions").fetchall()
+    return {(key, sample): (pred, proba) for key, sample, pred, proba in rows}
+
+
+@pytest.mark.slow
+def test_dask_workers_store_the_same_deep_results_as_the_local_pool(tmp_path):
+    suite = suite_file(tmp_path, deep=True)
+    local = run_suite(tmp_path, suite, tmp_path / "local")
+    assert local.returncode == 0, local.stderr[-2000:]
+    dask = run_suite(tmp_path, suite, tmp_path / "dask", "--executor", "dask", "--workers", "2")
+    assert dask.returncode == 0, dask.stderr[-2000:]
+    stores = [tmp_path / where / "probe" / "store.sqlite" for where in ("local", "dask")]
+    metrics = [job_metrics(store) for store in stores]
+    with sqlite3.connect(stores[0]) as con:
+        deep = con.execute("SELECT COUNT(*) FROM jobs WHERE model = 'cnn_tiny' AND status = 'ok'").fetchone()[0]
+    assert deep > 0, "no finished deep job to compare"
+    assert metrics[0] == metrics[1], "dask and local stores differ in job metrics"
+    assert _predictions(stores[0]) == _predictions(stores[1]), "dask and local stores differ in predictions"

@@ -8,6 +8,7 @@ exit status. Errors the user can fix (:class:`cellbench.core.errors.CellbenchErr
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sqlite3
 import sys
@@ -341,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # read-only folder, disk full, permissions: name the file and the reason
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        if exc.errno == errno.ENOSPC:
+            print(f"error: the disk is full: cannot write{where}; free some space (or choose another --results or "
+                  "--cache) and rerun the same command: finished jobs are stored", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished jobs are stored, rerun the same command to resume", file=sys.stderr)
