@@ -475,3 +475,26 @@ def test_dask_workers_store_the_same_deep_results_as_the_local_pool(tmp_path):
     assert deep > 0, "no finished deep job to compare"
     assert metrics[0] == metrics[1], "dask and local stores differ in job metrics"
     assert _predictions(stores[0]) == _predictions(stores[1]), "dask and local stores differ in predictions"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="a read-only folder for root needs a ro mount")
+def test_a_read_only_results_folder_is_read_and_a_run_there_is_one_error(tmp_path):
+    suite = suite_file(tmp_path)
+    results = tmp_path / "ro"
+    _mount_tmpfs(results, "64m")
+    try:
+        proc = run_suite(tmp_path, suite, results)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        subprocess.run(["mount", "-o", "remount,ro", str(results)], check=True)
+        folder = str(results / "probe")
+        compared = cli(tmp_path, "compare", folder, folder)
+        out = compared.stdout + compared.stderr
+        assert compared.returncode == 0 and "Traceback" not in out, f"compare of a read-only store:\n{out[-2000:]}"
+        board = one_clear_error(cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results)))
+        assert "not a cellbench store" not in board and "read-only" in board.lower(), board[-2000:]
+        assert ".tmp" not in board, f"the error names a temporary file:\n{board}"
+        refused = one_clear_error(run_suite(tmp_path, suite, results))
+        assert "read-only" in refused.lower() and str(results) in refused, refused[-2000:]
+    finally:
+        subprocess.run(["umount", "-l", str(results)], capture_output=True)

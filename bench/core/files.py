@@ -52,7 +52,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # a failed write() (disk full) carries no file name, and the temporary one means nothing to a user
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file cannot be unlinked
+            tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
