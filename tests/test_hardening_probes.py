@@ -386,8 +386,10 @@ def test_verify_reports_a_one_pixel_image(tmp_path):
     assert "problems: none" not in out and "dot" in out.split("problems:")[-1], f"1x1 image not a problem:\n{out}"
 
 
-def test_an_unreachable_dask_scheduler_is_one_error(tmp_path):
+def test_an_unreachable_dask_scheduler_is_one_error(tmp_path, monkeypatch):
     suite = suite_file(tmp_path)
+    # Dask's own setting for the connect timeout (30 s by default): the probe need not wait that long
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "3s")
     proc = run_suite(tmp_path, suite, tmp_path / "results", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9")
     out = one_clear_error(proc)
     assert "127.0.0.1:9" in out, out[-2000:]

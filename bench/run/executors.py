@@ -118,7 +118,7 @@ def run_dask(
     gpu_for_deep: bool = False,
     options: JobOptions | None = None,
     fn: JobFunction = run_job,
-    connect_timeout: str = "30s",
+    connect_timeout: str | None = None,
 ) -> Iterator[JobResult]:
     """Run jobs on a Dask cluster, yielding results as they finish.
 
@@ -129,7 +129,9 @@ def run_dask(
     lost mid-job makes the
     scheduler retry the job once on another worker; a job lost twice comes back as an error result.
     Deep jobs ask for a ``GPU`` worker resource when ``gpu_for_deep`` is set (start such workers with
-    ``dask worker ADDRESS --resources GPU=1``). ``fn`` runs one job (tests replace it).
+    ``dask worker ADDRESS --resources GPU=1``). ``connect_timeout`` bounds the wait for ``scheduler``; by default
+    Dask's ``distributed.comm.timeouts.connect`` (30 s; ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s`` changes
+    it). ``fn`` runs one job (tests replace it).
     """
     import dask  # Dask is imported only when asked for: it adds seconds to every other command
     from dask.distributed import Client, LocalCluster, as_completed
@@ -139,6 +141,7 @@ def run_dask(
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = None
         if scheduler:
+            connect_timeout = connect_timeout or dask.config.get("distributed.comm.timeouts.connect")
             try:
                 client = Client(scheduler, timeout=connect_timeout)
             except (OSError, TimeoutError) as exc:  # refused, unreachable, or no answer in time
