@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, seal, sealed_cache_ok
 from cellbench.core.hashing import module_versions, source_digest, stable_hash
@@ -277,7 +277,7 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
     """Results in the order of ``items``, from this process or a pool of single-threaded workers."""
     if n_jobs is None:
         n_jobs = default_workers()
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(items), desc=desc, unit="img", enabled=progress, dynamic_ncols=True)
     try:
         if n_jobs == 1 or len(items) < 8:
             for item in items:
