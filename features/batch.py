@@ -33,7 +33,7 @@ from cellbench.core.hashing import module_versions, source_digest, stable_hash
 from cellbench.core.types import DataKind, FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
 from cellbench.datasets.io import image_ref, read_image, read_mask, reader_version
-from cellbench.features.catalog import FEATURES
+from cellbench.features.catalog import get_family
 from cellbench.features.config import FeatureConfig, check_kind
 from cellbench.features.extract import feature_names, feature_vector
 
@@ -77,7 +77,7 @@ def feature_cache_path(
         {
             "data": dataset_fingerprint,
             "extraction": extraction,
-            "family": FEATURES[family].key(config),
+            "family": get_family(family).key(config),
             "kind": kind,
             "code": code_version(),
         }
@@ -190,12 +190,12 @@ def extract_feature_set(
     X = np.vstack(rows)
     start = 0
     for f in missing:
-        width = len(FEATURES[f].names(config))
+        width = len(get_family(f).names(config))
         path = paths[f]
         part = FeatureSet(
             key=path.stem,
             X=X[:, start : start + width],
-            names=FEATURES[f].names(config),
+            names=get_family(f).names(config),
             ids=tuple(kept),
             skipped=tuple(skipped),
         )
