@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import DataError
 from cellbench.core.files import write_json
 from cellbench.core.hashing import stable_hash
@@ -202,7 +202,7 @@ def find_duplicates(
 def content_digests(samples: Sequence[Sample], *, progress: bool = True, desc: str = "content hashes") -> list:
     """The pixel digest of each sample (``None`` where it cannot be read), with a progress bar."""
     out = []
-    for img, _ in tqdm(iter_images(samples), total=len(samples), desc=desc, unit="img", disable=not progress):
+    for img, _ in progress_bar(iter_images(samples), total=len(samples), desc=desc, unit="img", enabled=progress):
         out.append(pixel_digest(img) if img is not None else None)
     close_h5_files()  # leave no file open after a full pass (they reopen when read again)
     return out

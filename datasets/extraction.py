@@ -39,9 +39,9 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from cellbench.core import files, paths
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.hashing import stable_hash
 from cellbench.core.registry import Registry
@@ -339,8 +339,8 @@ def _build(
     job = _FieldJob(method=method, params=params, classes=tuple(dataset.classes), targets=targets, folder=folder,
                     overlay=frozenset(overlay_ids), skip_bad=skip_bad)  # fmt: skip
     results = []
-    bar = tqdm(total=len(dataset.fields), desc=f"{method} {dataset.name}", unit="field", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
+    bar = progress_bar(total=len(dataset.fields), desc=f"{method} {dataset.name}", unit="field", enabled=progress,
+                       dynamic_ncols=True)  # fmt: skip
     try:
         for out in _map(job, dataset.fields, n_jobs=n_jobs):
             results.append(out)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import Dataset
 from cellbench.datasets.bitdepth import TWELVE_BIT_MAX, low_range_16bit
@@ -152,7 +152,7 @@ def verify_dataset(dataset: Dataset, *, progress: bool = True) -> Verification:
     digests: list[str | None] = []
     total = hashlib.blake2b(digest_size=16)
     reads = iter_images(samples)
-    bar = tqdm(reads, total=len(samples), desc=f"verify {dataset.name}", unit="img", disable=not progress)
+    bar = progress_bar(reads, total=len(samples), desc=f"verify {dataset.name}", unit="img", enabled=progress)
     for s, (img, error) in zip(samples, bar):
         if img is None:
             unreadable.append((s.id, error or "unreadable"))

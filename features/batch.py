@@ -25,15 +25,15 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, seal, sealed_cache_ok
 from cellbench.core.hashing import module_versions, source_digest, stable_hash
 from cellbench.core.types import DataKind, FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
 from cellbench.datasets.io import image_ref, read_image, read_mask, reader_version
-from cellbench.features.catalog import FEATURES
+from cellbench.features.catalog import get_family
 from cellbench.features.config import FeatureConfig, check_kind
 from cellbench.features.extract import feature_names, feature_vector
 
@@ -77,7 +77,7 @@ def feature_cache_path(
         {
             "data": dataset_fingerprint,
             "extraction": extraction,
-            "family": FEATURES[family].key(config),
+            "family": get_family(family).key(config),
             "kind": kind,
             "code": code_version(),
         }
@@ -190,12 +190,12 @@ def extract_feature_set(
     X = np.vstack(rows)
     start = 0
     for f in missing:
-        width = len(FEATURES[f].names(config))
+        width = len(get_family(f).names(config))
         path = paths[f]
         part = FeatureSet(
             key=path.stem,
             X=X[:, start : start + width],
-            names=FEATURES[f].names(config),
+            names=get_family(f).names(config),
             ids=tuple(kept),
             skipped=tuple(skipped),
         )
@@ -277,7 +277,7 @@ def _run(items, *, config, kind, n_jobs, progress, desc) -> Iterator[tuple[str, 
     """Results in the order of ``items``, from this process or a pool of single-threaded workers."""
     if n_jobs is None:
         n_jobs = default_workers()
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(items), desc=desc, unit="img", enabled=progress, dynamic_ncols=True)
     try:
         if n_jobs == 1 or len(items) < 8:
             for item in items:

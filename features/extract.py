@@ -9,7 +9,7 @@ import numpy as np
 from cellbench.core.types import DataKind
 from cellbench.datasets.io import as_rgb8
 from cellbench.datasets.masks import cell_mask
-from cellbench.features.catalog import FEATURES
+from cellbench.features.catalog import get_family
 from cellbench.features.cell import Cell, prepare_cell
 from cellbench.features.config import FeatureConfig, check_kind
 
@@ -23,7 +23,7 @@ def feature_names(config: FeatureConfig) -> tuple[str, ...]:
     UnknownNameError
         For a family of ``config`` that is not in :data:`cellbench.features.catalog.FEATURES` (listing those that are).
     """
-    return tuple(name for family in config.families for name in FEATURES[family].names(config))
+    return tuple(name for family in config.families for name in get_family(family).names(config))
 
 
 @lru_cache(maxsize=4)
@@ -96,7 +96,7 @@ def compute(cell: Cell, config: FeatureConfig) -> np.ndarray:
     """Every configured family on a prepared cell, in :func:`feature_names` order, non-finite -> 0."""
     parts = []
     for name in config.families:
-        family = FEATURES[name]
+        family = get_family(name)
         values = family(cell, config)
         expected = family.names(config)
         if tuple(values) != expected:  # a family bug, not bad data

@@ -25,18 +25,21 @@ class Family:
     """A feature family: ``compute(cell, config)`` and ``names(config)``; calling it computes.
 
     ``params`` are the :class:`FeatureConfig` fields its values depend on (its cache key holds only those);
-    ``None`` (plug-ins) means every field.
+    ``None`` (plug-ins) means every field. ``source`` names where a plug-in came from (an installed package and its
+    version): part of the cache key, so an upgraded package computes its values again.
     """
 
     name: str
     compute: Compute
     names: Names
     params: tuple[str, ...] | None = None
+    source: str = ""
 
     def key(self, config: FeatureConfig) -> dict:
         """What this family's values depend on in ``config``: its name and parameters (part of a cache key)."""
         fields = self.params if self.params is not None else tuple(f for f in config.__dataclass_fields__)
-        return {"family": self.name, **{f: getattr(config, f) for f in fields if f != "families"}}
+        source = {"source": self.source} if self.source else {}  # only when set: built-in keys stay as they were
+        return {"family": self.name, **source, **{f: getattr(config, f) for f in fields if f != "families"}}
 
     def __call__(self, cell: Cell, config: FeatureConfig) -> dict[str, float]:
         return self.compute(cell, config)

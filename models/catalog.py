@@ -17,9 +17,7 @@ from cellbench.models import deep, embeddings, estimators, imbalance
 from cellbench.models.entry import ModelEntry, model_entry
 from cellbench.models.imbalance import Strategy
 
-MODELS: Registry[ModelEntry] = Registry.of(
-    "model", (*estimators.CLASSICAL, *embeddings.HEAD_MODELS, *deep.DEEP_MODELS)
-)
+MODELS: Registry[ModelEntry] = Registry.of("model", (*estimators.CLASSICAL, *embeddings.HEAD_MODELS, *deep.DEEP_MODELS))
 STRATEGIES: Registry[Strategy] = Registry.of("imbalance strategy", imbalance.BUILTIN)
 
 
@@ -32,7 +30,10 @@ def register_model(name: str, **options: Any) -> Callable[[Callable[..., Any]], 
     make = model_entry(name, **options)
 
     def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
-        MODELS.add(name, make(build))
+        entry = make(build)
+        if entry.kind == "deep":  # trained by cellbench.models.deep, which builds it through entry.build
+            deep.add_deep_model(entry)
+        MODELS.add(name, entry)
         return build
 
     return decorate

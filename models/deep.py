@@ -174,13 +174,24 @@ DEEP_MODELS: tuple[ModelEntry, ...] = (
     *(entry for key, bb in BACKBONES.items() for entry in _backbone_entries(key, bb)),
 )
 _DEEP = {e.name: e for e in DEEP_MODELS}
+_ADDED: dict[str, ModelEntry] = {}  # deep models added at run time (suite factories, plug-ins)
+
+
+def add_deep_model(entry: ModelEntry) -> ModelEntry:
+    """Make a deep ``entry`` from outside the catalog trainable here: :func:`build_model` calls its
+    ``build(params, seed, n_classes=...)``, and it trains as the built-in CNNs do (one head phase, no backbone)."""
+    if entry.kind != "deep" or entry.name in _DEEP:
+        raise ConfigError(f"{entry.name!r} is a built-in or not a deep model; deep models: {', '.join(deep_models())}")
+    _ADDED[entry.name] = entry
+    return entry
 
 
 def deep_entry(name: str) -> ModelEntry:
     """The entry of deep model ``name``, or a :class:`ConfigError` listing the deep models."""
-    if name not in _DEEP:
+    entry = _DEEP.get(name) or _ADDED.get(name)
+    if entry is None:
         raise ConfigError(f"{name!r} is not a deep model; deep models: {', '.join(deep_models())}")
-    return _DEEP[name]
+    return entry
 
 
 def backbone_name(name: str) -> str:
@@ -260,7 +271,8 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     Returns
     -------
     (keras.Model, keras.Model | None)
-        The model and, for transfer models, the backbone inside it (``None`` for the custom CNNs).
+        The model and, for transfer models, the backbone inside it (``None`` for the custom CNNs and for models
+        added by :func:`add_deep_model`).
 
     Raises
     ------
@@ -271,9 +283,11 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
     """
     import keras
 
-    deep_entry(name)
+    entry = deep_entry(name)
     if n_classes < 2:
         raise ConfigError(f"n_classes must be at least 2, got {n_classes}")
+    if name in _ADDED:  # a suite's factory or a plug-in: it builds (and checks) its own model
+        return entry.build(params, seed, n_classes=n_classes), None
     size = int(params["size"])
     minimum = min_input_size(name, params)
     if size < minimum:
@@ -308,8 +322,8 @@ def build_model(name: str, params: Mapping[str, Any], *, n_classes: int, seed: i
 
 
 def deep_models() -> list[str]:
-    """Names of the deep models, in catalog order."""
-    return [e.name for e in DEEP_MODELS]
+    """Names of the deep models, in catalog order, then those added at run time."""
+    return [e.name for e in DEEP_MODELS] + list(_ADDED)
 
 
 def make_backbone(key: str, params: Mapping[str, Any], size: int):

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import atomic_path, seal, sealed_cache_ok, write_json
 from cellbench.core.hashing import stable_hash
@@ -130,7 +130,9 @@ def pixel_cache(
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
         kept, skipped = [], []
-        for i, s in enumerate(tqdm(samples, desc=f"pixels {extraction} {size}px", unit="img", disable=not progress)):
+        for i, s in enumerate(
+            progress_bar(samples, desc=f"pixels {extraction} {size}px", unit="img", enabled=progress)
+        ):
             try:
                 img = as_rgb8(s.image) if s.image is not None else read_image(image_ref(s))
             except DataError as exc:

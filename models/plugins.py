@@ -1,4 +1,6 @@
-"""Models named by import path in a suite: ``[models.extra_trees] estimator = "sklearn.ensemble:ExtraTreesClassifier"``.
+"""Models named by import path in a suite: ``[models.extra_trees] estimator = "sklearn.ensemble:ExtraTreesClassifier"``
+for a scikit-learn-style classifier, ``[models.my_net] factory = "mypkg.nets:build"`` for a Keras model
+(:mod:`cellbench.models.factory`).
 
 The driver builds the entry when the suite is loaded (import errors, a class that is no classifier and unknown
 parameter names are refused there, before anything runs); a worker that does not have it rebuilds it from the job's
@@ -19,24 +21,30 @@ from sklearn.utils.validation import has_fit_parameter
 from cellbench.core.errors import ConfigError
 from cellbench.core.types import ModelSpec
 from cellbench.models.catalog import MODELS
+from cellbench.models.deep import add_deep_model
 from cellbench.models.entry import ModelEntry
+from cellbench.models.factory import factory_entry
 
-PLUGIN_KEYS = ("estimator",)
+PLUGIN_KEYS = ("estimator", "factory")
 ENTRY_POINT_GROUP = "cellbench.models"  # installed packages: ``name = "pkg.module:ENTRY"``, a ModelEntry
+_SHAPES = {"estimator": "module:Class", "factory": "module:function"}
 _BUILT: dict[str, str] = {}  # model name -> import path it was built from (one name, one class)
 
 
 def split_plugin(params: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    """(``{"estimator": path}`` or ``{}``, the other parameters) of a suite's ``[models.NAME]`` table."""
+    """(``{"estimator": path}``, ``{"factory": path}`` or ``{}``, the other parameters) of a suite's
+    ``[models.NAME]`` table."""
     plugin = {k: params[k] for k in PLUGIN_KEYS if k in params}
+    if len(plugin) > 1:
+        raise ConfigError("give estimator (a scikit-learn classifier) or factory (a Keras model), not both")
     for key, value in plugin.items():
         if not isinstance(value, str):
-            raise ConfigError(f'{key} must be text "module:Class", got {value!r}')
+            raise ConfigError(f'{key} must be text "{_SHAPES[key]}", got {value!r}')
     return plugin, {k: v for k, v in params.items() if k not in PLUGIN_KEYS}
 
 
-def load_object(path: str) -> Any:
-    """The object ``module:attribute`` names.
+def load_object(path: str, *, key: str = "estimator") -> Any:
+    """The object ``module:attribute`` names (``key``: the suite key that gave it, for messages).
 
     Raises
     ------
@@ -45,18 +53,19 @@ def load_object(path: str) -> Any:
     """
     module, sep, attr = path.partition(":")
     if not sep or not module or not attr:
-        raise ConfigError(
-            f'estimator {path!r} must look like "module:Class", e.g. "sklearn.ensemble:ExtraTreesClassifier"'
-        )
+        example = "sklearn.ensemble:ExtraTreesClassifier" if key == "estimator" else "mypkg.nets:build"
+        raise ConfigError(f'{key} {path!r} must look like "{_SHAPES[key]}", e.g. "{example}"')
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"estimator {path!r}: cannot import module {module!r}: {exc}") from None
+        raise ConfigError(f"{key} {path!r}: cannot import module {module!r}: {exc}") from None
+    except Exception as exc:  # the module itself fails while importing: say so, not a traceback from the pool
+        raise ConfigError(f"{key} {path!r}: importing module {module!r} failed: {type(exc).__name__}: {exc}") from None
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
             public = ", ".join(n for n in dir(mod) if not n.startswith("_"))[:300]
-            raise ConfigError(f"estimator {path!r}: module {module!r} has no attribute {attr!r}; it has: {public}")
+            raise ConfigError(f"{key} {path!r}: module {module!r} has no attribute {attr!r}; it has: {public}")
         obj = getattr(obj, part)
     return obj
 
@@ -114,6 +123,8 @@ def from_entry_point(name: str) -> bool:
         raise ConfigError(f"entry point {ep.value!r} of model {name!r} cannot be loaded: {exc}") from None
     if not isinstance(entry, ModelEntry) or entry.name != name:
         raise ConfigError(f"entry point {ep.value!r} of model {name!r} must be a ModelEntry named {name!r}")
+    if entry.kind == "deep":  # trained by cellbench.models.deep, which builds it through entry.build
+        add_deep_model(entry)
     MODELS.add(name, entry)
     return True
 
@@ -126,16 +137,24 @@ def register_suite_model(name: str, params: Mapping[str, Any]) -> None:
         if name not in MODELS:
             from_entry_point(name)
         return
-    path = plugin["estimator"]
+    ((key, path),) = plugin.items()
     if name in MODELS and _BUILT.get(name) != path:
         known = f"built from {_BUILT[name]}" if name in _BUILT else "a built-in model"
-        raise ConfigError(f"[models.{name}]: {name!r} is {known}; give the model from {path!r} another name")
+        raise ConfigError(f"{name!r} is {known}; give the model from {path!r} another name")
     if name not in MODELS:
-        MODELS.add(name, estimator_entry(name, path, rest))
+        if key == "estimator":
+            entry = estimator_entry(name, path, rest)
+        else:
+            entry = add_deep_model(factory_entry(name, path, load_object(path, key=key), rest))
+        MODELS.add(name, entry)
         _BUILT[name] = path
 
 
 def ensure(spec: ModelSpec) -> None:
     """Make ``spec``'s model known in this process (a worker): rebuild a suite's import-path model from its spec."""
     if spec.name not in MODELS:
-        register_suite_model(spec.name, {**spec.plugin, **spec.params} if spec.plugin else {})
+        try:
+            register_suite_model(spec.name, {**spec.plugin, **spec.params} if spec.plugin else {})
+        except ConfigError as exc:  # this job's error: name the suite table it came from
+            where = f"[models.{spec.name}]"
+            raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None

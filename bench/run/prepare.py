@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, check_on_bad_image
 from cellbench.core.files import seal, sealed_cache_ok, write_atomic
 from cellbench.core.hashing import canonical_json, stable_hash
@@ -232,7 +232,9 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
             images = np.load(pix, mmap_mode="r")
             if len(images) != len(kept):  # pixel rows follow the kept samples; anything else is a bug to report
                 raise ConfigError(f"{dataset.name}: {len(images)} cached images for {len(kept)} samples in {pix}")
-            with tqdm(total=len(images), desc=f"embeddings {eid}", unit="img", disable=not settings.progress) as bar:
+            with progress_bar(
+                total=len(images), desc=f"embeddings {eid}", unit="img", enabled=settings.progress
+            ) as bar:
                 vectors = embed(images, params, seed=suite.seed, progress=lambda n: bar.update(n - bar.n))
             write_atomic(path, lambda fh, v=vectors: np.save(fh, v))
             seal(path)

@@ -1,8 +1,10 @@
 """The driver's job progress: an ETA from the expected cost of pending jobs, and per-epoch status of deep jobs.
 
-:class:`JobProgress` weighs each pending job by the stored timings of finished jobs of the same model (else of its
-kind), draws a bar only on a terminal and writes plain periodic lines otherwise (a log file gets a line every 30 s,
-not every redraw).
+:class:`JobProgress` weighs each pending job by its expected cost: the stored timings of finished jobs of the same
+model (else of its kind), per unit of work — one unit for a classical job, the batches it trains at most (epochs ×
+batches, :func:`planned_batches`) for a deep one — and, for deep jobs before any has finished, the seconds per batch
+the running ones show. It draws a bar only on a terminal and writes plain periodic lines otherwise (a log file gets
+a line every 30 s, not every redraw).
 
 A worker training a deep model writes one small JSON file per job (epoch, phase, losses) into a folder the
 driver gives it; a thread in the driver shows the most recently updated one in the bar's postfix. Files, not
@@ -13,11 +15,12 @@ removed when the job ends.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,6 +78,7 @@ class EpochWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cellbench-epochs", daemon=True)
         self._seen: tuple[str, float] | None = None
+        self._first: dict[str, tuple[str, int, float]] = {}  # status file -> (phase, batches done, mtime) first seen
 
     def __enter__(self) -> EpochWatcher:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -102,51 +106,99 @@ class EpochWatcher:
         if newest is None or (str(newest[0]), newest[1]) == self._seen:
             return None
         try:
-            text = describe(json.loads(newest[0].read_text()))
+            status = json.loads(newest[0].read_text())
+            text = describe(status)
         except (OSError, ValueError, KeyError):
             return None
         self._seen = (str(newest[0]), newest[1])
+        self._rate(str(newest[0]), status, newest[1])
         self.bar.set_postfix_str(text, refresh=True)
         return text
+
+    def _rate(self, path: str, status: dict[str, Any], mtime: float) -> None:
+        """Seconds per batch of a running deep job, between the first status seen of its phase and this one (given
+        to the bar's ``batch_seconds`` where it has one)."""
+        if not status.get("batches") or not hasattr(self.bar, "batch_seconds"):
+            return
+        done = (int(status["epoch"]) - 1) * int(status["batches"]) + int(status.get("batch", status["batches"]))
+        phase = status.get("phase", "")
+        first = self._first.get(path)
+        if first is None or first[0] != phase or done < first[1]:  # a new phase (the refit) counts from its start
+            self._first[path] = (phase, done, mtime)
+        elif done > first[1] and mtime > first[2]:
+            self.bar.batch_seconds(status.get("model", ""), (mtime - first[2]) / (done - first[1]))
 
 
 # -- the job bar: an ETA from the expected cost of pending jobs, bars only on a terminal -------------------------
 
 
-def expected_costs(pending: Sequence[tuple[str, str]], timings: Iterable[tuple[str, str, float]]) -> list[float]:
-    """The expected seconds of each pending ``(model, kind)`` job from finished ``(model, kind, seconds)``.
+def planned_batches(params: Mapping[str, Any], n_train: int) -> float:
+    """The batches a deep job trains at most: ``max_epochs`` (and the fine-tuning epochs of ``_ft`` models) of
+    ⌈``n_train`` / ``batch_size``⌉ batches, twice with the refit on the whole training fold (``refit``)."""
+    epochs = int(params.get("max_epochs", 1))
+    if "finetune_layers" in params:  # a fine-tuned backbone: a second phase
+        ft = params.get("finetune_epochs")
+        epochs += int(ft) if ft is not None else int(params.get("max_epochs", 1))
+    per_epoch = math.ceil(max(1, int(n_train)) / max(1, int(params.get("batch_size", 32))))
+    return float(epochs * per_epoch * (2 if params.get("refit", True) else 1))
 
-    A model's own mean where it has finished jobs, else the mean of its kind (classical, deep), else of all; 1.0
-    where nothing has finished yet (the ETA then counts jobs).
+
+def job_work(kind: str, params: Mapping[str, Any], n_train: int) -> float:
+    """A job's size for the ETA: 1 for a classical job, :func:`planned_batches` for a deep one."""
+    return planned_batches(params, n_train) if kind == "deep" else 1.0
+
+
+def expected_costs(pending: Sequence[tuple], timings: Iterable[tuple], *,
+                   batch_seconds: Mapping[str, float] | None = None) -> list[float]:  # fmt: skip
+    """The expected seconds of each pending ``(model, kind[, work])`` job from finished ``(model, kind, seconds[,
+    work])`` ones.
+
+    ``work`` (1 when left out) is a job's size: 1 for classical jobs, :func:`planned_batches` for deep ones. A job
+    costs its work times the seconds per unit of work of its model's finished jobs, else of its kind's; a deep job
+    of a kind nothing finished of yet costs its work times the seconds per batch a running job shows
+    (``batch_seconds``, per model, of that model else their mean); else the mean of all finished jobs; 1.0 where
+    nothing is known (the ETA then counts jobs).
     """
     by_model: dict[str, list[float]] = {}
     by_kind: dict[str, list[float]] = {}
-    for model, kind, seconds in timings:
-        by_model.setdefault(model, []).append(seconds)
-        by_kind.setdefault(kind, []).append(seconds)
-    every = [t for ts in by_model.values() for t in ts]
+    every: list[float] = []
+    for model, kind, seconds, *rest in timings:
+        work = float(rest[0]) if rest else 1.0
+        by_model.setdefault(model, []).append(seconds / work)
+        by_kind.setdefault(kind, []).append(seconds / work)
+        every.append(seconds)
+    live = dict(batch_seconds or {})
 
-    def mean(values: list[float]) -> float:
+    def mean(values) -> float:
+        values = list(values)
         return sum(values) / len(values)
 
-    return [
-        mean(by_model[m]) if m in by_model else mean(by_kind[k]) if k in by_kind else mean(every) if every else 1.0
-        for m, k in pending
-    ]
+    def cost(model: str, kind: str, work: float = 1.0) -> float:
+        if model in by_model:
+            return mean(by_model[model]) * work
+        if kind in by_kind:
+            return mean(by_kind[kind]) * work
+        if kind == "deep" and live:
+            return (live[model] if model in live else mean(live.values())) * work
+        return mean(every) if every else 1.0
+
+    return [cost(*p) for p in pending]
 
 
 class JobProgress:
     """Counts finished jobs and estimates the time left from the expected cost of those still pending.
 
-    ``pending`` holds each job's ``(key, model, kind)``; ``timings`` the ``(model, kind, seconds)`` of jobs stored
-    earlier (this run's finished jobs are added as they come). On a terminal ``stream`` it draws a tqdm bar; on
-    anything else (a log file, a pipe) it writes one plain line every ``every`` seconds and one at the end.
+    ``pending`` holds each job's ``(key, model, kind[, work])``; ``timings`` the ``(model, kind, seconds[, work])`` of
+    jobs stored earlier (this run's finished jobs are added as they come; see :func:`expected_costs`). On a terminal
+    ``stream`` it draws a tqdm bar; on anything else (a log file, a pipe) it writes one plain line every ``every``
+    seconds and one at the end.
     """
 
-    def __init__(self, pending: Sequence[tuple[str, str, str]], *, timings: Iterable[tuple[str, str, float]] = (),
+    def __init__(self, pending: Sequence[tuple], *, timings: Iterable[tuple] = (),
                  workers: int = 1, desc: str = "jobs", enabled: bool = True, stream: TextIO | None = None,
                  every: float = 30.0, clock: Callable[[], float] = time.monotonic):  # fmt: skip
-        self.jobs = {key: (model, kind) for key, model, kind in pending}
+        self.jobs = {key: (model, kind, float(work[0]) if work else 1.0) for key, model, kind, *work in pending}
+        self.live: dict[str, float] = {}  # model -> seconds per batch of its running deep jobs
         self.timings = list(timings)
         self.workers, self.desc, self.every, self.clock = max(1, workers), desc, every, clock
         self.stream = stream if stream is not None else sys.stderr
@@ -160,13 +212,17 @@ class JobProgress:
 
     def eta(self) -> float:
         """Seconds left: the expected cost of the pending jobs over the workers."""
-        return sum(expected_costs(list(self.jobs.values()), self.timings)) / self.workers
+        return sum(expected_costs(list(self.jobs.values()), self.timings, batch_seconds=self.live)) / self.workers
+
+    def batch_seconds(self, model: str, seconds: float) -> None:
+        """A running deep job of ``model`` takes ``seconds`` a batch (:class:`EpochWatcher` measures it)."""
+        self.live[model] = float(seconds)
 
     def finished(self, key: str, *, seconds: float | None, status: str = "") -> None:
         """Job ``key`` finished after ``seconds`` (its stored total time; ``None`` when unknown)."""
-        model, kind = self.jobs.pop(key, ("", ""))
+        model, kind, work = self.jobs.pop(key, ("", "", 1.0))
         if seconds is not None and model:
-            self.timings.append((model, kind, float(seconds)))
+            self.timings.append((model, kind, float(seconds), work))
         self.done += 1
         self.bar.update(1)
         self.set_postfix_str(status)

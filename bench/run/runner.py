@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -29,7 +30,7 @@ from cellbench.run.jobs import JobOptions, WorkItem
 from cellbench.run.manifest import build_manifest
 from cellbench.run.plan import plan
 from cellbench.run.prepare import Prepared, Settings, prepare
-from cellbench.run.progress import EpochWatcher, JobProgress
+from cellbench.run.progress import EpochWatcher, JobProgress, job_work
 from cellbench.run.selection import record as record_selection
 from cellbench.run.selection import results_folder, selection
 from cellbench.run.store import Store
@@ -106,7 +107,7 @@ def run_suite(
                 **(executor_options or {}),
             )
             _store_results(results, work, store=store, run_id=run_id, counts=counts, options=options,
-                           progress=progress, desc=desc, on_result=on_result,
+                           progress=progress, desc=desc, on_result=on_result, sizes=_training_sizes(prepared),
                            workers=default_workers() if workers is None else workers)  # fmt: skip
 
         try:
@@ -163,14 +164,36 @@ def _job_options(suite: Suite, todo: Sequence[WorkItem], *, folder: Path, settin
     return JobOptions(save_dir=save_dir, final_dir=final_dir, status_dir=status_dir)
 
 
+def _training_sizes(prepared: Sequence[Prepared]) -> dict[tuple[str, str, int], int]:
+    """Training-fold sizes by (data set, extraction, fold); fold -1 (a refit on all development data) is all."""
+    out = {}
+    for p in prepared:
+        n = len(p.folds.ids)
+        out[(p.dataset, p.extraction, -1)] = n
+        out.update({(p.dataset, p.extraction, f): n - len(t) for f, t in enumerate(p.folds.test)})
+    return out
+
+
+def _stored_timings(store: Store) -> list[tuple[str, str, float, float]]:
+    """(model, kind, seconds, work) of the jobs stored ``ok`` (work: see :func:`cellbench.run.progress.job_work`)."""
+    stored = store.jobs(status="ok")
+    out = []
+    for model, kind, timing, spec, extra in zip(stored.model, stored.kind, stored.timings, stored.spec, stored.extra):
+        params = json.loads(spec).get("model", {}).get("params", {}) if kind == "deep" else {}
+        out.append((model, kind, float(timing.get("total_s", 0.0)), job_work(kind, params, extra.n_train or 1)))
+    return out
+
+
 def _store_results(results, todo: Sequence[WorkItem], *, store: Store, run_id: int, counts: dict[str, int],
-                   options: JobOptions, progress: bool, desc: str, on_result, workers: int = 1) -> None:  # fmt: skip
+                   options: JobOptions, progress: bool, desc: str, on_result, workers: int = 1,
+                   sizes: Mapping[tuple[str, str, int], int] | None = None) -> None:  # fmt: skip
     """Write each result as it arrives (one transaction each), counting and showing progress."""
     by_key = {j.key: j for j, _ in todo}
-    stored = store.jobs(status="ok")
-    timings = [(m, k, float(t.get("total_s", 0.0))) for m, k, t in zip(stored.model, stored.kind, stored.timings)]
-    bar = JobProgress([(j.key, j.model.name, j.model.kind) for j, _ in todo], timings=timings, workers=workers,
-                      desc=desc, enabled=progress)  # fmt: skip
+    sizes = sizes or {}
+    pending = [(j.key, j.model.name, j.model.kind,
+                job_work(j.model.kind, j.model.params, sizes.get((j.dataset, j.extraction, j.fold), 1)))
+               for j, _ in todo]  # fmt: skip
+    bar = JobProgress(pending, timings=_stored_timings(store), workers=workers, desc=desc, enabled=progress)
     watcher = EpochWatcher(bar, options.status_dir) if options.status_dir else contextlib.nullcontext()
     try:
         with watcher:

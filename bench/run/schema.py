@@ -223,9 +223,13 @@ def schema_markdown() -> str:
     lines.append(
         "`[models.NAME]` tables hold a model's parameters (unknown names are refused with the allowed ones); a value "
         "must have its default's type: an integer, a number, or true/false. A table with `estimator = "
-        "\"module:Class\"` names your own scikit-learn-style classifier "
-        "(e.g. `\"sklearn.ensemble:ExtraTreesClassifier\"`); "
-        "its other keys are that class's parameters, checked against its `get_params()` when the suite is loaded."
+        '"module:Class"` names your own scikit-learn-style classifier '
+        '(e.g. `"sklearn.ensemble:ExtraTreesClassifier"`); '
+        "its other keys are that class's parameters, checked against its `get_params()` when the suite is loaded. "
+        'A table with `factory = "module:function"` names a function building an uncompiled Keras model '
+        '(`build(*, input_shape, n_classes, **params)`, probabilities out; see the README, "Your own Keras model"); '
+        "its other keys are `[deep]` training settings or the function's own parameters, checked against its "
+        "signature when the suite is loaded."
     )
     return "\n".join(lines) + "\n"
 
