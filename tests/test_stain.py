@@ -20,7 +20,7 @@ def he_image(seed: int, *, size: int = 48, h_gain: float = 1.0, e_gain: float = 
     yy, xx = np.mgrid[:size, :size]
     h = np.zeros((size, size))
     for _ in range(6):
-        cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(3, 7)]
+        cy, cx, r = [*rng.uniform(0, size, 2).tolist(), rng.uniform(3, 7)]
         h += 1.2 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
     e = 0.5 + 0.3 * rng.random((size, size))
     e[: size // 6] = 0.02  # a strip of background
