@@ -1,13 +1,17 @@
 """Stain normalisation (Reinhard, Macenko) on properties: identity to its own reference, a stain-shifted copy moved
-toward the reference, clear errors for unknown methods."""
+toward the reference, clear errors for unknown methods; HED colour augmentation of training batches."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from skimage.color import rgb2hed
 
 from cellbench.core.errors import ConfigError
 from cellbench.datasets.stain import STAIN_METHODS, check_method, fit_reference, normalise
+from cellbench.models.pixels import AugmentConfig, augment_images, hed_jitter
 
 # haematoxylin and eosin optical-density vectors (RGB), as in Macenko et al.'s reference
 _H = np.array([0.65, 0.70, 0.29])
@@ -80,3 +84,30 @@ def test_unknown_methods_are_refused_with_the_allowed_ones():
     with pytest.raises(ConfigError, match="no reference"):
         fit_reference([he_image(0)], method="none")
     assert STAIN_METHODS[0] == "none"
+
+
+def test_hed_jitter_perturbs_the_stain_densities_within_its_bounds_and_nothing_at_zero():
+    batch = np.stack([he_image(s, size=32) for s in range(4)])
+    same = hed_jitter(batch, sigma=0.0, rng=np.random.default_rng(0))
+    assert np.abs(same.astype(int) - batch).max() <= 2  # rgb2hed -> hed2rgb round trip
+    out = hed_jitter(batch, sigma=0.05, rng=np.random.default_rng(0))
+    assert out.dtype == np.uint8 and out.shape == batch.shape
+    assert np.array_equal(out, hed_jitter(batch, sigma=0.05, rng=np.random.default_rng(0)))
+    assert not np.array_equal(out, batch)
+    h_in = np.array([rgb2hed(im)[..., 0].mean() for im in batch])
+    h_out = np.array([rgb2hed(im)[..., 0].mean() for im in out])
+    assert np.all(np.abs(h_out - h_in) <= 0.05 * np.abs(h_in) + 0.05 + 0.01)
+
+
+def test_augmentation_without_hed_draws_as_before_and_with_it_only_recolours():
+    batch = np.stack([he_image(s, size=32) for s in range(4)])
+    geometric = AugmentConfig(brightness=0, contrast=0, hue=0)
+    plain = augment_images(batch, rng=np.random.default_rng(3), config=geometric)
+    hed = augment_images(batch, rng=np.random.default_rng(3), config=replace(geometric, hed=0.05))
+    # the same flips and turns as without it, then HED jitter from the draws that follow them
+    rng = np.random.default_rng(3)
+    rng.integers(0, 4, 4), rng.integers(0, 2, (4, 2)), rng.uniform(-1.0, 1.0, (4, 3))
+    assert np.array_equal(hed, hed_jitter(plain, sigma=0.05, rng=rng))
+    assert not np.array_equal(hed, plain)
+    with pytest.raises(ConfigError, match="hed must be between 0 and 1"):
+        AugmentConfig(hed=1.5)
