@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "augment": True,
     "refit": True,
     "refit_ema": 0.95,  # the refit's final weights: moving average over ~20 steps (0 or false: the last step's)
+    "hed_augment": 0.0,  # HED colour augmentation of training batches (models.pixels.hed_jitter); 0: none
 }
 WEIGHTS = ("imagenet", "random")
 DEEP_STRATEGIES = ("none", "class_weight", "oversample", "undersample", "focal", "threshold")
@@ -586,6 +587,8 @@ def train_predict(
     split = _inner_split(y, train_idx, fold.inner or (), strategy=strategy, seed=seed)
     batch = int(params["batch_size"])
     augment = AugmentConfig.from_param(params["augment"])
+    if params.get("hed_augment"):
+        augment = replace(augment, hed=float(params["hed_augment"]))
     plan = _phase_plan(name, params)
     data = _Data(fold.inputs, targets(y, n_classes), batch=batch, augment=augment, seed=seed)
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from skimage.color import hed2rgb, rgb2hed
 
 from cellbench.core.bars import progress_bar
 from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
@@ -196,7 +197,8 @@ class AugmentConfig:
     """Training-time augmentation for rotation-invariant cells and tissue.
 
     Random horizontal and vertical flips, random 90° turns, and per-image brightness (± fraction of the
-    0-255 range), contrast (factor in 1 ± ``contrast``) and hue (± fraction of the hue circle) jitter.
+    0-255 range), contrast (factor in 1 ± ``contrast``) and hue (± fraction of the hue circle) jitter; with
+    ``hed`` > 0, HED colour augmentation last (:func:`hed_jitter`).
     """
 
     enabled: bool = True
@@ -205,9 +207,10 @@ class AugmentConfig:
     brightness: float = 0.08
     contrast: float = 0.15
     hue: float = 0.02
+    hed: float = 0.0
 
     def __post_init__(self):
-        for name, top in (("brightness", 1.0), ("contrast", 1.0), ("hue", 0.5)):
+        for name, top in (("brightness", 1.0), ("contrast", 1.0), ("hue", 0.5), ("hed", 1.0)):
             value = getattr(self, name)
             if not 0 <= value <= top:
                 raise ConfigError(f"augmentation {name} must be between 0 and {top}, got {value!r}")
@@ -326,4 +329,22 @@ def augment_images(batch: np.ndarray, *, rng: np.random.Generator, config: Augme
         if flips[i, 1]:
             img = img[::-1]
         out[i] = img
+    if config.hed:  # drawn after the others, which stay as they were without it
+        out = hed_jitter(out, sigma=config.hed, rng=rng)
+    return out
+
+
+def hed_jitter(batch: np.ndarray, *, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """HED colour augmentation (Tellez et al., 2018) of a uint8 batch (B × S × S × 3).
+
+    Each image is separated into haematoxylin, eosin and DAB densities (:func:`skimage.color.rgb2hed`); each
+    density is scaled by a factor in 1 ± ``sigma`` and shifted by ± ``sigma`` (uniform, per image and channel),
+    and the image recombined (:func:`skimage.color.hed2rgb`).
+    """
+    out = np.empty_like(batch)
+    alpha = rng.uniform(1 - sigma, 1 + sigma, (len(batch), 3))
+    beta = rng.uniform(-sigma, sigma, (len(batch), 3))
+    for i, img in enumerate(batch):
+        hed = rgb2hed(img)
+        out[i] = np.clip(np.rint(hed2rgb(hed * alpha[i] + beta[i]) * 255), 0, 255).astype(np.uint8)
     return out

@@ -196,6 +196,7 @@ class Job:
     explain: bool = False
     external: str = ""  # key of an external test set the job also scores (see bench.external); fold -1: refit
     inputs: str = ""  # cache key of the embeddings an embedding head reads (backbone weights, pixels, user file)
+    stain: str = ""  # stain normalisation and its per-fold references (cellbench.run.stain); "" for none
 
     def canonical(self) -> dict[str, Any]:
         # the suite name is left out: the same computation in two suites is the same job; optional keys
@@ -205,6 +206,8 @@ class Job:
             extra["external"] = self.external
         if self.inputs:
             extra["inputs"] = self.inputs
+        if self.stain:
+            extra["stain"] = self.stain
         return {
             **extra,
             "dataset": self.dataset,

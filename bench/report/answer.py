@@ -61,6 +61,7 @@ class Answer:
     synthetic: bool
     arms: tuple[ArmAnswer, ...]
     flags: tuple[str, ...] = ()
+    stain: str = "none"  # the stain normalisation both arms' images had (cellbench.run.stain)
 
     @property
     def label(self) -> str:
@@ -142,6 +143,7 @@ def answer(s: Section) -> Answer:
         synthetic=bool(info.synthetic),
         arms=tuple(arms),
         flags=tuple(flags),
+        stain=info.stain.split(" ", 1)[0] if info.stain else "none",
     )
 
 
@@ -195,6 +197,7 @@ def answer_frame(items: Sequence[Answer]) -> pd.DataFrame:
                     "strategy_beats_none": arm.beats_none,
                     "not_converged_folds": arm.not_converged,
                     "flags": "; ".join(a.flags),
+                    "stain": a.stain,
                 }
             )
     return pd.DataFrame(rows)

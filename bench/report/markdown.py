@@ -106,11 +106,23 @@ def _render_manifest(
              for s in sections if s.record.families]  # fmt: skip
     if kinds:
         rows.append(("data kind; feature families", " — ".join(kinds)))
+    if stain := _stain_handling(m, sections):
+        rows.append(("stain handling", stain))
     if timings and runs is not None and len(runs):
         wall = (runs.finished.fillna(runs.started) - runs.started).sum()
         rows.append(("runs", f"{len(runs)} ({', '.join(runs.status.tolist())}); total driver wall time {wall:.0f} s"))
     lines += table(rows, ["", ""], numparse=True)
     return lines
+
+
+def _stain_handling(m: Mapping[str, Any], sections: tuple[Section, ...]) -> str:
+    """Each data set's stain normalisation and the deep models' HED augmentation; empty where there was none."""
+    stains = [f"{s.dataset}/{s.extraction}: {s.record.stain}" for s in sections if s.record.stain]
+    hed = sorted(f"{k} ±{v}" for k, v in (m.get("stain") or {}).get("hed_augment", {}).items())
+    if not stains and not hed:
+        return ""
+    augment = f"; HED colour augmentation of deep training batches: {', '.join(hed)}" if hed else ""
+    return (" — ".join(stains) or "no normalisation") + augment
 
 
 def _render_section(s: Section, *, timings: bool = True) -> list[str]:
@@ -128,6 +140,8 @@ def _render_section(s: Section, *, timings: bool = True) -> list[str]:
         f"**CV**: {info.cv}.  **Primary metric**: {s.primary}.",
         "",
     ]
+    if info.stain:
+        lines += [f"**Stain**: {info.stain}.", ""]
     notes = [*info.notes, *info.plan_notes, *s.notes, *(s.stats.notes if s.stats else ())]
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     if s.table.empty:

@@ -50,6 +50,8 @@ def write_card(model_path: str | os.PathLike, *, job: Job, task, threshold: floa
         "threshold": float(threshold),
         "kind": task.kind,
     }
+    if task.by_fold is not None:  # the reference new images must be normalised to before this model reads them
+        card["stain"] = json.loads(task.fold_inputs(job.fold).reference)
     if job.model.kind == "deep":
         card["size"] = int(job.model.params["size"])
     else:

@@ -214,17 +214,18 @@ def _fold_output(split: _Split, out: Fitted, *, extra: JobExtra) -> FoldOutput:
 def model_inputs(job: Job, task: TaskData) -> tuple[np.ndarray, tuple[str, ...]]:
     """What a classical job's model reads, with column names: handcrafted features, embeddings, or both."""
     kind = job.model.input
-    if kind in ("features", "combined") and task.X is None:
+    X = task.features(job.fold) if kind in ("features", "combined") else None  # per fold where stain-normalised
+    if kind in ("features", "combined") and X is None:
         raise CellbenchError("no features were extracted for this task")
     if kind == "features":
-        return task.X, task.feature_names
+        return X, task.feature_names
     spec = job.model
     name = "user" if kind == "user_embeddings" or spec.params.get("embedder") == "user" else embedding_id(spec.params)
     # float32 as computed: the MLP head fitted 1.7x faster than on float64 on idc_dev (part of Job.inputs' key)
-    emb = np.asarray(task.embedding(name), dtype=HEAD_INPUT_DTYPE)
+    emb = np.asarray(task.embedding(name, job.fold), dtype=HEAD_INPUT_DTYPE)
     names = tuple(f"emb_{i:04d}" for i in range(emb.shape[1]))
     if kind == "combined":
-        return np.hstack([task.X.astype(HEAD_INPUT_DTYPE), emb]), (*task.feature_names, *names)
+        return np.hstack([X.astype(HEAD_INPUT_DTYPE), emb]), (*task.feature_names, *names)
     return emb, names
 
 
@@ -252,7 +253,7 @@ def _run_classical(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
 
 def _run_deep(job: Job, task: TaskData, options: JobOptions) -> FoldOutput:
     split = _split(job, task)
-    fold, grouped = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]))))
+    fold, grouped = _fold(task, split, np.asarray(task.images(int(job.model.params["size"]), job.fold)))
     save_dir = options.models_dir(job)
     out = train_predict(
         job.model.name,

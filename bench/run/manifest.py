@@ -12,6 +12,7 @@ from typing import Any
 
 from cellbench.core.hashing import canonical_json
 from cellbench.core.paths import checkout_root
+from cellbench.models import MODELS
 
 PACKAGES = (
     "cellbench",
@@ -32,6 +33,7 @@ PACKAGES = (
     "scikit-posthocs",
     "dask",
     "distributed",
+    "torchstain",
 )
 
 
@@ -64,6 +66,18 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def stain_handling(suite) -> dict[str, Any]:
+    """The suite's stain handling: normalisation method and the deep models' HED augmentation (empty: none)."""
+    hed = {}
+    for name, params in suite.models.items():
+        value = {**suite.deep, **params}.get("hed_augment", 0)
+        if value and MODELS[name].kind == "deep":
+            hed[name] = value
+    if suite.stain == "none" and not hed:
+        return {}
+    return {"method": suite.stain, "max_images": suite.stain_images, "hed_augment": hed}
+
+
 def build_manifest(*, suite, fingerprints: dict[str, str], argv: list[str] | None = None) -> dict[str, Any]:
     """The manifest of a run of ``suite`` on data sets with the given fingerprints."""
     return {
@@ -81,6 +95,7 @@ def build_manifest(*, suite, fingerprints: dict[str, str], argv: list[str] | Non
             **({"allow_duplicates_across_folds": True} if suite.allow_duplicates_across_folds else {}),
         },
         "datasets": fingerprints,
+        **({"stain": stain} if (stain := stain_handling(suite)) else {}),
         "packages": package_versions(),
         "git": git_state(),
         "python": sys.version.split()[0],

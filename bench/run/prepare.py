@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cellbench.core.bars import progress_bar
-from cellbench.core.errors import ConfigError, check_on_bad_image
+from cellbench.core.errors import ConfigError, DataError, check_on_bad_image
 from cellbench.core.files import seal, sealed_cache_ok, write_atomic
 from cellbench.core.hashing import canonical_json, stable_hash
 from cellbench.core.types import Dataset, FeatureSet, Sample
@@ -25,10 +25,11 @@ from cellbench.models import MODELS
 from cellbench.models.embeddings import embed, embedding_id, embedding_key, embedding_params
 from cellbench.models.pixels import pixel_cache
 from cellbench.run.cv import Folds, make_folds
-from cellbench.run.external import ExternalPart, describe_external, load_external, split_external
+from cellbench.run.external import REFIT_FOLD, ExternalPart, describe_external, load_external, split_external
 from cellbench.run.records import DataSetRecord, ExtractionInfo, OfRecord
+from cellbench.run.stain import fold_reference, normalised, read_rgb, stain_key
 from cellbench.run.suite import Suite, model_spec
-from cellbench.run.task import TaskData, save_task
+from cellbench.run.task import FoldInputs, TaskData, save_task
 
 log = logging.getLogger("cellbench")
 
@@ -54,6 +55,7 @@ class Prepared(OfRecord):
     folds: Folds
     record: DataSetRecord
     inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
+    stain: str = ""  # stain normalisation and its per-fold references (see Job.stain); "" for none
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:
@@ -135,27 +137,36 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     config = None
     if _reads_features(suite):
         config = FeatureConfig.from_table(dataset.info.kind, suite.features, families=dataset.info.families)
-    features = _features(config, dataset, extraction, samples, settings=settings, notes=notes) if config else None
-    ids = list(features.ids) if features else [s.id for s in samples]
-    X = features.X if features else None
-    by_id = {s.id: s for s in samples}
-    ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
-    kept = [by_id[i] for i in ids]
-    embedded, inputs = _embeddings(suite, dataset, kept, pixels, user_embeddings, settings=settings)
     external_ids = external.external_ids if external else frozenset()
-    n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
     index = {c: i for i, c in enumerate(dataset.classes)}
-    y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
+    if suite.stain != "none":
+        got = _stained(suite, dataset, extraction, samples, config, external_ids=external_ids,
+                       user_embeddings=user_embeddings, settings=settings, notes=notes)  # fmt: skip
+        kept, y, n_dev, folds = got.kept, got.y, got.n_dev, got.folds
+        feature_names, X, pixels, embedded, inputs = got.feature_names, None, None, got.user, got.inputs
+    else:
+        features = _features(config, dataset, extraction, samples, settings=settings, notes=notes) if config else None
+        ids = list(features.ids) if features else [s.id for s in samples]
+        X = features.X if features else None
+        feature_names = features.names if features else ()
+        by_id = {s.id: s for s in samples}
+        ids, X, pixels = _pixels(suite, dataset, extraction, by_id, ids, X, settings=settings, notes=notes)
+        kept = [by_id[i] for i in ids]
+        embedded, inputs = _embeddings(suite, dataset, kept, pixels, user_embeddings, settings=settings)
+        n_dev = sum(i not in external_ids for i in ids)  # external test samples come last and stay out of every fold
+        y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
+        folds = _folds(suite, dataset, extraction, kept[:n_dev], y[:n_dev], settings=settings, notes=notes)
+        got = None
+    ids = [s.id for s in kept]
     groups = [s.group for s in kept]
     has_groups = all(g is not None for g in groups)
-    folds = _folds(suite, dataset, extraction, kept[:n_dev], y[:n_dev], settings=settings, notes=notes)
     binary = dataset.positive_class is not None and len(dataset.classes) == 2
     task = TaskData(
         ids=np.asarray(ids, dtype=str),
         y=y,
         groups=np.asarray(groups, dtype=str) if has_groups else None,
         X=X,
-        feature_names=features.names if features else (),
+        feature_names=feature_names,
         tests=folds.test,
         classes=tuple(dataset.classes),
         positive=index[dataset.positive_class] if binary else None,
@@ -164,6 +175,8 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         feature_config=canonical_json(asdict(config)) if config else "",
         external=np.arange(n_dev, len(ids)) if external_ids else None,
         embeddings=embedded or None,
+        stain=suite.stain,
+        by_fold=got.by_fold if got else None,
     )
     task_path = save_task(task, settings.cache_dir / "tasks")
     record = DataSetRecord(
@@ -182,15 +195,111 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
         group_kind=dataset.info.group_kind if has_groups else None,
         cv=folds.description,
         cv_scheme=folds.scheme,
-        n_features=len(features.names) if features else 0,
+        n_features=len(feature_names),
         families=config.families if config else (),
         notes=tuple(notes),
         root=str(dataset.root) if dataset.root else None,
+        stain=got.description if got else "",
     )
     if external is not None:
         info = describe_external(task, external, context=context, group_kind=record.group_kind)
         record = replace(record, external=info)
-    return Prepared(task_path=task_path, folds=folds, record=record, inputs=inputs)
+    return Prepared(task_path=task_path, folds=folds, record=record, inputs=inputs, stain=got.key if got else "")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Stained:
+    """A stain-normalised arm's rows, folds and per-fold inputs (see :mod:`cellbench.run.stain`)."""
+
+    kept: list[Sample]
+    y: np.ndarray
+    n_dev: int
+    folds: Folds
+    feature_names: tuple[str, ...]
+    by_fold: dict[int, FoldInputs]
+    user: dict[str, str]  # the user's embeddings (not normalised: they are the user's own vectors)
+    inputs: dict[str, str]  # embedding id -> a key of its per-fold caches (see Job.inputs)
+    key: str  # see Job.stain
+    description: str  # the leaderboard's line
+
+
+def _stained(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[Sample, ...],
+             config: FeatureConfig | None, *, external_ids: frozenset[str], user_embeddings: str | None,
+             settings: Settings, notes: list[str]) -> _Stained:  # fmt: skip
+    """Folds first, then per fold a reference fitted on its training images, and the features, pixels and
+    embeddings of every image normalised to it (fold -1 too where a refit on all development data runs)."""
+    kept = [s for s in samples if s.id not in external_ids] + [s for s in samples if s.id in external_ids]
+    if settings.on_bad_image == "skip":
+        kept = _readable(kept, notes)
+    index = {c: i for i, c in enumerate(dataset.classes)}
+    y = np.asarray([index[s.label] for s in kept], dtype=np.int64)
+    n_dev = sum(s.id not in external_ids for s in kept)
+    folds = _folds(suite, dataset, extraction, kept[:n_dev], y[:n_dev], settings=settings, notes=notes)
+    ids = [s.id for s in kept]
+    fitted = [*range(len(folds)), *([REFIT_FOLD] if suite.final or external_ids else [])]
+    by_fold: dict[int, FoldInputs] = {}
+    stains, keys = [], {}
+    names: tuple[str, ...] = ()
+    for fold in fitted:
+        st = fold_reference(kept[:n_dev], folds, fold, method=suite.stain, max_images=suite.stain_images,
+                            seed=suite.seed, fingerprint=dataset.fingerprint)  # fmt: skip
+        stains.append(st)
+        bar = progress_bar(kept, desc=f"{suite.stain} fold {fold}", unit="img", enabled=settings.progress)
+        images = normalised(bar, st)
+        of_fold = replace(dataset, fingerprint=st.fingerprint)  # the caches' key: data + this fold's reference
+        X = None
+        if config is not None:
+            fs = _features(config, of_fold, extraction, images, settings=settings, notes=[])
+            _same_rows(fs.ids, ids, what=f"features of fold {fold}")
+            X, names = fs.X, fs.names
+        got, _, pixels = _pixels(suite, of_fold, extraction, {s.id: s for s in images}, ids, None,
+                                 settings=settings, notes=[])  # fmt: skip
+        _same_rows(got, ids, what=f"pixels of fold {fold}")
+        embedded, fold_keys = _frozen_embeddings(suite, of_fold, list(images), pixels, settings=settings)
+        for eid, key in fold_keys.items():
+            keys.setdefault(eid, {})[fold] = key
+        by_fold[fold] = FoldInputs(X=X, pixels=pixels, embeddings=embedded,
+                                   reference=canonical_json(st.reference.as_json()))  # fmt: skip
+    user, user_keys = {}, {}
+    if _reads_user_embeddings(suite):
+        user["user"], user_keys["user"] = _user_embeddings(dataset, kept, user_embeddings, settings=settings)
+    first = stains[0].reference
+    description = (
+        f"{suite.stain} normalisation of both arms' images to a reference fitted on each training fold "
+        f"({first.n_images} training images per fold at most {suite.stain_images})"
+    )
+    return _Stained(
+        kept=kept,
+        y=y,
+        n_dev=n_dev,
+        folds=folds,
+        feature_names=names,
+        by_fold=by_fold,
+        user=user,
+        inputs={**{eid: stable_hash(k) for eid, k in keys.items()}, **user_keys},
+        key=stain_key(suite.stain, stains),
+        description=description,
+    )
+
+
+def _readable(samples: list[Sample], notes: list[str]) -> list[Sample]:
+    """The samples whose image can be read (--on-bad-image skip), the others named in a note."""
+    out, bad = [], []
+    for s in samples:
+        try:
+            read_rgb(s)
+            out.append(s)
+        except DataError:
+            bad.append(s.id)
+    if bad:
+        notes.append(_skipped_note(bad))
+    return out
+
+
+def _same_rows(got, ids: list[str], *, what: str) -> None:
+    if list(got) != ids:
+        missing = sorted(set(ids) - set(got))[:5]
+        raise DataError(f"stain normalisation: {what} lack samples {', '.join(missing)}; every image must be usable")
 
 
 def _reads_features(suite: Suite) -> bool:
@@ -223,6 +332,14 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
     Frozen-backbone embeddings are computed once per (pixels, embedder, weights, library versions) from the pixel
     cache; the user's file is read once per (file content, samples).
     """
+    paths, keys = _frozen_embeddings(suite, dataset, kept, pixels, settings=settings)
+    if _reads_user_embeddings(suite):
+        paths["user"], keys["user"] = _user_embeddings(dataset, kept, user_file, settings=settings)
+    return paths, keys
+
+
+def _frozen_embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapping[int, str], *,
+                       settings: Settings) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
     paths, keys = {}, {}
     for eid, params in _embedding_specs(suite).items():
         pix = Path(pixels[params["size"]])
@@ -239,26 +356,30 @@ def _embeddings(suite: Suite, dataset: Dataset, kept: list[Sample], pixels: Mapp
             write_atomic(path, lambda fh, v=vectors: np.save(fh, v))
             seal(path)
         paths[eid], keys[eid] = str(path), key
-    if _reads_user_embeddings(suite):
-        if not user_file:
-            raise ConfigError(
-                f"{dataset.name}: a user_* or combined (embedder = 'user') model needs the data set's embeddings file: "
-                f'embeddings = "vectors.parquet" in [datasets.{dataset.name}]'
-            )
-        file = Path(user_file).expanduser()
-        if not file.is_absolute() and not file.exists() and dataset.root is not None:
-            file = Path(dataset.root) / file
-        rel = [_relative(s, dataset.root) for s in kept]
-        # a subsampled run (--max-per-class, --max-groups) reads a file made for the whole data set
-        extra = "ignore" if any("SUBSAMPLE" in n for n in dataset.notes) else "error"
-        user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root, extra=extra)
-        key = stable_hash({"file": user.digest, "ids": stable_hash([s.id for s in kept]), "match": user.key})
-        path = settings.cache_dir / "embeddings" / f"user-{key}.npy"
-        if not sealed_cache_ok(path, what="embedding cache"):
-            write_atomic(path, lambda fh: np.save(fh, np.asarray(user.X, dtype=np.float32)))
-            seal(path)
-        paths["user"], keys["user"] = str(path), key
     return paths, keys
+
+
+def _user_embeddings(dataset: Dataset, kept: list[Sample], user_file: str | None, *,
+                     settings: Settings) -> tuple[str, str]:  # fmt: skip
+    """The cached vectors of the user's embeddings file for ``kept`` and their cache key."""
+    if not user_file:
+        raise ConfigError(
+            f"{dataset.name}: a user_* or combined (embedder = 'user') model needs the data set's embeddings file: "
+            f'embeddings = "vectors.parquet" in [datasets.{dataset.name}]'
+        )
+    file = Path(user_file).expanduser()
+    if not file.is_absolute() and not file.exists() and dataset.root is not None:
+        file = Path(dataset.root) / file
+    rel = [_relative(s, dataset.root) for s in kept]
+    # a subsampled run (--max-per-class, --max-groups) reads a file made for the whole data set
+    extra = "ignore" if any("SUBSAMPLE" in n for n in dataset.notes) else "error"
+    user = load_user_embeddings(file, ids=[s.id for s in kept], paths=rel, root=dataset.root, extra=extra)
+    key = stable_hash({"file": user.digest, "ids": stable_hash([s.id for s in kept]), "match": user.key})
+    path = settings.cache_dir / "embeddings" / f"user-{key}.npy"
+    if not sealed_cache_ok(path, what="embedding cache"):
+        write_atomic(path, lambda fh: np.save(fh, np.asarray(user.X, dtype=np.float32)))
+        seal(path)
+    return str(path), key
 
 
 def _relative(sample: Sample, root: Path | None) -> str | None:

@@ -146,6 +146,7 @@ class DataSetRecord:
     cv_scheme: str = ""
     n_features: int = 0
     families: tuple[str, ...] = ()  # the handcrafted feature families, in column order (empty: none read)
+    stain: str = ""  # how images were stain-normalised (cellbench.run.stain); empty: they were not
     notes: tuple[str, ...] = ()
     root: str | None = None
     plan_notes: tuple[str, ...] = ()
@@ -185,6 +186,8 @@ class DataSetRecord:
         }
         if self.families:  # only where features were read: older stored records stay as they were
             out["families"] = list(self.families)
+        if self.stain:  # only where images were normalised: other stored records stay as they were
+            out["stain"] = self.stain
         if self.extracted is not None:
             out["extraction"] = self.extracted.as_json()
         if self.external is not None:

@@ -60,6 +60,16 @@ class DeepTable(_Table):
     strategies: list[str] | None = Field(None, description="strategies for deep models (default: the suite's)")
     save_models: bool = Field(False, description="keep every deep fold model (as save_models)")
     gpu: bool = Field(False, description="on Dask, deep jobs ask for a GPU worker resource")
+    hed_augment: float = Field(
+        0.0, description="HED colour augmentation of training batches: stain scale and shift within ± this (0: none)"
+    )
+
+
+class StainTable(_Table):
+    """``[stain]``: stain normalisation of both arms' images to a reference fitted on each training fold only."""
+
+    method: str = Field("none", description="none, reinhard (Lab statistics) or macenko (H&E stain vectors)")
+    max_images: int = Field(200, description="training images (a seeded sample) the fold's reference is fitted on")
 
 
 class ExplainTable(_Table):
@@ -113,6 +123,7 @@ class SuiteTable(_Table):
     explain: ExplainTable = Field(default_factory=ExplainTable, description="see [explain]")
     save_models: bool = Field(False, description="keep every fold's fitted model under <results>/models/")
     final: FinalTable = Field(default_factory=FinalTable, description="see [final]")
+    stain: StainTable = Field(default_factory=StainTable, description="see [stain]")
 
 
 _WANT = {
@@ -242,6 +253,7 @@ _TABLES = (
     ("[deep]", DeepTable),
     ("[explain]", ExplainTable),
     ("[final]", FinalTable),
+    ("[stain]", StainTable),
 )
 _TYPE_NAMES = {str: "text", int: "integer", float: "number", bool: "true/false", type(None): "none"}
 

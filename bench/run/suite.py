@@ -13,6 +13,7 @@ from cellbench.core.paths import check_name
 from cellbench.core.types import ModelSpec
 from cellbench.datasets import DATASETS
 from cellbench.datasets.extraction import EXTRACTIONS, check_suite_options
+from cellbench.datasets.stain import check_method
 from cellbench.datasets.subsample import check_limit
 from cellbench.features import FeatureConfig, feature_names
 from cellbench.models import MODELS, STRATEGIES, resolve_params
@@ -42,6 +43,7 @@ _TOP_KEYS = {
     "explain",
     "save_models",
     "final",
+    "stain",
 }
 _CV_KEYS = {"scheme", "folds", "repeats", "allow_duplicates_across_folds"}
 _SWEEP_KEYS = {"ratios", "strategies", "models"}
@@ -78,6 +80,8 @@ class Suite:
     save_models: bool = False  # keep every fold's fitted model under <results>/models/ (for predict/explain)
     deep_gpu: bool = False  # on Dask, deep jobs ask for a GPU worker resource
     final: bool = False  # refit each arm's champion on all development data (cellbench.run.final)
+    stain: str = "none"  # stain normalisation per training fold (cellbench.run.stain): none, reinhard, macenko
+    stain_images: int = 200  # training images each fold's stain reference is fitted on, at most
     max_per_class: int | None = None  # quick-run subsample of every data set (see datasets.subsample)
     max_groups: int | None = None
     source: str = ""
@@ -213,6 +217,8 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
     _no_unknown(explain, {"models", "strategies"}, f"{where} [explain]")
     final = _table(raw.get("final", {}), f"{where} [final]")
     _no_unknown(final, {"enabled"}, f"{where} [final]")
+    stain = _table(raw.get("stain", {}), f"{where} [stain]")
+    _no_unknown(stain, {"method", "max_images"}, f"{where} [stain]")
     suite = Suite(
         name=str(raw.get("name", default_name)),
         description=str(raw.get("description", "")),
@@ -243,6 +249,8 @@ def parse_suite(raw: Mapping[str, Any], *, source: str = "<suite>", default_name
         else None,
         save_models=_bool(raw.get("save_models", deep.get("save_models", False)), f"{where}: save_models"),
         final=_bool(final.get("enabled", False), f"{where}: final.enabled"),
+        stain=str(stain.get("method", "none")),
+        stain_images=_int(stain.get("max_images", 200), f"{where}: stain.max_images"),
         source=source,
         raw=dict(raw),
     )
@@ -299,6 +307,17 @@ def validate(suite: Suite) -> None:
             feature_names(FeatureConfig.from_table("cell", suite.features))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    for name, params in suite.models.items():
+        hed = {**suite.deep, **params}.get("hed_augment", 0.0)
+        number = isinstance(hed, int | float) and not isinstance(hed, bool)
+        if MODELS[name].kind == "deep" and not (number and 0 <= hed <= 1):
+            raise ConfigError(f"{where}: hed_augment of {name} must be a number from 0 to 1, got {hed!r}")
+    try:
+        check_method(suite.stain)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [stain] method: {exc}") from None
+    if suite.stain_images < 1:
+        raise ConfigError(f"{where}: stain.max_images must be at least 1, got {suite.stain_images}")
     for m in (*suite.metrics, *([suite.primary_metric] if suite.primary_metric else [])):
         if m not in METRICS:
             raise ConfigError(f"{where}: unknown metric {m!r}; known metrics: {', '.join(METRICS)}")
@@ -350,6 +369,8 @@ def model_spec(suite: Suite, name: str) -> ModelSpec:
     plugin, params = split_plugin(suite.models.get(name, {}))
     if entry.kind == "deep":
         params = resolve_params(name, {**suite.deep, **params})
+        if not params.get("hed_augment"):  # none: the spec (and the job keys) as before the option existed
+            params.pop("hed_augment", None)
     elif entry.input != "features":  # embedding heads: which embedding they read is part of their spec
         params = resolve_params(name, params)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,17 @@ from cellbench.core.errors import CellbenchError, DataError
 from cellbench.core.files import write_atomic
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FoldInputs:
+    """One fold's inputs of a stain-normalised task (:mod:`cellbench.run.stain`): features, pixel and embedding
+    caches of the images normalised to the reference fitted on that fold's training images."""
+
+    X: np.ndarray | None = None
+    pixels: dict[int, str] = field(default_factory=dict)
+    embeddings: dict[str, str] = field(default_factory=dict)
+    reference: str = ""  # the fold's reference as JSON (cellbench.datasets.stain.StainReference.as_json)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -37,18 +48,42 @@ class TaskData:
     feature_config: str = ""  # canonical JSON of the FeatureConfig the columns of ``X`` came from
     external: np.ndarray | None = None  # positions of an external test set: in no fold, never trained on
     embeddings: dict[str, str] | None = None  # embedding id -> cached .npy of vectors (rows aligned with ``ids``)
+    stain: str = "none"  # stain normalisation; other than "none", inputs are per fold in ``by_fold``
+    by_fold: dict[int, FoldInputs] | None = None  # fold (-1: the refit on all development data) -> its inputs
 
-    def embedding(self, name: str) -> np.ndarray:
-        """The cached embedding vectors ``name`` (``user`` for the user's file), one row per task row."""
-        if not self.embeddings or name not in self.embeddings:
-            have = ", ".join(self.embeddings or ()) or "none"
+    def fold_inputs(self, fold: int) -> FoldInputs:
+        """The stain-normalised inputs of ``fold``."""
+        if self.by_fold is None or fold not in self.by_fold:
+            have = ", ".join(map(str, self.by_fold or ())) or "none"
+            raise CellbenchError(f"no stain-normalised inputs for fold {fold} in this task (it has folds: {have})")
+        return self.by_fold[fold]
+
+    def features(self, fold: int) -> np.ndarray | None:
+        """The handcrafted features ``fold``'s model reads (``None`` where none were extracted)."""
+        return self.X if self.by_fold is None else self.fold_inputs(fold).X
+
+    def embedding(self, name: str, fold: int | None = None) -> np.ndarray:
+        """The cached embedding vectors ``name`` (``user`` for the user's file), one row per task row; a
+        stain-normalised task's frozen-backbone embeddings are ``fold``'s."""
+        paths = self.embeddings or {}
+        if self.by_fold is not None and name != "user":
+            paths = self._of_fold(fold).embeddings
+        if name not in paths:
+            have = ", ".join(paths) or "none"
             raise CellbenchError(f"no cached embeddings {name!r} for this task (it has: {have})")
-        return np.load(self.embeddings[name], mmap_mode="r")
+        return np.load(paths[name], mmap_mode="r")
 
-    def images(self, size: int) -> np.ndarray:
-        if not self.pixels or size not in self.pixels:
+    def images(self, size: int, fold: int | None = None) -> np.ndarray:
+        """The cached pixels at ``size`` px; a stain-normalised task's are ``fold``'s."""
+        pixels = self.pixels if self.by_fold is None else self._of_fold(fold).pixels
+        if not pixels or size not in pixels:
             raise KeyError(f"no cached pixels at {size} px for this task")
-        return np.load(self.pixels[size], mmap_mode="r")
+        return np.load(pixels[size], mmap_mode="r")
+
+    def _of_fold(self, fold: int | None) -> FoldInputs:
+        if fold is None:
+            raise CellbenchError(f"this task's images are stain-normalised per fold ({self.stain}): name the fold")
+        return self.fold_inputs(fold)
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
         """(training, test) positions of ``fold``; fold -1 is the whole development set vs the external set (none
@@ -87,6 +122,16 @@ def save_task(task: TaskData, folder: Path) -> Path:
         arrays[f"embedding:{name}"] = np.asarray(str(path))
     for f, t in enumerate(task.tests):
         arrays[f"test_{f}"] = t.astype(np.int64)
+    if task.by_fold is not None:  # absent from an unnormalised task, whose file (and name) stay as they were
+        arrays["stain"] = np.asarray(task.stain)
+        for f, inputs in task.by_fold.items():
+            arrays[f"fold{f}:reference"] = np.asarray(inputs.reference)
+            if inputs.X is not None:
+                arrays[f"fold{f}:X"] = np.ascontiguousarray(inputs.X, dtype=np.float64)
+            for size, path in inputs.pixels.items():
+                arrays[f"fold{f}:pixels_{size}"] = np.asarray(str(path))
+            for name, path in inputs.embeddings.items():
+                arrays[f"fold{f}:embedding:{name}"] = np.asarray(str(path))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"task-{_digest(arrays)}.npz"
     if path.exists() and _damage(path) is not None:
@@ -145,4 +190,22 @@ def load_task(path: str) -> TaskData:
             feature_config=str(z["feature_config"]) if "feature_config" in z.files else "",
             external=z["external"] if "external" in z.files else None,
             embeddings={k.split(":", 1)[1]: str(z[k]) for k in z.files if k.startswith("embedding:")} or None,
+            stain=str(z["stain"]) if "stain" in z.files else "none",
+            by_fold=_by_fold(z) if "stain" in z.files else None,
         )
+
+
+def _by_fold(z) -> dict[int, FoldInputs]:
+    """The per-fold inputs of a stain-normalised task file (keys ``fold<f>:<what>``)."""
+    folds = sorted({int(k[4:].split(":", 1)[0]) for k in z.files if k.startswith("fold") and ":" in k})
+    out = {}
+    for f in folds:
+        prefix = f"fold{f}:"
+        own = {k[len(prefix) :]: z[k] for k in z.files if k.startswith(prefix)}
+        out[f] = FoldInputs(
+            X=own.get("X"),
+            pixels={int(k.split("_")[1]): str(v) for k, v in own.items() if k.startswith("pixels_")},
+            embeddings={k.split(":", 1)[1]: str(v) for k, v in own.items() if k.startswith("embedding:")},
+            reference=str(own.get("reference", "")),
+        )
+    return out

@@ -215,7 +215,7 @@ def _test_cells(job: Job, task: TaskData, preds: pd.DataFrame) -> _TestCells:
     pos = {sid: i for i, sid in enumerate(task.ids)}
     preds = preds.set_index("sample_id").loc[task.ids[test]].reset_index()
     rows = np.array([pos[s] for s in preds.sample_id])
-    images = np.asarray(task.images(int(job.model.params["size"])))[rows]
+    images = np.asarray(task.images(int(job.model.params["size"]), job.fold))[rows]
     return _TestCells(preds=preds, images=images, y_true=preds.y_true.to_numpy(int), y_pred=preds.y_pred.to_numpy(int))
 
 
@@ -364,7 +364,7 @@ def fold_model(job, task_path: str, *, task, folder: Path, stored: pd.DataFrame 
         threshold = 0.5
     model = load_keras(path, json.loads(card.read_text()) if card.is_file() else None)
     test = task.tests[job.fold]
-    images = np.asarray(task.images(int(job.model.params["size"])))[test].astype(np.float32)
+    images = np.asarray(task.images(int(job.model.params["size"]), job.fold))[test].astype(np.float32)
     proba = probabilities(model.predict(images, batch_size=64, verbose=0), len(task.classes))
     own = pd.DataFrame(
         {

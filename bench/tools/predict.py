@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from cellbench.core.errors import ConfigError
-from cellbench.datasets.io import read_image, read_mask
+from cellbench.datasets.io import as_rgb8, read_image, read_mask
+from cellbench.datasets.stain import StainReference, normalise
 from cellbench.features import FeatureConfig
 from cellbench.features.extract import feature_names, feature_vector
 from cellbench.models.deep import import_tensorflow_quietly, probabilities
@@ -231,6 +232,7 @@ def classical_inputs(saved: SavedModel, images, masks, names) -> np.ndarray:
             f"the features this version of cellbench computes for {saved.path.name} differ from those it was "
             "trained on; retrain it with this version"
         )
+    images = stain_normalised(saved, images)
     return np.stack(
         [feature_vector(img, m, config=config, kind=card["kind"], sample=n) for img, m, n in zip(images, masks, names)]
     )
@@ -251,4 +253,19 @@ def load_deep(saved: SavedModel):
 def deep_inputs(saved: SavedModel, images) -> np.ndarray:
     """The N × S × S × 3 uint8 batch a deep model reads for ``images``, fitted to its input size as in training."""
     size = int(saved.card["size"])
+    images = stain_normalised(saved, images)
     return np.stack([fit_to_square(img, size, keep_aspect=saved.card["kind"] != "patch") for img in images])
+
+
+def stain_normalised(saved: SavedModel, images) -> list:
+    """``images`` normalised to the stain reference the model's training fold had (as they are where it had none)."""
+    stain = saved.card.get("stain")
+    if not stain:
+        return list(images)
+    reference = StainReference(method=stain["method"], values=tuple(stain["values"]), n_images=stain["n_images"])
+    if reference.key != stain["key"]:
+        raise ConfigError(
+            f"the stain normalisation of this version of cellbench differs from the one {saved.path.name} was "
+            "trained with; retrain it with this version"
+        )
+    return [normalise(as_rgb8(img), reference) for img in images]
