@@ -129,7 +129,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     suite_file.write_text(
         'name = "kill"\nstrategies = ["none", "oversample", "undersample", "class_weight"]\n'
         "[cv]\nfolds = 3\n[datasets.synthetic]\nn_patients = 10\nfields_per_patient = 2\n"
-        "[models]\nrandom_forest = { n_estimators = 400 }\nlogistic_regression = {}\n"
+        "[models]\nrandom_forest = { n_estimators = 150 }\nlogistic_regression = {}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [
