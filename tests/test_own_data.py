@@ -137,3 +137,54 @@ def test_own_folder_runs_in_one_command_patient_disjoint_in_its_own_results_fold
     capsys.readouterr()
     folders = sorted(p.name for p in results.iterdir())
     assert len(folders) == 2 and folder.name in folders
+
+
+def test_predict_takes_the_runs_data_selection_flags_and_uses_that_runs_final_model(tmp_path, capsys):
+    mine = write_cells(tmp_path / "mydata", per_patient=3)
+    results = tmp_path / "results"
+    flags = ["--datasets", "folder", "--data-root", str(mine), "--positive-class", "leukemic", "--option",
+             "layout=patients"]  # fmt: skip
+    assert _run(*flags, "--results", str(results), "--final") == 0
+    capsys.readouterr()
+    (folder,) = [p for p in results.iterdir() if p.is_dir()]
+    image = str(mine / "leukemic" / "L00" / "img0.png")
+
+    assert main(["predict", "--suite", "smoke", "--results", str(results), *flags, "--csv", str(tmp_path / "p.csv"),
+                 image]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "final model:" in out
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) >= 1 and set(table.columns) >= {"image"}
+    with Store.open(folder, write=False) as store:
+        (record,) = store.data_sets().values()
+    assert record.positive_class == "leukemic"
+
+    # without the flags: the suite's own store, which this run did not write, and the selection that holds it
+    assert main(["predict", "--suite", "smoke", "--results", str(results), image]) == 2
+    err = capsys.readouterr().err
+    assert "no final model" in err and folder.name in err
+
+
+def test_explain_reads_the_data_as_the_run_did_when_given_its_flags(tmp_path, monkeypatch, capsys):
+    from cellbench.tools import cli
+
+    seen = {}
+
+    def fake_explain(**kw):
+        seen.update(kw)
+        return []
+
+    monkeypatch.setattr(cli, "explain_suite", fake_explain)
+    mine = write_cells(tmp_path / "mydata", patients=1, per_patient=1)
+    flags = ["--datasets", "folder", "--data-root", str(mine), "--positive-class", "leukemic", "--option",
+             "layout=patients"]  # fmt: skip
+    assert main(["explain", "--suite", "smoke", "--model", "cnn_tiny", *flags, "--quiet"]) == 0
+    assert seen["dataset"] == "folder"  # the one data set of --datasets
+    assert seen["selected"].datasets == {"folder": {"layout": "patients", "positive_class": "leukemic"}}
+    assert main(["explain", "--suite", "smoke", "--model", "cnn_tiny", "--quiet"]) == 2
+    assert "explain needs --dataset NAME" in capsys.readouterr().err
+    seen.clear()
+    assert main(["explain", "--suite", "smoke", "--model", "cnn_tiny", "--dataset", "synthetic", "--quiet"]) == 0
+    assert seen["selected"] is None and seen["dataset"] == "synthetic"  # no flags: the suite's own data

@@ -186,6 +186,7 @@ def _final_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root folder [results]")
     p.add_argument("--dataset", help="NAME or NAME/EXTRACTION whose final models to use (when there are several)")
     p.add_argument("--arm", help="only this arm's final model (handcrafted, deep, embedding, ...)")
+    _add_selection(p, data_root=True)
 
 
 def _add_app(sub) -> None:
@@ -197,7 +198,7 @@ def _add_app(sub) -> None:
 def _add_explain(sub) -> None:
     ex = sub.add_parser("explain", help=EXPLAIN[0], description=EXPLAIN[1])
     ex.add_argument("--suite", default="quick", help="built-in suite name or a .toml path [quick]")
-    ex.add_argument("--dataset", required=True, help="data set name (need not be in the suite)")
+    ex.add_argument("--dataset", help="data set name (need not be in the suite) [the one data set of --datasets]")
     ex.add_argument("--model", required=True, type=_csv, help="deep model(s), comma-separated, e.g. cnn,mobilenet_v2")
     ex.add_argument("--strategy", default="none", help="imbalance strategy of the job to explain [none]")
     ex.add_argument(
@@ -214,6 +215,7 @@ def _add_explain(sub) -> None:
         "--target", choices=("predicted", "true"), default="predicted", help="the class whose logit is explained"
     )
     ex.add_argument("--layer", help="target layer name or path [the output of the last convolutional block]")
+    _add_selection(ex)
     _common(ex)
 
 
@@ -269,9 +271,12 @@ def _add_extract(sub) -> None:
 
 
 def _add_selection(p: argparse.ArgumentParser, *, data_root: bool = False) -> None:
-    """The flags that choose a run's data: ``run``, ``leaderboard`` and ``export`` take the same, and the same flags
-    give the same results folder (:mod:`cellbench.run.selection`)."""
-    g = p.add_argument_group("data selection (a run on other data than the suite's goes to its own results folder)")
+    """The flags that choose a run's data: ``run``, ``leaderboard``, ``export``, ``predict``, ``app`` and ``explain``
+    take the same, and the same flags give the same results folder (:mod:`cellbench.run.selection`)."""
+    g = p.add_argument_group(
+        "data selection (a run on other data than the suite's goes to its own results folder; give the other "
+        "commands the flags the run was given)"
+    )
     g.add_argument(
         "--datasets",
         type=_csv,
@@ -294,6 +299,10 @@ def _add_selection(p: argparse.ArgumentParser, *, data_root: bool = False) -> No
     )
     if data_root:
         g.add_argument("--data-root", help="the data root the run was given (or $CELLBENCH_DATA)")
+
+
+# the data-selection flags' attributes (``_add_selection``); given any, a command reads the data as that run did
+SELECTION_FLAGS = ("datasets", "positive_class", "option", "max_per_class", "max_groups", "test_data")
 
 
 def _selected(args, **narrowing):
@@ -433,7 +442,7 @@ def cmd_predict(args) -> int:
 def _finals(args):
     """The final models of ``args.suite`` under ``args.results``; without a store, how to make them."""
     try:
-        folder = results_folder(args.suite, args.results)
+        folder = results_folder(args.suite, args.results, args=args)
     except ConfigError as exc:
         raise ConfigError(
             f"no final model in {args.results} for suite {args.suite} ({exc}); make them with "
@@ -456,9 +465,17 @@ def cmd_app(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    selected = _selected(args) if any(getattr(args, k) for k in SELECTION_FLAGS) else None
+    dataset = args.dataset
+    if dataset is None:
+        if selected is None or len(selected.datasets) != 1:
+            names = ", ".join(selected.datasets) if selected is not None else "any data set name"
+            raise ConfigError(f"explain needs --dataset NAME (or --datasets naming one data set); allowed: {names}")
+        dataset = next(iter(selected.datasets))
     galleries = explain_suite(
         suite=args.suite,
-        dataset=args.dataset,
+        dataset=dataset,
+        selected=selected,
         models=args.model,
         strategy=args.strategy,
         extractions=args.extraction,

@@ -107,12 +107,15 @@ def explain_suite(
     data_root: Path | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
+    selected: Suite | None = None,
 ) -> list[Gallery]:
     """Write a gallery (PNG + JSON) per model and extraction; see the module docstring.
 
     ``extractions`` defaults to every extraction the suite lists for ``dataset`` (``given`` when none);
     ``options`` to :class:`ExplainOptions`' defaults; ``cache`` is the cache folder (default
-    :func:`cellbench.core.paths.cache_dir`).
+    :func:`cellbench.core.paths.cache_dir`). ``selected`` is the suite as ``run``'s data-selection flags narrowed it
+    (``--datasets``, ``--option``, ``--positive-class``, …): its data are read as that run read them and its results
+    folder is the run's (:mod:`cellbench.run.selection`).
 
     Raises
     ------
@@ -123,10 +126,13 @@ def explain_suite(
     """
     options = options or ExplainOptions()
     _check_deep(models)
-    base = load_suite(suite)
+    base = selected if selected is not None else load_suite(suite)
+    if selected is not None and dataset not in selected.datasets:
+        raise ConfigError(f"data set {dataset!r} is not in the selection; it holds: {', '.join(selected.datasets)}")
     narrowed = _narrowed(base, dataset, models=models, strategy=strategy, extractions=extractions)
-    # the store of the run that holds this data set: the suite's own, or that of `run --datasets DATASET`
-    folder = results_folder(results_root, base if dataset in base.datasets else narrowed, data_root=data_root)
+    # the store of the run that holds this data set: the selection's, the suite's own, or `run --datasets DATASET`'s
+    where = selected if selected is not None else base if dataset in base.datasets else narrowed
+    folder = results_folder(results_root, where, data_root=data_root)
     settings = Settings(cache_dir=paths.cache_dir(cache), progress=progress)
     prepared = prepare(narrowed, data_root=data_root, settings=settings)
     items, _ = plan(narrowed, prepared)
