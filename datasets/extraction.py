@@ -776,6 +776,20 @@ def _quality(results: list[_FieldResult], targets: Sequence[str]) -> dict[str, A
 
 EXPORT_MARKER = ".cellbench-export"
 
+
+def check_export_folder(out_dir: Path) -> None:
+    """Refuse ``out_dir`` when it exists, is not empty and holds no :data:`EXPORT_MARKER` (see
+    :func:`export_extraction`); callers check it before extracting, so a refusal costs nothing."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file, not a folder; give a new or empty folder, or a previous export")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / EXPORT_MARKER).is_file():
+        raise DataError(
+            f"{out_dir} exists, is not empty and was not written by `extract` (no {EXPORT_MARKER} in it); "
+            "give a new or empty folder, or a previous export"
+        )
+
+
 def export_extraction(extracted: Extracted, out_dir: Path) -> Path:
     """Copy an extraction's crops, masks, ``index.csv`` and ``extraction.json`` into ``out_dir``.
 
@@ -785,11 +799,7 @@ def export_extraction(extracted: Extracted, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if extracted.folder is None:
         raise DataError("this extraction has no crop folder to export (the 'given' extraction is the data itself)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / EXPORT_MARKER).is_file():
-        raise DataError(
-            f"{out_dir} exists, is not empty and was not written by `extract` (no {EXPORT_MARKER} in it); "
-            "give a new or empty folder, or a previous export"
-        )
+    check_export_folder(out_dir)
     if (out_dir / "cells").is_dir():
         shutil.rmtree(out_dir / "cells")
     out_dir.mkdir(parents=True, exist_ok=True)

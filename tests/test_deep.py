@@ -313,7 +313,11 @@ def test_same_seed_gives_identical_predictions(twice):
     assert a.history == b.history
 
 
-@pytest.mark.parametrize("strategy", ["class_weight", "oversample", "undersample", "focal", "threshold"])
+@pytest.mark.parametrize(
+    "strategy",
+    # oversample takes undersample's path (a resampled fold); in the slow tests only, to keep the default run short
+    ["class_weight", pytest.param("oversample", marks=pytest.mark.slow), "undersample", "focal", "threshold"],
+)
 def test_strategies_run_early_stopping_sees_only_the_inner_split_and_the_refit_the_whole_fold(
     strategy, monkeypatch, tmp_path
 ):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.datasets import DATASETS, load_dataset
-from cellbench.datasets.extraction import export_extraction, run_extraction, summary_rows
+from cellbench.datasets.extraction import check_export_folder, export_extraction, run_extraction, summary_rows
 from cellbench.report.extraction import overlay_figure
 
 
@@ -39,6 +39,7 @@ def extract_to_folder(
 ) -> Export:
     """Extract ``dataset``'s cells by ``method`` (``params`` over its defaults) and export them into ``out``:
     crops, masks, ``index.csv``, ``extraction.json`` and ``overlay.png``."""
+    check_export_folder(Path(out))  # before any work: a folder it may not write is refused at once
     options = dict(options)
     if DATASETS[dataset].needs_data:
         options.setdefault("on_bad_annotation", on_bad_annotation)
