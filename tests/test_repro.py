@@ -57,6 +57,7 @@ def test_reproduce_from_the_manifest(local_run):
     assert (out / "store.sqlite").is_file()
 
 
+@pytest.mark.slow  # two command-line runs that each start TensorFlow in the driver and in two workers: ~40 s
 def test_deep_jobs_give_the_same_predictions_in_the_driver_and_in_worker_processes(tmp_path):
     import os
     import subprocess
