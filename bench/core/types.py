@@ -197,6 +197,7 @@ class Job:
     external: str = ""  # key of an external test set the job also scores (see bench.external); fold -1: refit
     inputs: str = ""  # cache key of the embeddings an embedding head reads (backbone weights, pixels, user file)
     stain: str = ""  # stain normalisation and its per-fold references (cellbench.run.stain); "" for none
+    features: str = ""  # key of a feature set other than its data kind's default (models reading features); "" else
 
     def canonical(self) -> dict[str, Any]:
         # the suite name is left out: the same computation in two suites is the same job; optional keys
@@ -208,6 +209,8 @@ class Job:
             extra["inputs"] = self.inputs
         if self.stain:
             extra["stain"] = self.stain
+        if self.features:
+            extra["features"] = self.features
         return {
             **extra,
             "dataset": self.dataset,

@@ -55,6 +55,7 @@ def plan(suite: Suite, prepared: Sequence[Prepared]) -> tuple[list[WorkItem], li
                 data_fingerprint=p.fingerprint,
                 folds_key=p.folds.key,
                 inputs=inputs_key(spec, p),
+                features=p.features if spec.input in ("features", "combined") else "",
                 stain=p.stain,
             )
             if job.key not in seen:

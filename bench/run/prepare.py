@@ -56,6 +56,16 @@ class Prepared(OfRecord):
     record: DataSetRecord
     inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
     stain: str = ""  # stain normalisation and its per-fold references (see Job.stain); "" for none
+    features: str = ""  # the feature set's key where it is not the data kind's default (see Job.features)
+
+
+def feature_set_key(config: FeatureConfig | None, dataset: Dataset) -> str:
+    """``config.key()`` where the suite's ``[features]`` make it differ from the default of the data set's kind (and
+    card), else ``""``: the job keys of suites with the default feature set stay as they were, and a suite that
+    changes its families or their parameters never resumes jobs fitted on other features."""
+    if config is None or config == FeatureConfig.for_kind(dataset.info.kind, families=dataset.info.families):
+        return ""
+    return config.key()
 
 
 def prepare(suite: Suite, *, data_root: Path | None, settings: Settings) -> list[Prepared]:
@@ -204,7 +214,8 @@ def prepare_arm(suite: Suite, dataset: Dataset, extraction: str, samples: tuple[
     if external is not None:
         info = describe_external(task, external, context=context, group_kind=record.group_kind)
         record = replace(record, external=info)
-    return Prepared(task_path=task_path, folds=folds, record=record, inputs=inputs, stain=got.key if got else "")
+    return Prepared(task_path=task_path, folds=folds, record=record, inputs=inputs, stain=got.key if got else "",
+                    features=feature_set_key(config, dataset))  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
