@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -110,7 +111,10 @@ def _reinhard(image: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndar
     scale = np.divide(stds, sd, out=np.ones(3), where=sd > 1e-6)  # a flat channel keeps its spread (none)
     out = (lab - mu) * scale + means
     out[..., 0] = np.clip(out[..., 0], 0, 100)
-    return _to_uint8(lab2rgb(out))
+    with warnings.catch_warnings():
+        # Lab values mapped outside the sRGB gamut are clipped, as intended; skimage warns once per image
+        warnings.filterwarnings("ignore", message=".*negative Z values that have been clipped", category=UserWarning)
+        return _to_uint8(lab2rgb(out))
 
 
 def _macenko(image: np.ndarray, reference: StainReference) -> np.ndarray:

@@ -111,3 +111,15 @@ def test_augmentation_without_hed_draws_as_before_and_with_it_only_recolours():
     assert not np.array_equal(hed, plain)
     with pytest.raises(ConfigError, match="hed must be between 0 and 1"):
         AugmentConfig(hed=1.5)
+
+
+def test_reinhard_to_an_out_of_gamut_reference_clips_without_a_warning_per_image():
+    import warnings
+
+    from cellbench.datasets.stain import _reinhard
+
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # skimage's "negative Z values that have been clipped" would fail here
+        out = _reinhard(img, np.array([5.0, 0.0, 100.0]), np.array([1.0, 1.0, 1.0]))
+    assert out.dtype == np.uint8 and out.shape == img.shape
