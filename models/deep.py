@@ -812,6 +812,7 @@ def probabilities(raw: np.ndarray, n_classes: int) -> np.ndarray:
 @contextmanager
 def _oom_guard(name: str, batch: int):
     """Re-raise TensorFlow's out-of-memory error as one naming the batch size to lower."""
+    import_tensorflow_quietly()  # the first import of a worker's first deep job: its start-up lines muted
     import tensorflow as tf
 
     try:

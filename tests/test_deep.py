@@ -76,6 +76,19 @@ def test_registry_has_deep_pixel_models_and_importing_them_skips_tensorflow():
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow  # a fresh process that imports TensorFlow and trains: ~10 s
+def test_a_fresh_processs_first_deep_job_prints_no_tensorflow_start_up_lines():
+    """A worker's first deep job imports TensorFlow; its C++ start-up lines (oneDNN, CPU features) stay muted."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from tests.test_deep import run; run('cnn_tiny', n=16, params={'max_epochs': 1})"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the harness' own default applies
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    assert "oneDNN" not in out.stderr and "cpu_feature_guard" not in out.stderr, out.stderr[-2000:]
+
+
 def test_focal_is_refused_for_classical_models_and_smote_for_deep_ones():
     from cellbench.models import applicable
 
