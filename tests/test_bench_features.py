@@ -107,6 +107,19 @@ def test_96px_multi_cell_crops(benchmark):
 
 
 def test_450px_multi_cell_crops(benchmark):
+    """The crops of the 96-px benchmark at 450 px (the largest cell about half the crop across, as at 96 px)."""
+    from tests.test_whole_image import multi_cell_crop
+
+    crops = [
+        cv2.resize(multi_cell_crop(i % 2, seed=i)[0], (450, 450), interpolation=cv2.INTER_CUBIC) for i in range(10)
+    ]
+    config = FeatureConfig.for_kind("crop")
+    _throughput(benchmark, lambda: [extract_features(c, config=config, kind="crop") for c in crops], len(crops))
+
+
+def test_450px_field_with_one_small_cell(benchmark):
+    """A 450-px crop whose one white cell (64 px) is about 1 % of it: the cell mask falls back to the whole image
+    (``datasets.masks.MIN_CELL``), so every cell family reads all 202,500 pixels — the slowest crop there is."""
     from tests.test_whole_image import multi_cell_crop
 
     crops = [multi_cell_crop(i % 2, seed=i, size=450)[0] for i in range(10)]
