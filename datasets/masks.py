@@ -15,7 +15,9 @@ Rules for :func:`cell_mask`, in order:
    to Otsu's within the upper class (twice at most). The union, holes filled, is dilated by 10 %
    of its equivalent radius to take in the pale cytoplasm rim. (On the 200 expert-segmented white cells
    of Zheng et al. 2018 this gives a mean Dice of about 0.82.)
-3. **Fallback**: when rule 2 finds no region, or one under 1 % of the crop, the whole image.
+3. **Fallback**: when rule 2 finds no region, or one under 1 % of the crop, the whole image — except with
+   ``small_cells`` (multi-cell crops, whose white cell may be a small part of a large crop), where a region under
+   1 % is kept as found: the whole image only when rule 2 finds nothing.
 
 Tissue patches use the whole image as their mask (see :func:`cellbench.features.extract.extract_features`).
 """
@@ -41,8 +43,11 @@ NUCLEUS_CONTRAST = 10.0
 NUCLEUS_MIN_PART = 0.05
 
 
-def cell_mask(image: np.ndarray) -> np.ndarray:
-    """A boolean mask of the cell in a single-cell RGB ``uint8`` crop (see the module docstring)."""
+def cell_mask(image: np.ndarray, *, small_cells: bool = False) -> np.ndarray:
+    """A boolean mask of the cell in a single-cell RGB ``uint8`` crop (see the module docstring).
+
+    ``small_cells`` keeps a stained region under ``MIN_CELL`` of the crop instead of the whole image (rule 3).
+    """
     h, w = image.shape[:2]
     image = np.ascontiguousarray(image)
     lit = cv2.inRange(image, (0, 0, 0), (BLACK, BLACK, BLACK)) == 0
@@ -59,7 +64,7 @@ def cell_mask(image: np.ndarray) -> np.ndarray:
         region = _stained_region(cv2.GaussianBlur(channel, (3, 3), 0))
         if region is not None:
             found |= region
-    if found.mean() < MIN_CELL:
+    if found.mean() < MIN_CELL and not (small_cells and found.any()):
         return np.ones((h, w), bool)
     found = fill_holes(found)
     r = round(DILATE * math.sqrt(np.count_nonzero(found) / math.pi))

@@ -32,6 +32,7 @@ from cellbench.core.files import atomic_path, seal, sealed_cache_ok
 from cellbench.core.hashing import module_versions, source_digest, stable_hash
 from cellbench.core.types import DataKind, FeatureSet, Sample
 from cellbench.core.workers import default_workers, process_pool
+from cellbench.datasets import masks
 from cellbench.datasets.io import image_ref, read_image, read_mask, reader_version
 from cellbench.features.catalog import get_family
 from cellbench.features.config import FeatureConfig, check_kind
@@ -50,13 +51,14 @@ FEATURE_LIBRARIES = ("numpy", "cv2")  # the libraries feature code computes with
 def code_version() -> str:
     """Hash of everything that decides the feature values besides the inputs.
 
-    This package's source files, image reading (:func:`cellbench.datasets.io.reader_version`: its code and the
-    decoders' versions) and the versions of the libraries the features are computed with: a change to any of
-    them changes the cache key.
+    This package's source files and the mask finder's (:mod:`cellbench.datasets.masks`), image reading
+    (:func:`cellbench.datasets.io.reader_version`: its code and the decoders' versions) and the versions of the
+    libraries the features are computed with: a change to any of them changes the cache key.
     """
     return stable_hash(
         {
-            "features": source_digest(*sorted(PACKAGE_DIR.glob("*.py"))),
+            # the mask finder decides the values of every sample that comes without a mask
+            "features": source_digest(*sorted(PACKAGE_DIR.glob("*.py")), Path(masks.__file__)),
             "reader": reader_version(),
             "libraries": module_versions(*FEATURE_LIBRARIES),
         }

@@ -53,6 +53,19 @@ def test_feature_key_changes_with_image_reading_code(tmp_path, monkeypatch, fres
     assert _feature_key(tmp_path) != before
 
 
+def test_feature_key_changes_with_the_mask_finders_code(tmp_path, monkeypatch, fresh_keys):
+    import cellbench.datasets.masks as masks
+
+    before = _feature_key(tmp_path)
+    copy = tmp_path / "masks.py"
+    shutil.copyfile(masks.__file__, copy)
+    with copy.open("a") as f:
+        f.write("\n# an edit to how cells are found\n")
+    monkeypatch.setattr(masks, "__file__", str(copy))
+    batch.code_version.cache_clear()
+    assert _feature_key(tmp_path) != before
+
+
 @pytest.mark.parametrize("module", [np, cv2], ids=["numpy", "opencv"])
 def test_feature_key_changes_with_library_versions(tmp_path, monkeypatch, fresh_keys, module):
     before = _feature_key(tmp_path)

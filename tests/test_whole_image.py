@@ -92,3 +92,22 @@ def test_whole_image_values_follow_the_image_not_the_mask():
     redder = extract_features(multi_cell_crop(0, seed=3)[0], config=config, kind="crop")
     bluer = extract_features(multi_cell_crop(1, seed=3)[0], config=config, kind="crop")
     assert redder["img_r_mean"] > bluer["img_r_mean"] and redder["img_b_mean"] < bluer["img_b_mean"]
+
+
+def test_a_crops_small_cell_is_its_mask_not_the_whole_crop():
+    """One 64-px white cell in a 450-px crop (about 1 % of it): a crop's cell families measure that cell; a single
+    cell crop (kind ``cell``) keeps the whole-image fallback of ``datasets.masks`` rule 3."""
+    from cellbench.datasets.masks import cell_mask
+    from cellbench.features.extract import feature_vector
+
+    image, truth = multi_cell_crop(0, seed=3, size=450)
+    assert cell_mask(image).all()  # the single-cell rule: under 1 % of the crop, the whole image
+    found = cell_mask(image, small_cells=True)
+    assert 0 < found.mean() < 0.05
+    assert (found & truth).sum() / truth.sum() > 0.8 and (found & ~truth).sum() / found.sum() < 0.3
+    config = FeatureConfig.for_kind("crop")
+    names = feature_names(config)
+    crop = dict(zip(names, feature_vector(image, config=config, kind="crop")))
+    given = dict(zip(names, feature_vector(image, found, config=config, kind="crop")))
+    assert crop == given  # the crop's mask is the one found for its small cell
+    assert crop["morph_area"] < 0.05 * image.shape[0] * image.shape[1]
