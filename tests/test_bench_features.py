@@ -118,8 +118,9 @@ def test_450px_multi_cell_crops(benchmark):
 
 
 def test_450px_field_with_one_small_cell(benchmark):
-    """A 450-px crop whose one white cell (64 px) is about 1 % of it: the cell mask falls back to the whole image
-    (``datasets.masks.MIN_CELL``), so every cell family reads all 202,500 pixels — the slowest crop there is."""
+    """A 450-px crop whose one white cell (64 px) is about 1 % of it: the cell families read that cell, the
+    whole-image families all 202,500 pixels (before crops kept small cells, the cell mask fell back to the whole
+    crop here and the cell families read it all)."""
     from tests.test_whole_image import multi_cell_crop
 
     crops = [multi_cell_crop(i % 2, seed=i, size=450)[0] for i in range(10)]
