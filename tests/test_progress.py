@@ -245,3 +245,15 @@ def test_preparing_data_off_a_terminal_writes_plain_lines(tmp_path, capfd):
     assert "\r" not in err
     shown = {line.split(":")[0] for line in err.splitlines()}
     assert {"features given", "pixels given 32px"} <= shown, err
+
+
+def test_the_eta_is_an_upper_bound_until_a_deep_model_has_a_finished_job():
+    """Untimed deep jobs cost their planned batches (max_epochs, twice with the refit): the ETA says "≤" until a job
+    of that model (or kind) has finished and its rate per planned batch is known."""
+    jobs = [("a", "cnn", "deep", 100.0), ("b", "cnn", "deep", 100.0), ("c", "knn", "classical", 1.0)]
+    bar = JobProgress(jobs, timings=[("knn", "classical", 3.0, 1.0)], workers=1, enabled=False)
+    assert bar.eta_text().startswith("ETA ≤ ")
+    bar.finished("a", seconds=50.0)
+    assert bar.eta_text() == "ETA 53 s"  # 0.5 s a planned batch × 100 + the knn job's 3 s
+    classical = JobProgress([("c", "knn", "classical", 1.0)], timings=[("knn", "classical", 3.0, 1.0)], enabled=False)
+    assert classical.eta_text() == "ETA 3 s"

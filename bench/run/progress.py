@@ -185,6 +185,14 @@ def expected_costs(pending: Sequence[tuple], timings: Iterable[tuple], *,
     return [cost(*p) for p in pending]
 
 
+def untimed_deep(pending: Sequence[tuple], timings: Iterable[tuple]) -> bool:
+    """Whether a pending deep ``(model, kind[, work])`` job has no finished job of its model or kind in ``timings``:
+    its cost is then its planned batches (``max_epochs``; early stopping usually ends sooner), so the ETA is an
+    upper bound."""
+    timed = {t[0] for t in timings} | {t[1] for t in timings}
+    return any(kind == "deep" and model not in timed and kind not in timed for model, kind, *_ in pending)
+
+
 class JobProgress:
     """Counts finished jobs and estimates the time left from the expected cost of those still pending.
 
@@ -214,6 +222,11 @@ class JobProgress:
         """Seconds left: the expected cost of the pending jobs over the workers."""
         return sum(expected_costs(list(self.jobs.values()), self.timings, batch_seconds=self.live)) / self.workers
 
+    def eta_text(self) -> str:
+        """``ETA 4 min``; ``ETA ≤ 11 min`` while a pending deep model has no finished job (see :func:`untimed_deep`)."""
+        bound = "≤ " if untimed_deep(list(self.jobs.values()), self.timings) and self.jobs else ""
+        return f"ETA {bound}{_duration(self.eta())}"
+
     def batch_seconds(self, model: str, seconds: float) -> None:
         """A running deep job of ``model`` takes ``seconds`` a batch (:class:`EpochWatcher` measures it)."""
         self.live[model] = float(seconds)
@@ -230,8 +243,7 @@ class JobProgress:
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         """The bar's postfix (``EpochWatcher`` writes deep jobs' epochs here), with the ETA."""
         self.postfix = text
-        self.bar.set_postfix_str(f"{text} | ETA {_duration(self.eta())}" if text else f"ETA {_duration(self.eta())}",
-                                 refresh=refresh)  # fmt: skip
+        self.bar.set_postfix_str(f"{text} | {self.eta_text()}" if text else self.eta_text(), refresh=refresh)
         if self.enabled and not self.terminal and self.clock() - self._last >= self.every:
             self._line()
 
@@ -244,7 +256,7 @@ class JobProgress:
         self._last = self.clock()
         total = self.done + len(self.jobs)
         extra = f" ({self.postfix})" if self.postfix else ""
-        self.stream.write(f"{self.desc}: {self.done}/{total} done, ETA {_duration(self.eta())}{extra}\n")
+        self.stream.write(f"{self.desc}: {self.done}/{total} done, {self.eta_text()}{extra}\n")
         self.stream.flush()
 
 
