@@ -248,11 +248,13 @@ def test_preparing_data_off_a_terminal_writes_plain_lines(tmp_path, capfd):
 
 
 def test_the_eta_is_an_upper_bound_until_a_deep_model_has_a_finished_job():
-    """Untimed deep jobs cost their planned batches (max_epochs, twice with the refit): the ETA says "≤" until a job
-    of that model (or kind) has finished and its rate per planned batch is known."""
+    """Untimed deep jobs cost their planned batches (max_epochs, twice with the refit) at a running job's rate: the ETA
+    says "≤" until a job of that model (or kind) has finished, and "≥" before any deep rate is known."""
     jobs = [("a", "cnn", "deep", 100.0), ("b", "cnn", "deep", 100.0), ("c", "knn", "classical", 1.0)]
     bar = JobProgress(jobs, timings=[("knn", "classical", 3.0, 1.0)], workers=1, enabled=False)
-    assert bar.eta_text().startswith("ETA ≤ ")
+    assert bar.eta_text() == "ETA ≥ 9 s"  # no deep rate yet: each job costed as the mean finished one, 3 s
+    bar.batch_seconds("cnn", 0.4)  # a running cnn job shows 0.4 s a batch
+    assert bar.eta_text() == "ETA ≤ 83 s"  # 0.4 × 100 × 2 + 3
     bar.finished("a", seconds=50.0)
     assert bar.eta_text() == "ETA 53 s"  # 0.5 s a planned batch × 100 + the knn job's 3 s
     classical = JobProgress([("c", "knn", "classical", 1.0)], timings=[("knn", "classical", 3.0, 1.0)], enabled=False)

@@ -223,8 +223,12 @@ class JobProgress:
         return sum(expected_costs(list(self.jobs.values()), self.timings, batch_seconds=self.live)) / self.workers
 
     def eta_text(self) -> str:
-        """``ETA 4 min``; ``ETA ≤ 11 min`` while a pending deep model has no finished job (see :func:`untimed_deep`)."""
-        bound = "≤ " if untimed_deep(list(self.jobs.values()), self.timings) and self.jobs else ""
+        """``ETA 4 min``; while a pending deep model has no finished job (:func:`untimed_deep`), ``ETA ≤ 11 min`` once
+        a running deep job shows its seconds per batch (its planned batches at that rate: an upper bound), and
+        ``ETA ≥ 25 s`` before (deep jobs costed as the mean finished job, far less than they take)."""
+        bound = ""
+        if self.jobs and untimed_deep(list(self.jobs.values()), self.timings):
+            bound = "≤ " if self.live else "≥ "
         return f"ETA {bound}{_duration(self.eta())}"
 
     def batch_seconds(self, model: str, seconds: float) -> None:
