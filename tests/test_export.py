@@ -129,3 +129,25 @@ def test_the_documented_pandas_one_liner_loads_the_store(results):
     jobs = pd.read_sql("SELECT * FROM jobs", sqlite3.connect(results / "smoke" / "store.sqlite"))
     with Store.open(results / "smoke", write=False) as store:
         assert len(jobs) == len(store.jobs())
+
+
+def test_leaderboard_out_writes_elsewhere_and_a_read_only_folder_says_so(results, tmp_path, capsys, monkeypatch):
+    own = results / "smoke" / "LEADERBOARD.md"
+    before = own.read_bytes() if own.exists() else None
+    out = tmp_path / "board"
+    assert main(["leaderboard", "--suite", "smoke", "--results", str(results), "--out", str(out)]) == 0
+    assert f"leaderboard: {out / 'LEADERBOARD.md'}" in capsys.readouterr().out
+    assert "## The answer" in (out / "LEADERBOARD.md").read_text() and (out / "figures").is_dir()
+    assert (own.read_bytes() if own.exists() else None) == before  # the results folder is left as it was
+
+    import errno
+
+    from cellbench.tools import cli
+
+    def read_only(store, *, out_dir):
+        raise OSError(errno.EROFS, "Read-only file system", str(out_dir / "LEADERBOARD.md"))
+
+    monkeypatch.setattr(cli, "write_leaderboard", read_only)
+    assert main(["leaderboard", "--suite", "smoke", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err and "--out DIR" in err

@@ -496,6 +496,11 @@ def test_a_read_only_results_folder_is_read_and_a_run_there_is_one_error(tmp_pat
         board = one_clear_error(cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results)))
         assert "not a cellbench store" not in board and "read-only" in board.lower(), board[-2000:]
         assert ".tmp" not in board, f"the error names a temporary file:\n{board}"
+        assert "--out" in board, board[-2000:]  # the way out: the leaderboard written elsewhere
+        elsewhere = cli(tmp_path, "leaderboard", "--suite", str(suite), "--results", str(results), "--out",
+                        str(tmp_path / "board"))  # fmt: skip
+        assert elsewhere.returncode == 0, elsewhere.stderr[-2000:]
+        assert (tmp_path / "board" / "LEADERBOARD.md").is_file()
         refused = one_clear_error(run_suite(tmp_path, suite, results))
         assert "read-only" in refused.lower() and str(results) in refused, refused[-2000:]
     finally:

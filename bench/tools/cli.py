@@ -134,6 +134,8 @@ def _add_leaderboard(sub) -> None:
     lb = sub.add_parser("leaderboard", help="rewrite LEADERBOARD.md from the store without retraining")
     lb.add_argument("--suite", default="quick", help="built-in suite name or a .toml path, as given to run [quick]")
     lb.add_argument("--results", default="results", help="results root folder [results]")
+    lb.add_argument("--out", help="write LEADERBOARD.md and its figures into this folder instead (e.g. when the "
+                    "results folder is read-only) [the results folder]")  # fmt: skip
     _add_selection(lb, data_root=True)
 
 
@@ -524,8 +526,19 @@ def results_folder(suite: str, results: str | Path, *, args: argparse.Namespace 
 
 def cmd_leaderboard(args) -> int:
     folder = results_folder(args.suite, args.results, args=args)
+    out = Path(args.out) if args.out else folder
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for LEADERBOARD.md and its figures")
     with Store.open(folder, write=False) as store:
-        path = write_leaderboard(store, out_dir=folder)
+        try:
+            path = write_leaderboard(store, out_dir=out)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or args.out:
+                raise
+            raise ConfigError(
+                f"cannot write the leaderboard into {folder}: {exc.strerror} ({exc.filename or folder}); the store "
+                "was read: write the leaderboard elsewhere with --out DIR"
+            ) from None
     print(f"leaderboard: {path}")
     return 0
 
