@@ -151,3 +151,17 @@ def test_leaderboard_out_writes_elsewhere_and_a_read_only_folder_says_so(results
     assert main(["leaderboard", "--suite", "smoke", "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Read-only file system" in err and "--out DIR" in err
+
+
+def test_an_export_into_a_read_only_folder_points_to_out(results, capsys, monkeypatch):
+    import errno
+
+    from cellbench.tools import cli
+
+    def read_only(*a, out, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(out))
+
+    monkeypatch.setattr(cli, "export_results", read_only)
+    assert main(["export", "--suite", "smoke", "--results", str(results), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the export" in err and "--out DIR" in err

@@ -8,6 +8,7 @@ exit status. Errors the user can fix (:class:`cellbench.core.errors.CellbenchErr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import sqlite3
@@ -529,25 +530,31 @@ def cmd_leaderboard(args) -> int:
     out = Path(args.out) if args.out else folder
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for LEADERBOARD.md and its figures")
-    with Store.open(folder, write=False) as store:
-        try:
-            path = write_leaderboard(store, out_dir=out)
-        except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or args.out:
-                raise
-            raise ConfigError(
-                f"cannot write the leaderboard into {folder}: {exc.strerror} ({exc.filename or folder}); the store "
-                "was read: write the leaderboard elsewhere with --out DIR"
-            ) from None
+    with Store.open(folder, write=False) as store, _elsewhere_if_read_only(folder, "the leaderboard", given=args.out):
+        path = write_leaderboard(store, out_dir=out)
     print(f"leaderboard: {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _elsewhere_if_read_only(folder: Path, what: str, *, given: str | None):
+    """A write into ``folder`` refused by the file system (read-only, not ours) as one error pointing to ``--out``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or given:
+            raise
+        raise ConfigError(
+            f"cannot write {what} into {folder}: {exc.strerror} ({exc.filename or folder}); the store was read: "
+            f"write {what} elsewhere with --out DIR"
+        ) from None
 
 
 def cmd_export(args) -> int:
     fmt = check_format(args.format)
     folder = results_folder(args.suite, args.results, args=args)
     out = Path(args.out) if args.out else paths.inside(folder, "export", fmt, what="export folder")
-    with Store.open(folder, write=False) as store:
+    with Store.open(folder, write=False) as store, _elsewhere_if_read_only(folder, "the export", given=args.out):
         done = export_results(store, summarise(store), fmt=fmt, out=out)
     print(f"{len(done.files)} file(s) written to {done.folder} ({fmt})")
     return 0
