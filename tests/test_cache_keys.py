@@ -4,6 +4,7 @@ and library versions (a change to ``datasets/io.py`` kept the feature key on 50d
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -35,15 +36,20 @@ def _feature_key(tmp_path) -> str:
     ).name
 
 
-def _edited_reader(tmp_path, monkeypatch) -> None:
-    """Make ``datasets/io.py`` read as edited: its hashed source is a copy with one more line."""
-    copy = tmp_path / "io.py"
-    shutil.copyfile(io.__file__, copy)
+def _edited(module, tmp_path, monkeypatch) -> None:
+    """Make ``module``'s source read as edited: its hashed file is a copy with one more line."""
+    copy = tmp_path / Path(module.__file__).name
+    shutil.copyfile(module.__file__, copy)
     with copy.open("a") as f:
-        f.write("\n# an edit to image reading\n")
-    monkeypatch.setattr(io, "__file__", str(copy))
+        f.write("\n# an edit\n")
+    monkeypatch.setattr(module, "__file__", str(copy))
     io._reader_version_items.cache_clear()
     batch.code_version.cache_clear()
+
+
+def _edited_reader(tmp_path, monkeypatch) -> None:
+    """Make ``datasets/io.py`` read as edited."""
+    _edited(io, tmp_path, monkeypatch)
 
 
 def test_feature_key_changes_with_image_reading_code(tmp_path, monkeypatch, fresh_keys):
@@ -57,12 +63,7 @@ def test_feature_key_changes_with_the_mask_finders_code(tmp_path, monkeypatch, f
     import cellbench.datasets.masks as masks
 
     before = _feature_key(tmp_path)
-    copy = tmp_path / "masks.py"
-    shutil.copyfile(masks.__file__, copy)
-    with copy.open("a") as f:
-        f.write("\n# an edit to how cells are found\n")
-    monkeypatch.setattr(masks, "__file__", str(copy))
-    batch.code_version.cache_clear()
+    _edited(masks, tmp_path, monkeypatch)
     assert _feature_key(tmp_path) != before
 
 
