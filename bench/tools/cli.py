@@ -304,10 +304,6 @@ def _add_selection(p: argparse.ArgumentParser, *, data_root: bool = False) -> No
         g.add_argument("--data-root", help="the data root the run was given (or $CELLBENCH_DATA)")
 
 
-# the data-selection flags' attributes (``_add_selection``); given any, a command reads the data as that run did
-SELECTION_FLAGS = ("datasets", "positive_class", "option", "max_per_class", "max_groups", "test_data")
-
-
 def _selected(args, **narrowing):
     """The suite of ``args.suite`` narrowed by the data-selection flags (and ``narrowing``)."""
     return load_suite(args.suite).narrow(
@@ -468,7 +464,8 @@ def cmd_app(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    selected = _selected(args) if any(getattr(args, k) for k in SELECTION_FLAGS) else None
+    chosen = _selected(args)
+    selected = chosen if chosen.narrowing else None  # no data flag given: the suite's own data (or --dataset's)
     dataset = args.dataset
     if dataset is None:
         if selected is None or len(selected.datasets) != 1:
