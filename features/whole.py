@@ -5,9 +5,11 @@ the other cells, the stain of the whole field). This family measures the whole (
 scale 1 is the image resized so its longer side is at most ``image_side``, scale 2 half of that.
 
 - colour (scale 2: area averaging has removed pixel noise, and it costs a quarter): the
-  :data:`cellbench.features.intensity.STATS` of R, G, B, HSV hue, saturation and value (OpenCV's 8-bit HSV,
-  hue 0..179) and of the haematoxylin, eosin and DAB densities of
-  ``skimage.color.rgb2hed``; 8-bin histograms of hue, saturation and value (shares of the pixels);
+  :data:`cellbench.features.intensity.STATS` of R, G, B, HSV hue, saturation and value (OpenCV's 8-bit HSV) and
+  of the haematoxylin, eosin and DAB densities of ``skimage.color.rgb2hed``; 8-bin histograms of hue, saturation
+  and value (shares of the pixels). Hue is measured from cyan: 0..179 is OpenCV's hue plus 90, modulo 180, so
+  the wrap of the hue circle falls on cyan-green, which stained slides hardly hold, and not on the reds, pinks and
+  purples they are made of (OpenCV's 0 is red: a red whose pixels straddle it would average to cyan);
 - texture (each scale): Haralick's 13 features of the co-occurrences summed over 4 directions (per distance; grey
   levels spread over the image's 1st-99th percentile range as in the cell family) and the uniform LBP histogram
   at radius 1 (8 points) of the grey image: the two scales play the part of two radii, at a quarter of the cost;
@@ -35,6 +37,7 @@ BYTE_CHANNELS = ("r", "g", "b", "hue", "sat", "val")
 STAIN_CHANNELS = ("hem", "eos", "dab")
 HIST_CHANNELS = ("hue", "sat", "val")
 HIST_BINS = 8
+HUE_LEVELS = 180
 SCALES = (1, 2)
 CANNY = (50, 100)
 LBP_POINTS = 8
@@ -75,8 +78,10 @@ def colour_values(rgb: np.ndarray) -> np.ndarray:
     planes = [(rgb, c) for c in range(3)] + [(hsv, c) for c in range(3)]
     hist = np.stack([cv2.calcHist([img], [c], None, [256], [0, 256]).ravel() for img, c in planes])
     stains = float_stats(np.ascontiguousarray(rgb2hed(rgb).reshape(-1, 3).T))
-    # hue spans 0..179 in OpenCV's 8-bit HSV; saturation and value 0..255
-    shares = np.concatenate([_bins(hist[3, :180]), _bins(hist[4]), _bins(hist[5])]) / (rgb.shape[0] * rgb.shape[1])
+    # hue spans 0..179 in OpenCV's 8-bit HSV (saturation and value 0..255): turned by 90 levels, from cyan
+    hist[3, :HUE_LEVELS] = np.roll(hist[3, :HUE_LEVELS], HUE_LEVELS // 2)
+    hue, sat, val = _bins(hist[3, :HUE_LEVELS]), _bins(hist[4]), _bins(hist[5])
+    shares = np.concatenate([hue, sat, val]) / (rgb.shape[0] * rgb.shape[1])
     return np.concatenate([histogram_stats(hist).ravel(), stains.ravel(), shares])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -111,3 +112,18 @@ def test_a_crops_small_cell_is_its_mask_not_the_whole_crop():
     given = dict(zip(names, feature_vector(image, found, config=config, kind="crop")))
     assert crop == given  # the crop's mask is the one found for its small cell
     assert crop["morph_area"] < 0.05 * image.shape[0] * image.shape[1]
+
+
+def test_hue_is_measured_from_cyan_so_reds_do_not_straddle_the_wrap():
+    """Half the pixels at OpenCV hue 175, half at 5 (two reds): measured from cyan they are 85 and 95, mean 90 and
+    spread 5 — read from OpenCV's 0 they would be 175 and 5, mean 90 (cyan) and spread 85."""
+    hsv = np.zeros((64, 64, 3), np.uint8)
+    hsv[:, :32] = (175, 200, 200)
+    hsv[:, 32:] = (5, 200, 200)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    f = extract_features(rgb, config=FeatureConfig(families=("whole_image",)), kind="patch")
+    assert abs(f["img_hue_mean"] - 90) < 2 and f["img_hue_std"] < 8, (f["img_hue_mean"], f["img_hue_std"])
+    # the 8 hue bins from cyan: both reds in the middle bins (levels 67..89 and 90..112)
+    assert f["img_hue_h3"] + f["img_hue_h4"] == pytest.approx(1.0)
+    cyan = cv2.cvtColor(np.full((8, 8, 3), (90, 200, 200), np.uint8), cv2.COLOR_HSV2RGB)
+    assert extract_features(cyan, config=FeatureConfig(families=("whole_image",)), kind="patch")["img_hue_mean"] < 2
