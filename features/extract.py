@@ -86,8 +86,9 @@ def feature_vector(
     feature_names(config)  # an unknown family stops here, before any pixel work
     image = as_rgb8(image, where=f"sample {sample}")
     if mask is None:
-        # a crop's cell families measure its largest cell, as a single cell's (however small a part of the crop it
-        # is: the whole crop only when no cell is found); a patch has no cell
+        # a crop's masked families (hed_texture by default; the cell families where a suite adds them) measure its
+        # largest cell, as a single cell's (however small a part of the crop it is: the whole crop only when no cell
+        # is found); a patch has no cell
         mask = cell_mask(image, small_cells=kind == "crop") if kind != "patch" else np.ones(image.shape[:2], bool)
     cell = prepare_cell(image, mask, max_side=config.max_side, margin=max(config.lbp_radii) + 1, sample=sample)
     return compute(cell, config)

@@ -2,7 +2,7 @@
 
 Run with ``pytest -m benchmark --benchmark-enable -p no:cacheprovider tests/test_bench_features.py``.
 Each benchmark records ``cells_per_s`` (per core: one process, OpenCV and BLAS limited to one thread) in
-``extra_info``. Targets for the default cell config: >= 250 cells/s at 96 px, >= 30 cells/s at 450 px.
+``extra_info``. Targets (issue 15), for each data kind's default families: >= 250 images/s at 96 px, >= 30 at 450 px.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_96px_patches(benchmark):
 
 
 def test_96px_multi_cell_crops(benchmark):
-    """The crop defaults (cell families on the largest cell, whole_image, hed_texture)."""
+    """The crop defaults (whole_image; hed_texture inside the largest cell found)."""
     from tests.test_whole_image import multi_cell_crop
 
     crops = [cv2.resize(multi_cell_crop(i % 2, seed=i)[0], (96, 96), interpolation=cv2.INTER_AREA) for i in range(100)]
@@ -118,9 +118,9 @@ def test_450px_multi_cell_crops(benchmark):
 
 
 def test_450px_field_with_one_small_cell(benchmark):
-    """A 450-px crop whose one white cell (64 px) is about 1 % of it: the cell families read that cell, the
-    whole-image families all 202,500 pixels (before crops kept small cells, the cell mask fell back to the whole
-    crop here and the cell families read it all)."""
+    """A 450-px crop whose one white cell (64 px) is about 1 % of it: hed_texture reads that cell, whole_image all
+    202,500 pixels (before crops kept small cells, the cell mask fell back to the whole crop here and the masked
+    families read it all)."""
     from tests.test_whole_image import multi_cell_crop
 
     crops = [multi_cell_crop(i % 2, seed=i, size=450)[0] for i in range(10)]

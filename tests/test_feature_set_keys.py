@@ -51,3 +51,24 @@ def test_changing_the_families_runs_new_jobs_and_naming_the_defaults_resumes(tmp
     defaults = list(FeatureConfig.for_kind("cell").families)  # the synthetic set's kind: the same features
     again = run_suite(_suite({"families": defaults}), results_root=root, workers=1, progress=False)
     assert again.ran == 0 and again.planned == 2
+
+
+def test_a_kind_whose_default_changed_gets_a_feature_key_and_its_former_default_keeps_none():
+    """The crop default changed after job keys took feature sets: jobs fitted on the former default (cell families +
+    whole_image + hed_texture) keep their keys; the new default gets its own, so it never resumes them."""
+    from dataclasses import replace
+
+    from cellbench.datasets import load_dataset
+    from cellbench.features.config import CELL_FAMILIES, KEYLESS_FAMILIES
+    from cellbench.run.prepare import feature_set_key
+
+    cells = load_dataset("synthetic", n_patients=2, fields_per_patient=1)
+    crops = replace(cells, info=replace(cells.info, kind="crop"))
+    assert feature_set_key(FeatureConfig.for_kind("cell"), cells) == ""
+    patches = replace(cells, info=replace(cells.info, kind="patch"))
+    assert feature_set_key(FeatureConfig.for_kind("patch"), patches) == ""
+    former = FeatureConfig.for_kind("crop", families=KEYLESS_FAMILIES["crop"])
+    assert former.families == (*CELL_FAMILIES, "whole_image", "hed_texture")
+    assert feature_set_key(former, crops) == ""
+    new = FeatureConfig.for_kind("crop")
+    assert new.families != former.families and feature_set_key(new, crops) == new.key()

@@ -106,7 +106,7 @@ def test_a_crops_small_cell_is_its_mask_not_the_whole_crop():
     found = cell_mask(image, small_cells=True)
     assert 0 < found.mean() < 0.05
     assert (found & truth).sum() / truth.sum() > 0.8 and (found & ~truth).sum() / found.sum() < 0.3
-    config = FeatureConfig.for_kind("crop")
+    config = FeatureConfig.for_kind("crop", families=(*CELL_FAMILIES, *DEFAULT_FAMILIES["crop"]))
     names = feature_names(config)
     crop = dict(zip(names, feature_vector(image, config=config, kind="crop")))
     given = dict(zip(names, feature_vector(image, found, config=config, kind="crop")))

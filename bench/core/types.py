@@ -197,7 +197,7 @@ class Job:
     external: str = ""  # key of an external test set the job also scores (see bench.external); fold -1: refit
     inputs: str = ""  # cache key of the embeddings an embedding head reads (backbone weights, pixels, user file)
     stain: str = ""  # stain normalisation and its per-fold references (cellbench.run.stain); "" for none
-    features: str = ""  # key of a feature set other than its data kind's default (models reading features); "" else
+    features: str = ""  # key of a feature set other than its kind's keyless one (run.prepare.feature_set_key); or ""
 
     def canonical(self) -> dict[str, Any]:
         # the suite name is left out: the same computation in two suites is the same job; optional keys

@@ -21,6 +21,7 @@ from cellbench.datasets.embeddings import load_user_embeddings
 from cellbench.datasets.extraction import replace_fingerprint, run_extraction, split_options
 from cellbench.datasets.subsample import subsample_dataset
 from cellbench.features import FeatureConfig, extract_feature_set
+from cellbench.features.config import KEYLESS_FAMILIES
 from cellbench.models import MODELS
 from cellbench.models.embeddings import embed, embedding_id, embedding_key, embedding_params
 from cellbench.models.pixels import pixel_cache
@@ -60,10 +61,12 @@ class Prepared(OfRecord):
 
 
 def feature_set_key(config: FeatureConfig | None, dataset: Dataset) -> str:
-    """``config.key()`` where the suite's ``[features]`` make it differ from the default of the data set's kind (and
-    card), else ``""``: the job keys of suites with the default feature set stay as they were, and a suite that
-    changes its families or their parameters never resumes jobs fitted on other features."""
-    if config is None or config == FeatureConfig.for_kind(dataset.info.kind, families=dataset.info.families):
+    """``config.key()`` where the feature set differs from the one jobs of the data set's kind (and card) were fitted
+    on while job keys held none (:data:`~cellbench.features.config.KEYLESS_FAMILIES`), else ``""``: the job keys of
+    suites with those features stay as they were, and a suite whose families or parameters differ — the suite's
+    ``[features]``, or a kind's default that has changed since — never resumes jobs fitted on other features."""
+    keyless = dataset.info.families or KEYLESS_FAMILIES[dataset.info.kind]
+    if config is None or config == FeatureConfig.for_kind(dataset.info.kind, families=keyless):
         return ""
     return config.key()
 
