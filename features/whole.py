@@ -105,8 +105,11 @@ def pattern_values(grey: np.ndarray) -> np.ndarray:
     edges = cv2.Canny(grey, *CANNY)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    # whole squares below 2**24 (exact) and IEEE sqrt: the same bits wherever the image lies in memory, which
+    # cv2.magnitude's vector path does not promise (its result changed with the buffer's alignment)
+    magnitude = np.sqrt(gx * gx + gy * gy)
     # Sobel's 3x3 kernel weighs a one-level step by 4 (1 + 2 + 1): divided out, grey levels per pixel
-    gradient = float(cv2.magnitude(gx, gy).mean()) / 4.0
+    gradient = float(magnitude.mean(dtype=np.float64)) / 4.0
     return np.concatenate([lbp, [np.count_nonzero(edges) / edges.size, gradient]])
 
 
