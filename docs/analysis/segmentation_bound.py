@@ -24,37 +24,40 @@ import csv
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
+from cellbench.core.errors import DataError
+from cellbench.datasets.io import image_size, read_image, read_mask
 from cellbench.features import extract_features
 
 KEEP = (1.0, 0.99, 0.98, 0.95)
 
 
 def field_sizes(folder: Path | None, fields: set[str]) -> dict[str, tuple[int, int]]:
-    """(height, width) of each field image found under ``folder`` (by file stem)."""
+    """(height, width) of each field image found under ``folder`` (by file stem), from the file headers."""
     if folder is None:
         return {}
     out = {}
     for path in folder.rglob("*"):
         if path.stem in fields and path.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is not None:
-                out[path.stem] = image.shape[:2]
+            try:
+                width, height = image_size(path)
+            except DataError:
+                continue
+            out[path.stem] = (height, width)
     return out
 
 
-def object_rows(folder: Path, sizes: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def object_rows(
+    folder: Path, rows: list[dict[str, str]], sizes: dict[str, tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (n, k), label (1 = unmatched) and field of every found object of an extraction folder."""
-    with open(folder / "index.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["status"] in ("sample", "unmatched")]
     features, labels, groups = [], [], []
     for r in rows:
-        image = cv2.cvtColor(cv2.imread(str(folder / r["image"])), cv2.COLOR_BGR2RGB)
-        mask = cv2.imread(str(folder / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+        image = read_image(folder / r["image"])
+        mask = read_mask(folder / r["mask"]) > 0
         x0, y0, x1, y1 = (int(float(r[k])) for k in ("x0", "y0", "x1", "y1"))
         h, w = sizes.get(r["field"], (np.inf, np.inf))
         border = min(x0, y0, w - x1, h - y1)
@@ -73,8 +76,8 @@ def main() -> None:
     info = json.loads((args.folder / "extraction.json").read_text())
     targets = info["quality"]["targets"]
     with open(args.folder / "index.csv", newline="") as fh:
-        fields = {r["field"] for r in csv.DictReader(fh)}
-    x, y, groups = object_rows(args.folder, field_sizes(args.fields, fields))
+        rows = [r for r in csv.DictReader(fh) if r["status"] in ("sample", "unmatched")]
+    x, y, groups = object_rows(args.folder, rows, field_sizes(args.fields, {r["field"] for r in rows}))
     matched, unmatched = int((y == 0).sum()), int(y.sum())
     print(f"{len(y)} found objects ({matched} matched, {unmatched} unmatched) of {targets} annotated cells, "
           f"{len(set(groups))} fields, {x.shape[1]} measures per object")  # fmt: skip
