@@ -57,7 +57,7 @@ class Prepared(OfRecord):
     record: DataSetRecord
     inputs: Mapping[str, str] = field(default_factory=dict)  # embedding id -> its cache key (see Job.inputs)
     stain: str = ""  # stain normalisation and its per-fold references (see Job.stain); "" for none
-    features: str = ""  # the feature set's key where it is not the data kind's default (see Job.features)
+    features: str = ""  # the feature set's key where it is not its kind's keyless one (see feature_set_key)
 
 
 def feature_set_key(config: FeatureConfig | None, dataset: Dataset) -> str:
